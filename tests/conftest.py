@@ -1,0 +1,97 @@
+"""Shared fixtures: tiny seeded runs built without training, for the stages after embed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spotreview.rundir import Run, save_npy, write_json
+
+# The tool turns analytics off by itself; tests must never phone home either way.
+os.environ.setdefault("SPOTLIGHT_OPT_OUT", "true")
+
+
+def make_synthetic_run(
+    root: Path,
+    *,
+    n_per_class: int = 12,
+    class_names: tuple[str, ...] = ("cat", "dog", "frog"),
+    steps: tuple[int, ...] = (0, 5, 10, 20, 100),
+    dim: int = 16,
+    seed: int = 0,
+) -> Run:
+    """A run directory as ``finetune`` leaves it, with embeddings that separate over steps.
+
+    Classes start as one blob (step 0) and drift apart linearly with the step index; the
+    last row of the evaluation set is planted far away from everything as an outlier.
+    Steps are deliberately not in lexical order (100 after 20).
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    run = Run(root)
+    n_classes = len(class_names)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    n = len(labels)
+    ids = [f"img-{i:04d}" for i in range(n)]
+
+    run.images_dir.mkdir(parents=True, exist_ok=True)
+    palette = rng.integers(0, 255, size=(n_classes, 3))
+    for i, label in zip(ids, labels):
+        pixels = np.clip(palette[label] + rng.normal(0, 30, size=(16, 16, 3)), 0, 255)
+        Image.fromarray(pixels.astype(np.uint8)).save(run.image_path(i))
+
+    pd.DataFrame(
+        {
+            "id": ids,
+            "label": labels,
+            "class_name": [class_names[k] for k in labels],
+            "image": [f"images/{i}.png" for i in ids],
+        }
+    ).to_csv(run.eval_csv, index=False)
+    write_json(
+        run.manifest,
+        {
+            "model": "synthetic",
+            "dataset": "synthetic",
+            "class_names": list(class_names),
+            "seed": seed,
+            "num_images": n,
+        },
+    )
+
+    centers = rng.normal(0, 1, size=(n_classes, dim))
+    noise = rng.normal(0, 1, size=(n, dim))
+    for k, step in enumerate(steps):
+        spread = 6.0 * k / max(len(steps) - 1, 1)
+        x = noise + spread * centers[labels]
+        x[-1] = 40.0  # the planted outlier
+        logits = spread * np.eye(n_classes)[labels] + rng.normal(0, 1, size=(n, n_classes))
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        save_npy(run.embedding_path(step), x.astype(np.float32))
+        save_npy(run.probs_path(step), probs.astype(np.float32))
+
+    log_steps = np.arange(1, steps[-1] + 1)
+    pd.DataFrame(
+        {
+            "step": log_steps,
+            "epoch": log_steps / steps[-1] * 2,
+            "loss": 2.3 * np.exp(-log_steps / 30) + 0.1,
+            "learning_rate": 1e-3,
+        }
+    ).to_csv(run.log_csv, index=False)
+    return run
+
+
+@pytest.fixture
+def synthetic_run(tmp_path) -> Run:
+    return make_synthetic_run(tmp_path / "run")
+
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
