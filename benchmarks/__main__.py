@@ -1,0 +1,82 @@
+"""Run the benchmarks and print one table of measured figures and ratios.
+
+    python -m benchmarks              # all of them
+    python -m benchmarks embed        # one (module benchmarks/bench_embed.py)
+    python -m benchmarks --quick      # smaller sizes, a smoke run
+
+Each ``benchmarks/bench_NAME.py`` defines ``run(quick: bool) -> list[dict]``; a row has
+``benchmark``, ``measure``, ``value``, ``unit`` and optionally ``baseline``, ``ratio``,
+``target``, ``met`` (bool) and ``note``. Ratios compare against a baseline measured in
+the same run on the same machine; nothing here is a timed assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+COLUMNS = ("benchmark", "measure", "value", "unit", "baseline", "ratio", "target", "met", "note")
+
+
+def machine() -> str:
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads"
+    )
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    args = parser.parse_args(argv)
+    available = sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    names = args.names or available
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; available: {available}")
+    print(f"Machine: {machine()}\n", flush=True)
+    rows = []
+    for name in names:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        rows += module.run(quick=args.quick)
+    print(table(rows), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
