@@ -8,6 +8,8 @@ imported lazily so ``import spotreview`` (and ``spotreview --help``) stays insta
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -31,6 +33,20 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+class _Package(types.ModuleType):
+    """Keeps ``spotreview.embed``/``review``/``export`` the functions: importing a submodule
+    of the same name (``from .embed import ...`` anywhere) would otherwise rebind the
+    package attribute to the module, and ``spotreview.embed(...)`` would stop working."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

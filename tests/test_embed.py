@@ -1,0 +1,256 @@
+"""Post-hoc embedding of save_pretrained checkpoint folders: contents, order, resume, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from spotreview.cli import cli
+from spotreview.embed import embed, load_checkpoint, preprocess, resolve_precision
+from spotreview.errors import ModelError, RunDirError
+from spotreview.rundir import Run
+
+STEPS = (0, 20, 100)  # 100 sorts before 20 as text
+
+
+def tiny_vit(seed: int, *, head: bool = True):
+    from transformers import ViTConfig, ViTForImageClassification, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=3,
+    )
+    return ViTForImageClassification(config) if head else ViTModel(config, add_pooling_layer=False)
+
+
+def vit_processor():
+    import transformers
+
+    cls = getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)
+    return cls(size={"height": 16, "width": 16})
+
+
+def save_checkpoints(root, steps=STEPS, *, head=True, processor_in="checkpoint"):
+    """checkpoint-STEP dirs of a tiny ViT (different weights each) as a Trainer would leave them."""
+    for k, step in enumerate(steps):
+        path = root / f"checkpoint-{step}"
+        tiny_vit(k, head=head).save_pretrained(path)
+        if processor_in == "checkpoint":
+            vit_processor().save_pretrained(path)
+    if processor_in == "run":
+        vit_processor().save_pretrained(root / "processor")
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Two classes of seeded images in mixed modes and sizes."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for k in range(10):
+        folder = root / ("dark" if k % 2 else "light")
+        folder.mkdir(exist_ok=True)
+        size = (8 + k, 12 - k % 3)
+        im = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+        im = {0: im, 1: im.convert("L"), 2: im.convert("RGBA"), 3: im.convert("P")}[k % 4]
+        im.save(folder / f"{k:02d}.png")
+    return root
+
+
+def test_embeds_every_checkpoint_of_a_foreign_folder_in_step_order(tmp_path, image_folder):
+    save_checkpoints(tmp_path)
+    done = embed(tmp_path, images=image_folder, precision="fp32", batch_size=4, quiet=True)
+    assert done == [0, 20, 100]
+    run = Run(tmp_path)
+    assert run.snapshots() == [0, 20, 100]
+    table = run.read_eval()
+    assert list(table.columns) == ["id", "label", "class_name", "image"] and len(table) == 10
+    assert sorted(set(table["class_name"])) == ["dark", "light"]
+    assert all(run.image_path(i).is_file() for i in table["id"])
+    assert run.read_manifest()["images"] == str(image_folder)
+    for step in STEPS:
+        emb, probs = np.load(run.embedding_path(step)), np.load(run.probs_path(step))
+        assert emb.shape == (10, 16) and emb.dtype == np.float32
+        assert probs.shape == (10, 3) and probs.dtype == np.float32
+        assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert not np.allclose(np.load(run.embedding_path(0)), np.load(run.embedding_path(100)))
+
+    # the embedding is the CLS row of the base model's last hidden state (after the final layer norm)
+    model = load_checkpoint(tmp_path / "checkpoint-20")
+    from spotreview.embed import load_processor, read_eval_images
+
+    pixels = preprocess(read_eval_images(run), load_processor(run, tmp_path / "checkpoint-20"), quiet=True)
+    with torch.no_grad():
+        expected = model.vit(pixel_values=pixels).last_hidden_state[:, 0].numpy()
+        logits = model(pixel_values=pixels).logits
+    np.testing.assert_allclose(np.load(run.embedding_path(20)), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.load(run.probs_path(20)), torch.softmax(logits, -1).numpy(), atol=1e-5)
+
+
+def test_resume_recomputes_only_the_removed_snapshot(tmp_path, image_folder):
+    save_checkpoints(tmp_path, processor_in="run")
+    assert embed(tmp_path, images=image_folder, precision="fp32", quiet=True) == [0, 20, 100]
+    run = Run(tmp_path)
+    before = {s: run.embedding_path(s).stat().st_mtime_ns for s in STEPS}
+    kept = np.load(run.embedding_path(20))
+    run.embedding_path(20).unlink()
+
+    # resuming needs no --images: the folder has its eval.csv now (giving the same one again is fine too)
+    assert embed(tmp_path, images=image_folder, precision="fp32", quiet=True) == [20]
+    assert {s: run.embedding_path(s).stat().st_mtime_ns for s in (0, 100)} == {s: before[s] for s in (0, 100)}
+    np.testing.assert_allclose(np.load(run.embedding_path(20)), kept, rtol=1e-5, atol=1e-6)
+    assert embed(tmp_path, quiet=True) == []
+
+    result = CliRunner().invoke(cli, ["embed", str(tmp_path), "-q"])
+    assert result.exit_code == 0
+    assert f"Nothing to embed: all 3 snapshots in {run.embeddings_dir} are up to date" in result.output
+    assert f"Next: spotreview analyze {tmp_path}" in result.output
+
+
+def test_model_without_head_gives_embeddings_only(tmp_path, image_folder):
+    save_checkpoints(tmp_path, steps=(5,), head=False)
+    assert embed(tmp_path, images=image_folder, eval_size=4, quiet=True) == [5]
+    run = Run(tmp_path)
+    assert np.load(run.embedding_path(5)).shape == (4, 16)
+    assert not run.probs_path(5).exists()
+
+
+def test_cnn_checkpoint_uses_the_pooled_features(tmp_path, image_folder):
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 12], depths=[1, 1], num_labels=2)
+    torch.manual_seed(0)
+    ResNetForImageClassification(config).save_pretrained(tmp_path / "checkpoint-1")
+    ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(tmp_path / "checkpoint-1")
+    assert embed(tmp_path, images=image_folder, quiet=True) == [1]
+    assert np.load(Run(tmp_path).embedding_path(1)).shape == (10, 12)
+    assert np.load(Run(tmp_path).probs_path(1)).shape == (10, 2)
+
+
+def test_run_recorded_during_training_has_nothing_to_embed(synthetic_run):
+    assert embed(synthetic_run, quiet=True) == []
+
+
+def test_precision_choice():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    from spotreview.embed import bf16_is_native
+
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if bf16_is_native(cpu) else None)
+
+
+def test_bf16_embeddings_stay_close_to_fp32(tmp_path, image_folder):
+    save_checkpoints(tmp_path, steps=(1,))
+    embed(tmp_path, images=image_folder, precision="fp32", quiet=True)
+    fp32 = np.load(Run(tmp_path).embedding_path(1))
+    Run(tmp_path).embedding_path(1).unlink()
+    embed(tmp_path, precision="bf16", quiet=True)
+    bf16 = np.load(Run(tmp_path).embedding_path(1))
+    assert bf16.dtype == np.float32
+    assert np.linalg.norm(bf16 - fp32) / np.linalg.norm(fp32) < 0.03
+
+
+# --- bad input: one line, exit 1, nothing finished deleted ------------------------------------
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(cli, ["embed", *map(str, args), "-q"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    return result.stderr.strip()
+
+
+def test_missing_and_empty_run_directories(tmp_path):
+    assert run_cli(tmp_path / "nope") == (
+        f"Error: run directory {tmp_path / 'nope'} does not exist; "
+        f"create one with `spotreview finetune --out {tmp_path / 'nope'}`"
+    )
+    (tmp_path / "empty").mkdir()
+    assert run_cli(tmp_path / "empty") == (
+        f"Error: run directory {tmp_path / 'empty'} is empty; create a run with "
+        f"`spotreview finetune --out {tmp_path / 'empty'}` or put checkpoint-STEP directories in it"
+    )
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("hi")
+    assert run_cli(tmp_path / "other") == (
+        f"Error: {tmp_path / 'other'} has no checkpoint-STEP directories and no embeddings; expected a run "
+        "made by `spotreview finetune` or a folder of Trainer checkpoints"
+    )
+
+
+def test_folder_without_eval_set_needs_images(tmp_path, image_folder):
+    save_checkpoints(tmp_path, steps=(1,))
+    assert run_cli(tmp_path) == (
+        f"Error: {tmp_path} has no eval.csv; give the images to embed: "
+        f"`spotreview embed {tmp_path} --dataset NAME` or `--images DIR`"
+    )
+    assert run_cli(tmp_path, "--images", image_folder, "--dataset", "digits") == (
+        "Error: give either --dataset or --images, not both"
+    )
+    assert run_cli(tmp_path, "--images", tmp_path / "nope") == (
+        f"Error: images folder {tmp_path / 'nope'} does not exist; "
+        "expected a folder of images (one sub-folder per class)"
+    )
+    embed(tmp_path, images=image_folder, quiet=True)
+    for other in (["--dataset", "digits"], ["--eval-size", "3"]):
+        assert run_cli(tmp_path, *other) == (
+            f"Error: {tmp_path} already has its evaluation set (eval.csv); run `spotreview embed {tmp_path}` "
+            "without --dataset/--images/--eval-size, or embed into another folder"
+        )
+
+
+def test_checkpoint_without_weights(tmp_path, image_folder):
+    save_checkpoints(tmp_path, steps=(1, 2))
+    (tmp_path / "checkpoint-2" / "model.safetensors").unlink()
+    assert run_cli(tmp_path, "--images", image_folder) == (
+        f"Error: {tmp_path / 'checkpoint-2'} has no weights (model.safetensors or pytorch_model.bin); "
+        "save the model there again, or move the directory out of the run"
+    )
+    # the snapshot before it is finished and kept; the bad checkpoint is left as it was
+    assert Run(tmp_path).snapshots() == [1]
+    assert (tmp_path / "checkpoint-2" / "config.json").is_file()
+
+
+def test_checkpoint_with_corrupt_weights(tmp_path, image_folder):
+    save_checkpoints(tmp_path, steps=(1, 2))
+    weights = tmp_path / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    message = run_cli(tmp_path, "--images", image_folder)
+    assert message.startswith(f"Error: could not load the weights in {tmp_path / 'checkpoint-2'} (")
+    assert message.endswith(
+        "): the file is truncated or corrupt; save the model there again, or move the directory out of the run"
+    )
+    assert "\n" not in message
+    assert Run(tmp_path).snapshots() == [1] and weights.stat().st_size == 100
+
+
+def test_checkpoint_that_is_not_an_image_model(tmp_path, image_folder):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=8)).save_pretrained(tmp_path / "checkpoint-3")
+    vit_processor().save_pretrained(tmp_path / "processor")
+    assert run_cli(tmp_path, "--images", image_folder) == (
+        f"Error: {tmp_path / 'checkpoint-3'} is a bert model that reads input_ids, not images; "
+        "expected an image model (e.g. a ViTForImageClassification checkpoint)"
+    )
+    with pytest.raises(ModelError):
+        load_checkpoint(tmp_path / "checkpoint-3")
+
+
+def test_no_processor_anywhere(tmp_path, image_folder):
+    save_checkpoints(tmp_path, steps=(1,), processor_in="nowhere")
+    assert run_cli(tmp_path, "--images", image_folder) == (
+        f"Error: no image processor: neither {tmp_path / 'processor'} nor {tmp_path / 'checkpoint-1'} has "
+        f"preprocessor_config.json; save one there with processor.save_pretrained('{tmp_path / 'processor'}')"
+    )
+
+
+def test_asking_for_a_step_that_has_no_checkpoint(tmp_path):
+    save_checkpoints(tmp_path, steps=(1,))
+    with pytest.raises(RunDirError, match=r"has no checkpoint-7; it has steps \[1\]$"):
+        embed(tmp_path, checkpoints=[7], quiet=True)

@@ -1,0 +1,235 @@
+"""Fine-tuning end to end (tiny), the in-training recorder, and finetune's bad-input messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from spotreview.cli import cli
+from spotreview.embed import EmbeddingRecorder
+from spotreview.errors import ModelError
+from spotreview.rundir import Run
+from spotreview.train import finetune
+
+# 1438 digits / 64 per batch = 23 steps per epoch; 0.25 epochs = 6 steps; a save every 2.
+TINY = dict(eval_size=30, epochs=0.25, batch_size=64, save_steps=2, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+    """Three classes of seeded images in mixed modes and sizes, one sub-folder per class."""
+    root = tmp_path_factory.mktemp("mixed")
+    rng = np.random.default_rng(1)
+    for k in range(18):
+        folder = root / ("abc"[k % 3])
+        folder.mkdir(exist_ok=True)
+        im = Image.fromarray(rng.integers(0, 255, (10 + k, 14 - k % 5, 3), dtype=np.uint8))
+        im = [im, im.convert("L"), im.convert("RGBA"), im.convert("P"), im.convert("1")][k % 5]
+        im.save(folder / f"{k:02d}.png")
+    return root
+
+
+def test_finetune_digits_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        cli,
+        ["finetune", "--out", str(out), "--eval-size", "30", "--epochs", "0.25", "--batch-size", "64",
+         "--save-steps", "2", "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    run = Run(out)
+    assert run.snapshots() == [0, 2, 4, 6]  # step 0 = before fine-tuning; 6 = the last step
+    assert run.checkpoints() == []  # recorded in training, no checkpoint kept
+    assert "4 snapshots (steps 0..6) of 30 eval images" in result.output
+    assert f"Next: spotreview analyze {out}" in result.output
+
+    table = run.read_eval()
+    assert list(table.columns) == ["id", "label", "class_name", "image"] and len(table) == 30
+    assert np.bincount(table["label"]).tolist() == [3] * 10
+    assert all((out / p).is_file() for p in table["image"])
+    assert Image.open(out / table["image"][0]).size == (32, 32)
+    for step in run.snapshots():
+        emb, probs = np.load(run.embedding_path(step)), np.load(run.probs_path(step))
+        assert emb.shape == (30, 64) and emb.dtype == np.float32 and np.isfinite(emb).all()
+        assert probs.shape == (30, 10) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert not np.allclose(np.load(run.embedding_path(0)), np.load(run.embedding_path(6)))
+
+    m = run.read_manifest()
+    assert m["finished"] is True and m["snapshots"] == [0, 2, 4, 6]
+    assert m["dataset"] == "digits" and m["class_names"] == [str(d) for d in range(10)]
+    assert m["num_images"] == 30 and m["seed"] == 0
+    assert m["parameters"]["save_steps"] == 2 and m["parameters"]["learning_rate"] == 1e-3
+    assert set(m["versions"]) == {"spotreview", "torch", "transformers"}
+    assert (run.processor_dir / "preprocessor_config.json").is_file()
+
+    log = pd.read_csv(run.log_csv)
+    assert {"step", "epoch", "loss", "learning_rate"} <= set(log.columns)
+    assert log["step"].tolist()[:6] == [1, 2, 3, 4, 5, 6]  # logging_steps = save_steps // 2
+    assert log["loss"].iloc[:6].notna().all()
+    assert "train_runtime" in log.columns  # the Trainer's closing summary row, whatever it holds
+
+
+def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
+    """Through the package API, as a user would: spotreview.finetune, then spotreview.embed."""
+    import spotreview
+
+    run = spotreview.finetune(tmp_path / "r", keep_checkpoints=True, **TINY)
+    assert [s for s, _ in run.checkpoints()] == [2, 4, 6]
+    recorded = {s: np.load(run.embedding_path(s)) for s in (2, 4, 6)}
+    for s in (2, 4, 6):
+        run.embedding_path(s).unlink()
+    # `spotreview.embed` stays the function although the spotreview.embed module is loaded by now
+    assert spotreview.embed(run, quiet=True) == [2, 4, 6]  # processor from the run's processor/ dir
+    assert spotreview.EmbeddingRecorder is EmbeddingRecorder
+    for s in (2, 4, 6):
+        np.testing.assert_allclose(np.load(run.embedding_path(s)), recorded[s], rtol=1e-3, atol=1e-4)
+
+
+def test_recorder_in_a_plain_trainer_script(tmp_path):
+    """EmbeddingRecorder with anyone's Trainer: step 0, every save, the last step; no checkpoints."""
+    import transformers
+    from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, num_labels=2,
+    ))
+    processor = getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)(
+        size={"height": 16, "width": 16}
+    )
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(8)]
+    labels = [0, 1] * 4
+    pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+    train = [{"pixel_values": pixels[i], "labels": labels[i]} for i in range(8)]
+
+    recorder = EmbeddingRecorder(tmp_path, images=images, processor=processor, labels=labels,
+                                 class_names=["no", "yes"])
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=5, save_strategy="steps", save_steps=2,
+                             per_device_train_batch_size=4, report_to="none", disable_tqdm=True, use_cpu=True)
+    Trainer(model=model, args=args, train_dataset=train, callbacks=[recorder]).train()
+
+    run = Run(tmp_path)
+    assert recorder.recorded == [0, 2, 4, 5] and run.snapshots() == [0, 2, 4, 5]
+    assert run.checkpoints() == []
+    assert run.read_eval()["class_name"].tolist() == ["no", "yes"] * 4
+    assert np.load(run.embedding_path(5)).shape == (8, 16)
+
+
+def test_finetune_a_local_model_on_an_image_folder_of_mixed_images(tmp_path, mixed_folder):
+    """--model DIR (a new head is attached) and images of mixed sizes and modes (converted)."""
+    import transformers
+    from transformers import ViTConfig, ViTForImageClassification
+
+    ViTForImageClassification(ViTConfig(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, num_labels=5,
+    )).save_pretrained(tmp_path / "base")
+    getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)(
+        size={"height": 16, "width": 16}
+    ).save_pretrained(tmp_path / "base")
+
+    run = finetune(tmp_path / "r", model=str(tmp_path / "base"), dataset=str(mixed_folder),
+                   epochs=2, batch_size=4, save_steps=3, quiet=True)
+    m = run.read_manifest()
+    assert m["class_names"] == ["a", "b", "c"] and m["parameters"]["learning_rate"] == 5e-5
+    assert run.snapshots()[0] == 0 and run.snapshots()[-1] == m["parameters"]["max_steps"]
+    assert np.load(run.probs_path(0)).shape == (m["num_images"], 3)
+
+
+def test_existing_run_is_refused_and_replaced_only_with_overwrite(tmp_path, synthetic_run):
+    root = synthetic_run.root
+    result = CliRunner().invoke(cli, ["finetune", "--out", str(root), "-q"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"Error: {root} already holds a run with 5 snapshots; "
+        "choose another --out, or pass --overwrite to replace it"
+    )
+    assert synthetic_run.snapshots() == [0, 5, 10, 20, 100]
+
+    # a bad argument with --overwrite fails before anything is removed
+    result = CliRunner().invoke(cli, ["finetune", "--out", str(root), "--eval-size", "9999", "--overwrite", "-q"])
+    assert result.exit_code == 1 and synthetic_run.snapshots() == [0, 5, 10, 20, 100]
+
+    run = finetune(root, overwrite=True, **TINY)
+    assert run.snapshots() == [0, 2, 4, 6] and not run.exclusions.exists()
+
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    with pytest.raises(Exception) as e:
+        finetune(other, overwrite=True, **TINY)
+    assert str(e.value) == f"{other} exists, is not empty and is not a spotreview run; choose another --out"
+    assert (other / "thesis.tex").read_text() == "precious"
+
+
+def finetune_error(*args) -> str:
+    result = CliRunner().invoke(cli, ["finetune", *map(str, args), "-q"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    return result.stderr.strip()
+
+
+def test_model_that_is_not_an_image_model(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=8)).save_pretrained(tmp_path / "bert")
+    assert finetune_error("--out", tmp_path / "r", "--model", tmp_path / "bert", "--eval-size", "10") == (
+        f"Error: {tmp_path / 'bert'} is a bert model, not an image-classification model; give an image model "
+        "such as google/vit-base-patch16-224-in21k, or leave --model out for the built-in small ViT"
+    )
+    (tmp_path / "empty").mkdir()
+    assert finetune_error("--out", tmp_path / "r", "--model", tmp_path / "empty") == (
+        f"Error: {tmp_path / 'empty'} has no config.json; expected a model directory written by save_pretrained"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_model_while_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(ModelError) as e:
+        finetune(tmp_path / "r", model="nobody/no-such-model", **TINY)
+    assert str(e.value) == (
+        "model 'nobody/no-such-model' is not a local directory and could not be loaded from the hub "
+        "(127.0.0.1 cannot be reached; set HF_HUB_OFFLINE=1 to use the local cache); "
+        "give a save_pretrained directory, or leave --model out for the built-in small ViT"
+    )
+
+
+def test_dataset_errors_reach_the_cli_as_one_line(tmp_path):
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"image": [Image.new("RGB", (4, 4))] * 4}).cast_column("image", datasets.Image())
+    ds.save_to_disk(str(tmp_path / "nolabels"))
+    assert finetune_error("--out", tmp_path / "r", "--dataset", tmp_path / "nolabels") == (
+        f"Error: dataset '{tmp_path / 'nolabels'}' has no label column (columns: image); expected a ClassLabel "
+        "column or one named 'label' or 'labels' (an image folder needs one sub-folder per class)"
+    )
+    assert finetune_error("--out", tmp_path / "r", "--eval-size", "400") == (
+        "Error: eval size 400 is larger than the evaluation data (359 images in digits); "
+        "use --eval-size 359 or less"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_defaults_match_the_library():
+    import inspect
+
+    from spotreview import train
+
+    params = {p.name: p for p in cli.commands["finetune"].params}
+    assert params["out"].default == train.DEFAULT_OUT
+    assert params["save_steps"].default == train.DEFAULT_SAVE_STEPS
+    assert params["epochs"].default == train.DEFAULT_EPOCHS
+    assert params["batch_size"].default == train.DEFAULT_BATCH_SIZE
+    sig = inspect.signature(finetune).parameters
+    assert sig["save_steps"].default == train.DEFAULT_SAVE_STEPS and sig["epochs"].default == train.DEFAULT_EPOCHS
