@@ -1,0 +1,374 @@
+"""analysis.py: outlier scores, aligned projections, incremental storage, bad input, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest import make_synthetic_run
+
+from spotreview.analysis import (
+    Analysis,
+    align_frames,
+    analysis_digest,
+    analyze,
+    load_analysis,
+)
+from spotreview.cli import cli
+from spotreview.errors import AnalysisError, RunDirError
+from spotreview.rundir import save_npy
+
+OUTLIER = "img-0035"  # conftest plants the last row far away from everything
+
+
+def _rotation(deg: float, reflect: bool) -> np.ndarray:
+    t = np.deg2rad(deg)
+    r = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    return r @ np.diag([1.0, -1.0]) if reflect else r
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+def test_analysis_shapes_files_and_summary(synthetic_run):
+    a = analyze(synthetic_run, quiet=True)
+    S, n = 5, 36
+    assert isinstance(a, Analysis)
+    assert a.steps.tolist() == [0, 5, 10, 20, 100] and a.steps.dtype == np.int64
+    assert len(a.ids) == n and a.labels.dtype == np.int64 and a.class_names == ["cat", "dog", "frog"]
+    assert a.scores.shape == (S, n) and a.scores.dtype == np.float64
+    assert a.ranks.shape == (S, n) and a.ranks.dtype == np.int64
+    assert all(sorted(r) == list(range(1, n + 1)) for r in a.ranks.tolist())
+    assert a.coords.shape == (S, n, 2) and a.coords.dtype == np.float32
+    assert a.disparity.shape == (S,) and a.disparity[-1] == pytest.approx(0, abs=1e-12)
+    assert a.predictions.shape == (S, n) and a.predictions.dtype == np.int64
+    assert a.accuracy[-1] == 1.0 and 0 <= a.knn_accuracy.min() <= a.knn_accuracy.max() <= 1
+    assert a.align == "last" and a.top_k == 8 and a.recomputed == (0, 5, 10, 20, 100)
+
+    files = sorted(p.name for p in synthetic_run.analysis_dir.iterdir())
+    assert files == ["aligned.npz", "step-0.npz", "step-10.npz", "step-100.npz", "step-20.npz",
+                     "step-5.npz", "summary.json"]  # no temp files left behind
+    summary = json.loads((synthetic_run.analysis_dir / "summary.json").read_text())
+    assert summary["align"] == "last" and summary["top_k"] == 8
+    assert [s["step"] for s in summary["snapshots"]] == [0, 5, 10, 20, 100]
+    assert summary["snapshots"][-1]["top"][0] == OUTLIER and len(summary["snapshots"][-1]["top"]) == 8
+
+    loaded = load_analysis(synthetic_run)
+    for field in ("steps", "scores", "ranks", "coords", "disparity", "accuracy", "knn_accuracy", "predictions"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(a, field))
+    assert loaded.ids == a.ids and loaded.top_k == 8 and loaded.recomputed == ()
+
+
+def test_planted_outlier_ranks_first(synthetic_run):
+    a = analyze(synthetic_run, quiet=True)
+    row = a.ids.index(OUTLIER)
+    # cleanlab uses the cosine metric for dim > 3. At step 0 conftest's classes are one
+    # isotropic blob, where a constant vector is not atypical in direction; from step 5 on
+    # the classes drift apart and the planted row is the clear outlier.
+    assert a.ranks[1:, row].tolist() == [1, 1, 1, 1]
+    assert a.top(-1)[0] == row and a.scores[-1, row] == a.scores[-1].min()
+    assert a.top(-1, 3, exclude=[OUTLIER]).tolist() == a.top(-1, 4)[1:].tolist()
+
+
+def test_scores_equal_plain_cleanlab_fit_score(synthetic_run):
+    """The shared neighbour graph gives exactly what a fresh OutOfDistribution.fit_score does."""
+    from cleanlab.outlier import OutOfDistribution
+
+    emb = synthetic_run.embedding_path(20)
+    x = np.load(emb)
+    x[3] = x[4]  # an exact duplicate: cleanlab corrects those, so must we
+    save_npy(emb, x)
+    a = analyze(synthetic_run, quiet=True)
+    for s, step in enumerate(a.steps):
+        x = np.load(synthetic_run.embedding_path(int(step)))
+        np.testing.assert_allclose(a.scores[s], OutOfDistribution().fit_score(features=x, verbose=False), atol=1e-12)
+
+
+def test_knn_accuracy_is_leave_one_out(synthetic_run):
+    from sklearn.model_selection import LeaveOneOut, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    a = analyze(synthetic_run, quiet=True)
+    for s in (0, 2, 4):
+        x = np.load(synthetic_run.embedding_path(int(a.steps[s])))
+        loo = cross_val_score(KNeighborsClassifier(5, metric="cosine"), x, a.labels, cv=LeaveOneOut())
+        assert a.knn_accuracy[s] == pytest.approx(loo.mean())
+
+
+def test_first_and_last_are_by_step_number(synthetic_run):
+    """Step 100 sorts before 20 as text; the last snapshot must still be step 100."""
+    from cleanlab.outlier import OutOfDistribution
+    from sklearn.decomposition import PCA
+
+    a = analyze(synthetic_run, quiet=True)
+    assert a.steps[0] == 0 and a.steps[-1] == 100
+    for s, step in ((0, 0), (-1, 100)):
+        x = np.load(synthetic_run.embedding_path(step))
+        np.testing.assert_allclose(a.scores[s], OutOfDistribution().fit_score(features=x, verbose=False))
+        probs = np.load(synthetic_run.probs_path(step))
+        np.testing.assert_array_equal(a.predictions[s], probs.argmax(1))
+    # align="last": the final frame is the reference and stays exactly where PCA put it
+    raw_last = PCA(2, svd_solver="covariance_eigh").fit_transform(np.load(synthetic_run.embedding_path(100)))
+    np.testing.assert_allclose(a.coords[-1], raw_last, atol=1e-5)
+
+
+# --- alignment -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_align_undoes_rotation_and_reflection_keeps_scale(reflect):
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(30, 2)) * [3.0, 1.0] + [5.0, -2.0]
+    moved = (ref - ref.mean(0)) @ _rotation(73, reflect) + [-4.0, 9.0]
+    bigger = 2.5 * (ref - ref.mean(0)) @ _rotation(-120, reflect)
+    coords, disparity = align_frames(np.stack([moved, bigger, ref]), "last")
+    assert coords.dtype == np.float32 and coords.shape == (3, 30, 2)
+    np.testing.assert_allclose(coords[0], ref, atol=1e-5)
+    # real scale is kept: the bigger frame stays 2.5 times as spread out, in the same frame
+    np.testing.assert_allclose(coords[1] - ref.mean(0), 2.5 * (ref - ref.mean(0)), atol=1e-4)
+    np.testing.assert_allclose(disparity, 0, atol=1e-12)
+
+
+def test_align_previous_chains_and_none_leaves_frames():
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(20, 2))
+    noisy = [base + rng.normal(0, 0.05 * i, size=base.shape) for i in range(4)]
+    raw = np.stack([f @ _rotation(40 * i, i % 2 == 1) for i, f in enumerate(noisy)])
+    coords, disparity = align_frames(raw, "previous")
+    np.testing.assert_allclose(coords[0], raw[0], atol=1e-6)  # the first frame starts the chain
+    for i in range(1, 4):  # each frame is the best rotation onto the already aligned frame before
+        from scipy.linalg import orthogonal_procrustes
+
+        r, _ = orthogonal_procrustes(raw[i] - raw[i].mean(0), coords[i - 1] - coords[i - 1].mean(0))
+        np.testing.assert_allclose(coords[i], (raw[i] - raw[i].mean(0)) @ r + coords[i - 1].mean(0), atol=1e-5)
+        assert 0 < disparity[i] < 0.05
+    assert disparity[0] == pytest.approx(0, abs=1e-12)
+    coords, disparity = align_frames(raw, "none")
+    np.testing.assert_allclose(coords, raw, atol=1e-6)
+    assert np.isnan(disparity).all()
+
+
+def test_rotated_embeddings_align_onto_each_other(tmp_path):
+    """Snapshots whose embeddings are orthogonal transforms of each other land on one picture."""
+    run = make_synthetic_run(tmp_path / "run", steps=(0, 10, 20), dim=8)
+    x = np.load(run.embedding_path(20))
+    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(8, 8)))
+    save_npy(run.embedding_path(0), (-x).astype(np.float32))  # PCA frame rotated by 180 degrees
+    save_npy(run.embedding_path(10), (x @ q @ np.diag([-1] + [1] * 7)).astype(np.float32))
+    a = analyze(run, quiet=True)
+    from sklearn.decomposition import PCA
+
+    raw0 = PCA(2, svd_solver="covariance_eigh").fit_transform(-x)
+    assert not np.allclose(raw0, a.coords[-1], atol=1e-2)  # alignment had work to do
+    for s in (0, 1):
+        np.testing.assert_allclose(a.coords[s], a.coords[-1], atol=1e-4)
+        assert a.disparity[s] == pytest.approx(0, abs=1e-9)
+        np.testing.assert_allclose(a.scores[s], a.scores[-1], atol=1e-5)  # cosine kNN is rotation-invariant (float32)
+
+
+# --- incremental ---------------------------------------------------------------------------
+
+
+def test_incremental_recomputes_only_changed_snapshots(synthetic_run):
+    analyze(synthetic_run, quiet=True)
+    step_file = {s: synthetic_run.analysis_dir / f"step-{s}.npz" for s in (0, 5, 10, 20, 100)}
+    before = {s: p.stat().st_mtime_ns for s, p in step_file.items()}
+    digest = analysis_digest(synthetic_run)
+
+    again = analyze(synthetic_run, quiet=True)
+    assert again.recomputed == () and analysis_digest(synthetic_run) == digest  # approval stays valid
+
+    x = np.load(synthetic_run.embedding_path(10))
+    save_npy(synthetic_run.embedding_path(10), x * 1.5)
+    with pytest.raises(AnalysisError, match=r"step 10 changed since the analysis; run `spotreview analyze"):
+        load_analysis(synthetic_run)
+    changed = analyze(synthetic_run, quiet=True, align="previous")
+    assert changed.recomputed == (10,) and changed.align == "previous"
+    after = {s: p.stat().st_mtime_ns for s, p in step_file.items()}
+    assert [s for s in before if before[s] != after[s]] == [10]
+    assert analysis_digest(synthetic_run) != digest
+
+    # a removed snapshot's step file goes; a new one is computed alone
+    synthetic_run.embedding_path(5).unlink()
+    synthetic_run.probs_path(5).unlink()
+    save_npy(synthetic_run.embedding_path(50), x)
+    with pytest.raises(AnalysisError) as e:
+        load_analysis(synthetic_run)
+    assert str(e.value) == (
+        f"the analysis covers steps 0, 5, 10, 20, 100 but embeddings now exist for steps "
+        f"0, 10, 20, 50, 100; run `spotreview analyze {synthetic_run.root}` first"
+    )
+    newer = analyze(synthetic_run, quiet=True)
+    assert newer.recomputed == (50,) and newer.steps.tolist() == [0, 10, 20, 50, 100]
+    assert not step_file[5].exists()
+    assert np.isnan(newer.accuracy[3]) and not np.isnan(newer.accuracy[4])  # step 50 has no probs
+    assert newer.predictions is None  # not every snapshot has probabilities
+
+
+def test_out_of_date_messages_and_interrupted_run(synthetic_run):
+    root = synthetic_run.root
+    analyze(synthetic_run, quiet=True)
+    save_npy(synthetic_run.probs_path(5), np.load(synthetic_run.probs_path(5))[:, ::-1].copy())
+    with pytest.raises(AnalysisError) as e:
+        load_analysis(synthetic_run)
+    assert str(e.value) == f"probabilities of step 5 changed since the analysis; run `spotreview analyze {root}` first"
+    assert analyze(synthetic_run, quiet=True).recomputed == (5,)
+
+    table = pd.read_csv(synthetic_run.eval_csv)
+    table.loc[0, "label"] = 2
+    table.to_csv(synthetic_run.eval_csv, index=False)
+    with pytest.raises(AnalysisError) as e:
+        load_analysis(synthetic_run)
+    assert str(e.value) == f"labels in eval.csv changed since the analysis; run `spotreview analyze {root}` first"
+    assert len(analyze(synthetic_run, quiet=True).recomputed) == 5  # kNN accuracy depends on labels
+
+    # an analyze that fails part-way keeps what it finished: step 0 is not redone next time
+    save_npy(synthetic_run.embedding_path(0), np.load(synthetic_run.embedding_path(0)) + 1)
+    good20 = np.load(synthetic_run.embedding_path(20))
+    save_npy(synthetic_run.embedding_path(20), np.full_like(good20, np.inf))
+    with pytest.raises(AnalysisError, match="step 20 have NaN/inf values in 36 of 36 rows"):
+        analyze(synthetic_run, quiet=True)
+    with pytest.raises(AnalysisError) as e:
+        load_analysis(synthetic_run)
+    assert str(e.value) == (
+        "aligned coordinates of step 0 are older than its scores (an analyze was interrupted); "
+        f"run `spotreview analyze {root}` first"
+    )
+    save_npy(synthetic_run.embedding_path(20), good20)  # back to what step-20.npz was made from
+    assert analyze(synthetic_run, quiet=True).recomputed == ()
+    load_analysis(synthetic_run)
+
+
+def test_load_analysis_missing(synthetic_run):
+    with pytest.raises(AnalysisError) as e:
+        load_analysis(synthetic_run)
+    assert str(e.value) == f"{synthetic_run.root} has no analysis; run `spotreview analyze {synthetic_run.root}` first"
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def test_no_embeddings(synthetic_run):
+    for step in synthetic_run.snapshots():
+        synthetic_run.embedding_path(step).unlink()
+    with pytest.raises(RunDirError) as e:
+        analyze(synthetic_run, quiet=True)
+    assert str(e.value) == f"{synthetic_run.root} has no embeddings; run `spotreview embed {synthetic_run.root}` first"
+
+
+def test_shapes_differ(synthetic_run):
+    x = np.load(synthetic_run.embedding_path(20))
+    save_npy(synthetic_run.embedding_path(20), x[:, :8])
+    save_npy(synthetic_run.embedding_path(5), x[:-1])
+    with pytest.raises(AnalysisError) as e:
+        analyze(synthetic_run, quiet=True)
+    assert str(e.value) == (
+        "embeddings differ in shape between snapshots: (36, 16) at steps 0, 10, 100; "
+        "(35, 16) at step 5; (36, 8) at step 20; every snapshot must embed the same images "
+        f"to the same dimension; re-run `spotreview embed {synthetic_run.root}`"
+    )
+
+
+def test_rows_do_not_match_eval_csv(synthetic_run):
+    table = pd.read_csv(synthetic_run.eval_csv)
+    table.iloc[:-2].to_csv(synthetic_run.eval_csv, index=False)
+    with pytest.raises(AnalysisError) as e:
+        analyze(synthetic_run, quiet=True)
+    assert str(e.value) == (
+        f"embeddings have 36 rows but eval.csv lists 34 images; re-run `spotreview embed {synthetic_run.root}`"
+    )
+
+
+def test_nan_and_inf_rows_keep_earlier_results(synthetic_run):
+    analyze(synthetic_run, quiet=True)
+    digest = analysis_digest(synthetic_run)
+    x = np.load(synthetic_run.embedding_path(20))
+    x[[2, 7], 0] = np.nan
+    x[9, 3] = np.inf
+    save_npy(synthetic_run.embedding_path(20), x)
+    with pytest.raises(AnalysisError) as e:
+        analyze(synthetic_run, quiet=True)
+    assert str(e.value) == (
+        f"embeddings of step 20 have NaN/inf values in 3 of 36 rows; re-run `spotreview embed {synthetic_run.root}`"
+    )
+    assert analysis_digest(synthetic_run) == digest  # nothing stored was touched
+    assert not [p for p in synthetic_run.analysis_dir.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_too_few_images(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", n_per_class=3, steps=(0, 1))
+    with pytest.raises(AnalysisError) as e:
+        analyze(run, quiet=True)
+    assert str(e.value) == (
+        "only 9 evaluation images; outlier scores compare each image with its 10 nearest "
+        "neighbours, so at least 11 are needed"
+    )
+
+
+def test_bad_probs_and_arguments(synthetic_run):
+    save_npy(synthetic_run.probs_path(10), np.ones((30, 3), np.float32))
+    with pytest.raises(AnalysisError) as e:
+        analyze(synthetic_run, quiet=True)
+    assert str(e.value) == (
+        f"probabilities of step 10 have shape (30, 3); expected (36, n_classes); "
+        f"re-run `spotreview embed {synthetic_run.root}`"
+    )
+    with pytest.raises(AnalysisError) as e:
+        analyze(synthetic_run, align="first", quiet=True)
+    assert str(e.value) == "unknown alignment 'first'; expected one of last, previous, none"
+    with pytest.raises(AnalysisError) as e:
+        analyze(synthetic_run, top_k=0, quiet=True)
+    assert str(e.value) == "top_k must be a positive whole number, got 0"
+
+
+def test_unreadable_embedding_file(synthetic_run):
+    synthetic_run.embedding_path(5).write_bytes(b"not numpy")
+    with pytest.raises(AnalysisError, match=r"^cannot read .*step-5\.npy \(.*\); re-run `spotreview embed "):
+        analyze(synthetic_run, quiet=True)
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_analyze(synthetic_run):
+    root = str(synthetic_run.root)
+    result = CliRunner().invoke(cli, ["analyze", root, "--top-k", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["step", "accuracy", "kNN", "acc", "disparity", "worst", "outlier", "(score)"]
+    assert [line.split()[0] for line in lines[1:6]] == ["0", "5", "10", "20", "100"]
+    assert lines[5].split()[1] == "1.000" and lines[5].split()[4] == OUTLIER
+    assert lines[5].split()[3] == "0.000"  # the reference frame
+    assert "5 of 5 snapshots computed" in result.output
+    assert lines[-1] == f"Next: spotreview review {root}"
+    assert load_analysis(root).top_k == 3
+
+    again = CliRunner().invoke(cli, ["analyze", root, "--align", "none", "-q"])
+    assert again.exit_code == 0 and "0 of 5 snapshots computed" in again.output
+    assert again.output.splitlines()[5].split()[3] == "-"  # no reference, no disparity
+
+
+def test_cli_bad_input_is_one_line(synthetic_run):
+    root = str(synthetic_run.root)
+    x = np.load(synthetic_run.embedding_path(0))
+    x[0, 0] = np.nan
+    save_npy(synthetic_run.embedding_path(0), x)
+    result = CliRunner().invoke(cli, ["analyze", root, "-q"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: embeddings of step 0 have NaN/inf values in 1 of 36 rows; re-run `spotreview embed {root}`\n"
+    )
+    result = CliRunner().invoke(cli, ["analyze", root, "--align", "sideways"])
+    assert result.exit_code == 2 and "'sideways' is not one of 'last', 'previous', 'none'" in result.output
+
+
+def test_progress_bar_is_quiet_when_asked(synthetic_run, capsys):
+    analyze(synthetic_run, quiet=True)
+    assert capsys.readouterr().err == ""
+    os.utime(synthetic_run.embedding_path(0))  # same content: nothing recomputed, bar still shown
+    analyze(synthetic_run)
+    assert "analyze" in capsys.readouterr().err
