@@ -20,7 +20,12 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/spotreview finetune --out $(RUN)
+	$(BIN)/spotreview finetune --out $(RUN) --overwrite
+	$(BIN)/spotreview analyze $(RUN)
+	@echo "The demo approves its own run without a review (approve --yes); to review it yourself:"
+	@echo "    $(BIN)/spotreview review $(RUN)"
+	$(BIN)/spotreview approve $(RUN) --by "make demo" --yes
+	$(BIN)/spotreview export $(RUN)
 
 test: install
 	$(BIN)/python -m pytest

@@ -91,7 +91,7 @@ def notebook_frame(scene, frame: int) -> np.ndarray:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from spotreview.export import _class_colors
+    from spotreview.animation import _class_colors
 
     i, _, near = scene.source(frame)
     xy = scene.coords_at(frame)
@@ -139,7 +139,7 @@ from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
 from benchmarks.bench_export import synthetic, notebook_gif
 import importlib
-ex = importlib.import_module("spotreview.export")
+ex = importlib.import_module("spotreview.animation")
 with tempfile.TemporaryDirectory() as tmp:
     a = synthetic(Path(tmp) / "run", {n}, 11)
     scene = ex.build_scene(a, tween={tween}, size={SIZE!r}, dpi={DPI})
@@ -164,7 +164,7 @@ def notebook_gif(scene, out: Path, fps: float) -> None:
 
 
 def run(quick: bool = False) -> list[dict]:
-    ex = importlib.import_module("spotreview.export")  # spotreview.export is the function
+    ex = importlib.import_module("spotreview.animation")
 
     n = 2_000 if quick else 10_000
     n_fps = 6 if quick else 20

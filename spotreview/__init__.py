@@ -8,8 +8,6 @@ imported lazily so ``import spotreview`` (and ``spotreview --help``) stays insta
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
@@ -18,35 +16,25 @@ _EXPORTS = {
     "Run": "rundir",
     "load_images": "data",
     "finetune": "train",
-    "embed": "embed",
-    "EmbeddingRecorder": "embed",
+    "embed": "embedding",
+    "EmbeddingRecorder": "embedding",
+    "Analysis": "analysis",
     "analyze": "analysis",
     "load_analysis": "analysis",
+    "analysis_digest": "analysis",
     "build_table": "table",
-    "review": "review",
-    "exclude": "review",
-    "approve": "review",
-    "approval_status": "review",
-    "default_layout": "review",
-    "save_layout": "review",
-    "export": "export",
+    "review": "reviewing",
+    "exclude": "reviewing",
+    "approve": "reviewing",
+    "approval_status": "reviewing",
+    "run_status": "reviewing",
+    "load_layout": "reviewing",
+    "default_layout": "reviewing",
+    "save_layout": "reviewing",
+    "export": "animation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-class _Package(types.ModuleType):
-    """Keeps ``spotreview.embed``/``review``/``export`` the functions: importing a submodule
-    of the same name (``from .embed import ...`` anywhere) would otherwise rebind the
-    package attribute to the module, and ``spotreview.embed(...)`` would stop working."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

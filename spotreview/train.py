@@ -5,7 +5,7 @@
 
 * :class:`LossLogger`: ``log.csv``, one row per Trainer log (step, epoch, loss,
   learning_rate and every other number the Trainer logs);
-* :class:`spotreview.embed.EmbeddingRecorder`: ``embeddings/step-STEP.npy`` (+ ``.probs.npy``)
+* :class:`spotreview.EmbeddingRecorder`: ``embeddings/step-STEP.npy`` (+ ``.probs.npy``)
   at step 0 and at every save; checkpoints are only written with ``keep_checkpoints=True``.
 """
 
@@ -74,7 +74,7 @@ def pretrained(name: str, class_names: list[str]):
     """A hub id or local ``save_pretrained`` directory with a new head for ``class_names``."""
     from transformers import AutoConfig, AutoImageProcessor
 
-    from .embed import image_model_class
+    from .embedding import image_model_class
 
     if Path(name).is_dir():
         if not (Path(name) / "config.json").is_file():
@@ -169,7 +169,7 @@ def finetune(
     from transformers import Trainer, TrainingArguments
 
     from . import __version__
-    from .embed import EmbeddingRecorder, resolve_device, resolve_precision, transformers_bars, write_eval_set
+    from .embedding import EmbeddingRecorder, resolve_device, resolve_precision, transformers_bars, write_eval_set
 
     for name, value in (("save steps", save_steps), ("batch size", batch_size)):
         if value < 1:

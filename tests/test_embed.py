@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from spotreview.cli import cli
-from spotreview.embed import embed, load_checkpoint, preprocess, resolve_precision
+from spotreview.embedding import embed, load_checkpoint, preprocess, resolve_precision
 from spotreview.errors import ModelError, RunDirError
 from spotreview.rundir import Run
 
@@ -80,7 +80,7 @@ def test_embeds_every_checkpoint_of_a_foreign_folder_in_step_order(tmp_path, ima
 
     # the embedding is the CLS row of the base model's last hidden state (after the final layer norm)
     model = load_checkpoint(tmp_path / "checkpoint-20")
-    from spotreview.embed import load_processor, read_eval_images
+    from spotreview.embedding import load_processor, read_eval_images
 
     pixels = preprocess(read_eval_images(run), load_processor(run, tmp_path / "checkpoint-20"), quiet=True)
     with torch.no_grad():
@@ -138,7 +138,7 @@ def test_precision_choice():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None
     assert resolve_precision("bf16", cpu) is torch.bfloat16
-    from spotreview.embed import bf16_is_native
+    from spotreview.embedding import bf16_is_native
 
     assert resolve_precision("auto", cpu) == (torch.bfloat16 if bf16_is_native(cpu) else None)
 

@@ -1,4 +1,4 @@
-"""export.py: GIF/MP4/HTML round trips, approval gate, leaderboard, streaming, bad input, CLI."""
+"""animation.py (spotreview.export): GIF/MP4/HTML round trips, approval gate, leaderboard, streaming, bad input, CLI."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from PIL import Image
 from spotreview.analysis import analyze, load_analysis
 from spotreview.cli import cli
 from spotreview.errors import ExportError
-from spotreview.export import Renderer, build_scene, export, frame_sources, leaderboard
-from spotreview.review import approve, exclude
+from spotreview.animation import Renderer, build_scene, export, frame_sources, leaderboard
+from spotreview.reviewing import approve, exclude
 
 OUTLIER = "img-0035"  # conftest plants the last row far away from everything
 SMALL = (320, 180)  # the smallest frame export lays out: fast tests

@@ -22,7 +22,7 @@ from conftest import make_synthetic_run
 from spotreview.analysis import analyze
 from spotreview.cli import cli
 from spotreview.errors import AnalysisError, ReviewError
-from spotreview.review import (
+from spotreview.reviewing import (
     FIRST_PLOT,
     LAST_PLOT,
     _spotlight,
@@ -313,8 +313,8 @@ def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     layout.write_text(layout_json(default_layout()))
     record = approve(fresh, by="bo", layout=layout)
     assert record["layout"] == str(layout.resolve())
-    # The same content as the default layout digests the same as no layout at all.
-    assert record["parts"]["layout"] == approve(fresh, by="bo")["parts"]["layout"]
+    # The default layout is identified by the spotreview version, a file by its content.
+    assert record["parts"]["layout"] != approve(fresh, by="bo")["parts"]["layout"]
     record = approve(fresh, by="bo", layout=layout)
     layout.write_text(layout.read_text().replace('"weight": 36', '"weight": 40', 1))
     status = approval_status(fresh)

@@ -11,7 +11,7 @@ from conftest import make_synthetic_run
 
 from spotreview.analysis import analyze, load_analysis
 from spotreview.errors import AnalysisError
-from spotreview.review import exclude
+from spotreview.reviewing import exclude
 from spotreview.table import build_table
 
 COLUMNS = [

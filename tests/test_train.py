@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from spotreview.cli import cli
-from spotreview.embed import EmbeddingRecorder
+from spotreview.embedding import EmbeddingRecorder
 from spotreview.errors import ModelError
 from spotreview.rundir import Run
 from spotreview.train import finetune
@@ -82,7 +82,6 @@ def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
     recorded = {s: np.load(run.embedding_path(s)) for s in (2, 4, 6)}
     for s in (2, 4, 6):
         run.embedding_path(s).unlink()
-    # `spotreview.embed` stays the function although the spotreview.embed module is loaded by now
     assert spotreview.embed(run, quiet=True) == [2, 4, 6]  # processor from the run's processor/ dir
     assert spotreview.EmbeddingRecorder is EmbeddingRecorder
     for s in (2, 4, 6):

@@ -850,7 +850,7 @@ def export(
     ``workers``: processes that render frames (default: 2 for 16+ frames on 2+ cores
     where forking is safe, else 1); ``quiet`` hides the progress bar, not the warnings.
     """
-    from .review import approval_status
+    from .reviewing import approval_status
 
     run = (run if isinstance(run, Run) else Run(run)).require()
     anim = None

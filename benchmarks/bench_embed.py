@@ -1,0 +1,156 @@
+"""Embed benchmark: `spotreview.embed` against the straightforward way, and against the
+machine's matmul-bound limit.
+
+The straightforward way (what the seed notebook does): for every snapshot, load the
+model, run the image processor on PIL images batch by batch, fp32, batch 24, and keep
+the CLS vector. spotreview preprocesses once, reuses the tensor for every snapshot and
+uses bf16 autocast where the hardware has it. Both embed the same images from the same
+ViT-base-sized checkpoints (random init: speed does not depend on the weights).
+
+The limit: images/s x FLOPs per image (counted by torch's FlopCounterMode) against the
+throughput of a large GEMM measured here at the same precision.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _vit_base_checkpoints(root: Path, n_snapshots: int, image_size: int):
+    """`checkpoint-STEP` dirs of a ViT-base-sized classifier (86M params) + its processor."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(image_size=image_size, patch_size=16, num_labels=10)  # ViT-base sizes
+    processor = ViTImageProcessor(size={"height": image_size, "width": image_size})
+    for step in range(n_snapshots):
+        torch.manual_seed(step)
+        model = ViTForImageClassification(config)
+        path = root / f"checkpoint-{step}"
+        model.save_pretrained(path)
+        processor.save_pretrained(path)
+    return config, processor
+
+
+def _image_folder(root: Path, n_images: int, seed: int = 0) -> Path:
+    """CIFAR-like 32x32 RGB PNGs in one sub-folder per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for i in range(n_images):
+        folder = root / f"class{i % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:05d}.png")
+    return root
+
+
+def straightforward(checkpoints: list[Path], images, batch_size: int = 24) -> np.ndarray:
+    """The notebook way: processor on PIL images at every snapshot, fp32, batch 24."""
+    import torch
+    from transformers import AutoImageProcessor, AutoModel
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # "newly initialized pooler" notes: expected, not news
+    out = []
+    for path in checkpoints:
+        processor = AutoImageProcessor.from_pretrained(path)
+        model = AutoModel.from_pretrained(path).eval()
+        vectors = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                inputs = processor(images=images[start : start + batch_size], return_tensors="pt")
+                vectors.append(model(**inputs).last_hidden_state[:, 0].numpy())
+        out.append(np.concatenate(vectors))
+    return np.stack(out)
+
+
+def gemm_flops_per_s(dtype, m: int = 4096, k: int = 768, n: int = 3072, repeat: int = 10) -> float:
+    """Measured throughput of a ViT-MLP-shaped GEMM, FLOP/s."""
+    import torch
+
+    a = torch.randn(m, k, dtype=dtype)
+    b = torch.randn(k, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * m * k * n * repeat / (time.perf_counter() - start)
+
+
+def flops_per_image(config) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import ViTModel
+
+    model = ViTModel(config).eval()
+    x = torch.zeros(1, 3, config.image_size, config.image_size)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(pixel_values=x)
+    return float(counter.get_total_flops())
+
+
+def run(quick: bool = False) -> list[dict]:
+    import torch
+
+    import spotreview
+    from spotreview.rundir import Run
+
+    n_images, n_snapshots = (48, 2) if quick else (240, 3)
+    image_size = 224
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        config, _ = _vit_base_checkpoints(tmp / "run", n_snapshots, image_size)
+        folder = _image_folder(tmp / "images", n_images)
+        from PIL import Image
+
+        images = [Image.open(p).convert("RGB") for p in sorted(folder.rglob("*.png"))]
+        checkpoints = [p for _, p in Run(tmp / "run").checkpoints()]
+
+        start = time.perf_counter()
+        straightforward(checkpoints, images)
+        baseline_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        spotreview.embed(tmp / "run", images=folder, quiet=True)
+        fast_s = time.perf_counter() - start
+        precision = Run(tmp / "run").read_manifest().get("embed", {}).get("precision", "?")
+
+        total = n_images * n_snapshots
+        rows.append(
+            dict(
+                benchmark="embed",
+                measure=f"images/s, {n_images} images x {n_snapshots} ViT-base snapshots ({precision})",
+                value=total / fast_s,
+                unit="img/s",
+                baseline=total / baseline_s,
+                ratio=baseline_s / fast_s,
+                target=">= 3x",
+                met=baseline_s / fast_s >= 3,
+                note="baseline: processor per snapshot, fp32, batch 24; includes model loading",
+            )
+        )
+        flops = flops_per_image(config)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        limit = gemm_flops_per_s(dtype)
+        achieved = total / fast_s * flops
+        rows.append(
+            dict(
+                benchmark="embed",
+                measure=f"share of {precision} GEMM limit ({flops / 1e9:.1f} GFLOP/img)",
+                value=achieved / limit,
+                unit="of limit",
+                baseline=None,
+                ratio=None,
+                target=">= 0.75",
+                met=achieved / limit >= 0.75,
+                note=f"achieved {achieved / 1e9:.0f} GFLOP/s vs GEMM {limit / 1e9:.0f} GFLOP/s",
+            )
+        )
+    return rows
