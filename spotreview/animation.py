@@ -503,7 +503,7 @@ class Renderer:
             name = s.class_names[s.labels[row]]
             name = f"label {name}" if name.isdigit() else name  # "#1 7" would read as a number
             self.heads[k].set_text(f"#{k + 1} {_short(name, 14)}")
-            self.feet[k].set_text(f"{scores[k]:.3f} · {_short(s.ids[row], 12)}")
+            self.feet[k].set_text(f"{scores[k]:.3g} · {_short(s.ids[row], 12)}")
 
         step = int(s.steps[near])
         self.now.set_xdata([step, step])

@@ -105,7 +105,7 @@ def finetune_cmd(out, model, dataset, eval_size, save_steps, epochs, batch_size,
 @DEVICE
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="auto: bf16 autocast where the hardware runs bf16 natively (CUDA, AMX/AVX512-BF16 CPUs), else fp32.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @QUIET
 def embed_cmd(run, dataset, images_dir, eval_size, device, precision, batch_size, quiet):
     """Embed the eval images at every checkpoint-STEP of RUN (or any folder of HF checkpoints)."""

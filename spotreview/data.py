@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, first_line
 
 EVAL_SPLITS = ("test", "validation", "valid", "val")
 LABEL_NAMES = ("label", "labels")
@@ -166,13 +166,13 @@ def _open_datasets(dataset: str):
             try:
                 dd = datasets.load_from_disk(str(path))
             except Exception as e:  # a damaged save_to_disk directory
-                raise DataError(f"could not read the save_to_disk dataset {path}: {_first_line(e)}") from None
+                raise DataError(f"could not read the save_to_disk dataset {path}: {first_line(e)}") from None
         else:
             try:
                 dd = datasets.load_dataset("imagefolder", data_dir=str(path))
             except Exception as e:
                 raise DataError(
-                    f"could not read {path} as an image folder ({_first_line(e)}); "
+                    f"could not read {path} as an image folder ({first_line(e)}); "
                     "expected one sub-folder of images per class, or a save_to_disk directory"
                 ) from None
     else:
@@ -185,7 +185,7 @@ def _open_datasets(dataset: str):
         try:
             dd = datasets.load_dataset(dataset)
         except Exception as e:
-            why = "HF_HUB_OFFLINE is set and it is not in the local cache" if hub_offline() else _first_line(e)
+            why = "HF_HUB_OFFLINE is set and it is not in the local cache" if hub_offline() else first_line(e)
             raise DataError(
                 f"dataset {dataset!r} is not a local directory and could not be loaded from the hub "
                 f"({why}): give a save_to_disk directory or an image folder"
@@ -370,8 +370,3 @@ def _datasets_progress(enabled: bool):
     finally:
         if was_enabled and not enabled:
             datasets.enable_progress_bars()
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__).rstrip(".")

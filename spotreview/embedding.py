@@ -40,7 +40,7 @@ import torch
 from transformers import TrainerCallback
 
 from .data import ImageSet, load_images, to_rgb
-from .errors import DataError, ModelError, RunDirError, SpotreviewError
+from .errors import DataError, ModelError, RunDirError, SpotreviewError, first_line
 from .rundir import Run, save_npy, write_json, write_text
 
 WEIGHT_FILES = (
@@ -49,7 +49,9 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-DEFAULT_BATCH_SIZE = 64
+# ViT-base, 2-core AMX CPU, bf16 autocast: 20.7 img/s at batch 32 vs 13.1 at 64 and 17.1 at
+# 16 in a forward-only run (end to end 14.4 vs 13.2 at 64): 64 x 197 tokens fall out of cache.
+DEFAULT_BATCH_SIZE = 32
 
 
 # --- device and precision ----------------------------------------------------------
@@ -227,13 +229,13 @@ def load_checkpoint(path: str | Path):
     try:
         config = AutoConfig.from_pretrained(path)
     except Exception as e:
-        raise ModelError(f"could not read {path / 'config.json'}: {_first_line(e)}") from None
+        raise ModelError(f"could not read {path / 'config.json'}: {first_line(e)}") from None
     cls = image_model_class(config, str(path))
     try:
         model = cls.from_pretrained(path)
     except Exception as e:
         raise ModelError(
-            f"could not load the weights in {path} ({_first_line(e)}): the file is truncated or corrupt; "
+            f"could not load the weights in {path} ({first_line(e)}): the file is truncated or corrupt; "
             "save the model there again, or move the directory out of the run"
         ) from None
     return model.eval()
@@ -248,7 +250,7 @@ def load_processor(run: Run, checkpoint: Path | None):
             try:
                 return AutoImageProcessor.from_pretrained(where)
             except Exception as e:
-                raise ModelError(f"could not load the image processor in {where}: {_first_line(e)}") from None
+                raise ModelError(f"could not load the image processor in {where}: {first_line(e)}") from None
     raise ModelError(
         f"no image processor: neither {run.processor_dir} nor {checkpoint} has preprocessor_config.json; "
         f"save one there with processor.save_pretrained({str(run.processor_dir)!r})"
@@ -564,8 +566,3 @@ def transformers_bars(enabled: bool):
     finally:
         if was_enabled and not enabled:
             logging.enable_progress_bar()
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__).rstrip(".")

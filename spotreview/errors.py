@@ -27,3 +27,9 @@ class ReviewError(SpotreviewError):
 
 class ExportError(SpotreviewError):
     """The animation cannot be rendered or written."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of a library exception's message, for a one-line error of our own."""
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__).rstrip(".")

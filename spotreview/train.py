@@ -22,7 +22,7 @@ import numpy as np
 from transformers import TrainerCallback
 
 from .data import hub_offline, hub_unreachable, load_images
-from .errors import ModelError, RunDirError, SpotreviewError
+from .errors import ModelError, RunDirError, SpotreviewError, first_line
 from .rundir import Run, write_json, write_text
 
 # Defaults for the built-in demo (digits, small ViT): 1438 training images / 32 per batch
@@ -90,7 +90,7 @@ def pretrained(name: str, class_names: list[str]):
         config = AutoConfig.from_pretrained(name)
     except Exception as e:
         offline = hub_offline() and not Path(name).is_dir()
-        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else _first_line(e)
+        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else first_line(e)
         raise ModelError(
             f"could not load model {name!r} ({why}); give a hub id or a save_pretrained directory, "
             "or leave --model out for the built-in small ViT"
@@ -105,12 +105,12 @@ def pretrained(name: str, class_names: list[str]):
             ignore_mismatched_sizes=True,  # a new head for our classes
         )
     except Exception as e:
-        raise ModelError(f"could not load the weights of {name!r} ({_first_line(e)})") from None
+        raise ModelError(f"could not load the weights of {name!r} ({first_line(e)})") from None
     try:
         processor = AutoImageProcessor.from_pretrained(name)
     except Exception as e:
         raise ModelError(
-            f"{name!r} has no image processor ({_first_line(e)}); save one beside the model with "
+            f"{name!r} has no image processor ({first_line(e)}); save one beside the model with "
             "processor.save_pretrained(...)"
         ) from None
     return model, processor
@@ -333,8 +333,3 @@ class _Collate:
 
         pixels = self.processor(images=[to_rgb(b["image"]) for b in batch], return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixels, "labels": torch.tensor([b["label"] for b in batch], dtype=torch.long)}
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__).rstrip(".")
