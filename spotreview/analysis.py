@@ -54,7 +54,7 @@ from typing import Iterable
 import numpy as np
 
 from .errors import AnalysisError
-from .rundir import Run, atomic_path, write_json
+from .rundir import Run, atomic_path, sha256_bytes, sha256_file, write_json
 
 ALIGN_MODES = ("last", "previous", "none")
 OOD_K = 10  # neighbours per image for cleanlab's outlier score (cleanlab's default)
@@ -103,7 +103,7 @@ def analyze(run, *, align: str = "last", top_k: int = 8, quiet: bool = False) ->
     """
     from tqdm.auto import tqdm
 
-    run = run if isinstance(run, Run) else Run(run)
+    run = Run(run)
     if align not in ALIGN_MODES:
         raise AnalysisError(f"unknown alignment {align!r}; expected one of {', '.join(ALIGN_MODES)}")
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
@@ -111,7 +111,7 @@ def analyze(run, *, align: str = "last", top_k: int = 8, quiet: bool = False) ->
     steps = run.require_snapshots()
     ids, labels, class_names = _read_eval(run)
     _check_shapes(run, steps, len(ids))
-    labels_digest = _sha256_bytes(labels.astype("<i8").tobytes())
+    labels_digest = sha256_bytes(labels.astype("<i8").tobytes())
 
     results, recomputed = [], []
     for step in tqdm(steps, desc="analyze", unit="snapshot", disable=quiet):
@@ -150,7 +150,7 @@ def analyze(run, *, align: str = "last", top_k: int = 8, quiet: bool = False) ->
 
 def load_analysis(run) -> Analysis:
     """The stored analysis of ``run``; AnalysisError if it is missing or out of date."""
-    run = run if isinstance(run, Run) else Run(run)
+    run = Run(run)
     again = f"run `spotreview analyze {run.root}` first"
     aligned_path, summary_path = run.analysis_dir / "aligned.npz", run.analysis_dir / "summary.json"
     if not aligned_path.is_file() or not summary_path.is_file():
@@ -167,7 +167,7 @@ def load_analysis(run) -> Analysis:
             f"steps {_steps_text(now)}; {again}"
         )
     ids, labels, class_names = _read_eval(run)
-    labels_digest = _sha256_bytes(labels.astype("<i8").tobytes())
+    labels_digest = sha256_bytes(labels.astype("<i8").tobytes())
     results = []
     for step, frame_digest in zip(steps, aligned["digests"]):
         stored = _read_step(run, step)
@@ -201,13 +201,13 @@ def load_analysis(run) -> Analysis:
 
 def analysis_digest(run) -> str:
     """sha256 hex over the stored analysis files (name and content, sorted by name)."""
-    run = run if isinstance(run, Run) else Run(run)
+    run = Run(run)
     h = hashlib.sha256()
     if run.analysis_dir.is_dir():
         for path in sorted(run.analysis_dir.iterdir()):
             if path.is_file() and not path.name.startswith(".tmp-"):
                 h.update(path.name.encode() + b"\0")
-                h.update(_sha256_file(path).encode() + b"\n")
+                h.update(sha256_file(path).encode() + b"\n")
     return h.hexdigest()
 
 
@@ -413,8 +413,8 @@ def _check_shapes(run: Run, steps: list[int], n_eval: int) -> None:
 def _source_digests(run: Run, step: int, labels_digest: str) -> dict[str, str]:
     probs = run.probs_path(step)
     return {
-        "embedding_digest": _sha256_file(run.embedding_path(step)),
-        "probs_digest": _sha256_file(probs) if probs.is_file() else "",
+        "embedding_digest": sha256_file(run.embedding_path(step)),
+        "probs_digest": sha256_file(probs) if probs.is_file() else "",
         "labels_digest": labels_digest,
     }
 
@@ -495,18 +495,6 @@ def _summary(analysis: Analysis) -> dict:
 def _savez(path: os.PathLike, **arrays) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-
-
-def _sha256_file(path: os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _steps_text(steps: Iterable[int]) -> str:

@@ -211,7 +211,7 @@ def build_scene(
     Prints one warning line when log.csv gives no loss curve and one when leaderboard
     images are missing (they become blank tiles).
     """
-    run = Run(analysis.run) if not isinstance(analysis.run, Run) else analysis.run
+    run = Run(analysis.run)
     steps = np.asarray(analysis.steps, dtype=np.int64)
     coords = np.asarray(analysis.coords, dtype=np.float32)
     labels = np.asarray(analysis.labels, dtype=np.int64)
@@ -852,7 +852,7 @@ def export(
     """
     from .reviewing import approval_status
 
-    run = (run if isinstance(run, Run) else Run(run)).require()
+    run = Run(run).require()
     anim = None
     if out is not None or still is None:
         anim = Path(out) if out is not None else run.root / "animation.gif"

@@ -384,7 +384,7 @@ def embed(
     """
     from tqdm.auto import tqdm
 
-    run = (run if isinstance(run, Run) else Run(run)).require()
+    run = Run(run).require()
     if batch_size < 1:
         raise SpotreviewError(f"batch size must be at least 1, got {batch_size}")
     dev = resolve_device(device)
@@ -486,7 +486,7 @@ class EmbeddingRecorder(TrainerCallback):
     ):
         if pixel_values is None and (images is None or processor is None):
             raise SpotreviewError("EmbeddingRecorder needs pixel_values, or images and their processor")
-        self.run = run if isinstance(run, Run) else Run(run)
+        self.run = Run(run)
         self.keep_checkpoints = keep_checkpoints
         self.batch_size = batch_size
         self.precision = precision

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import io
 import json
 import os
@@ -28,15 +27,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ReviewError, SpotreviewError
-from .rundir import Run, write_json, write_text
+from .rundir import Run, sha256_bytes, write_json, write_text
 
 # Names of the widgets in the default layout; the browser test finds the plots by them.
 FIRST_PLOT = "first snapshot (aligned PCA)"
 LAST_PLOT = "last snapshot (aligned PCA)"
-
-
-def _as_run(run) -> Run:
-    return run if isinstance(run, Run) else Run(run)
 
 
 # --- Spotlight import ------------------------------------------------------------------
@@ -218,7 +213,7 @@ def exclude(
     given ids from the exclusions instead, or all exclusions when ``ids`` is empty.
     Returns the exclusions now on disk, ``{id: reason}`` (reason ``""`` when none given).
     """
-    run = _as_run(run).require()
+    run = Run(run).require()
     ids = list(dict.fromkeys(str(i) for i in ids))
     if not ids and not clear:
         raise ReviewError(
@@ -244,10 +239,6 @@ def exclude(
 # --- approval --------------------------------------------------------------------------
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
@@ -265,7 +256,7 @@ def approval_parts(run, *, layout: str | os.PathLike | None = None) -> dict:
     """
     from .analysis import analysis_digest, load_analysis
 
-    run = _as_run(run).require()
+    run = Run(run).require()
     a = load_analysis(run)
     if layout is not None:
         load_layout(layout)
@@ -274,12 +265,12 @@ def approval_parts(run, *, layout: str | os.PathLike | None = None) -> dict:
     parts = {
         "analysis": analysis_digest(run),
         # Canonical JSON: what was excluded matters, not the file's whitespace.
-        "exclusions": _sha256(_canonical(exclusions)),
-        "layout": _sha256(_layout_bytes(layout)),
+        "exclusions": sha256_bytes(_canonical(exclusions)),
+        "layout": sha256_bytes(_layout_bytes(layout)),
     }
     return {
         "parts": parts,
-        "digest": _sha256("".join(f"{k}:{parts[k]}\n" for k in PARTS).encode()),
+        "digest": sha256_bytes("".join(f"{k}:{parts[k]}\n" for k in PARTS).encode()),
         "layout": layout,
         "exclusions": exclusions,
         "steps": [int(a.steps[0]), int(a.steps[-1])],
@@ -305,7 +296,7 @@ def approve(run, *, by: str | None = None, layout: str | os.PathLike | None = No
     """
     from . import __version__
 
-    run = _as_run(run)
+    run = Run(run)
     record = approval_parts(run, layout=layout)
     record.update(
         by=by or os_user(),
@@ -325,7 +316,7 @@ class ApprovalStatus:
 
 def approval_status(run) -> ApprovalStatus:
     """Whether ``run`` is approved for export, and if not, why (one line)."""
-    run = _as_run(run).require()
+    run = Run(run).require()
     again = f"review and run `spotreview approve {run.root}` again"
     if not run.approval.is_file():
         return ApprovalStatus(
@@ -370,7 +361,7 @@ def run_status(run) -> dict:
     """
     from .analysis import load_analysis
 
-    run = _as_run(run).require()
+    run = Run(run).require()
     out: dict[str, Any] = {
         "run": str(run.root),
         "snapshots": run.snapshots(),
@@ -551,7 +542,7 @@ def start_review(
     """
     from .table import build_table
 
-    run = _as_run(run).require()
+    run = Run(run).require()
     df = build_table(run)  # first: a missing analysis is the likeliest error, and cheap
     parsed = load_layout(layout) if layout is not None else default_layout()
     spotlight = _spotlight(analytics)

@@ -27,6 +27,7 @@ fine-tuning. Snapshots are ordered by step as a number (step 100 comes after ste
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -74,14 +75,34 @@ def save_npy(path: str | os.PathLike, array) -> None:
         np.save(tmp, array)
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 hex of a file's content, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 class Run:
-    """Paths of one run directory. Creating a ``Run`` touches nothing on disk."""
+    """Paths of one run directory. Creating a ``Run`` touches nothing on disk.
+
+    A ``Run`` is path-like, so ``Run(x)`` accepts a path or another ``Run``: every stage
+    takes either.
+    """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.root)
 
     # --- files -----------------------------------------------------------------
     manifest = property(lambda self: self.root / "manifest.json")

@@ -46,7 +46,7 @@ def build_table(run: Run | str | os.PathLike, *, save: bool = True):
 
     from .analysis import load_analysis
 
-    run = Run(run) if not isinstance(run, Run) else run
+    run = Run(run)
     a = load_analysis(run)
 
     ev = run.read_eval().set_index("id")

@@ -176,7 +176,7 @@ def finetune(
             raise SpotreviewError(f"{name} must be at least 1, got {value}")
     if not epochs > 0:
         raise SpotreviewError(f"epochs must be positive, got {epochs}")
-    run = out if isinstance(out, Run) else Run(out)
+    run = Run(out)
     _check_out(run, overwrite)
     dev = resolve_device(device)
 
