@@ -102,7 +102,8 @@ def run(quick: bool = False) -> list[dict]:
     import torch
 
     import spotreview
-    from spotreview.embedding import DEFAULT_BATCH_SIZE, resolve_precision
+    from spotreview.defaults import EMBED_BATCH_SIZE as DEFAULT_BATCH_SIZE
+    from spotreview.models import resolve_precision
     from spotreview.rundir import Run
 
     n_images, n_snapshots = (48, 2) if quick else (160, 3)

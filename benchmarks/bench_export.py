@@ -14,7 +14,6 @@ with 201 frames (``tween`` 1 and 19), serial rendering, so every byte is in that
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class FakeAnalysis:
-    """The fields of ``spotreview.analysis.Analysis`` that export reads (no analysis run)."""
+    """The fields of ``spotreview.analysis_store.Analysis`` that export reads (no analysis run)."""
 
     run: object
     steps: np.ndarray
@@ -91,7 +90,7 @@ def notebook_frame(scene, frame: int) -> np.ndarray:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from spotreview.animation import _class_colors
+    from spotreview.figure import _class_colors
 
     i, _, near = scene.source(frame)
     xy = scene.coords_at(frame)
@@ -138,16 +137,16 @@ import sys, tempfile
 from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
 from benchmarks.bench_export import synthetic, notebook_gif
-import importlib
-ex = importlib.import_module("spotreview.animation")
+from spotreview.scene import build_scene
+from spotreview.writers import write_animation
 with tempfile.TemporaryDirectory() as tmp:
     a = synthetic(Path(tmp) / "run", {n}, 11)
-    scene = ex.build_scene(a, tween={tween}, size={SIZE!r}, dpi={DPI})
+    scene = build_scene(a, tween={tween}, size={SIZE!r}, dpi={DPI})
     out = Path(tmp) / "a.gif"
     if {notebook}:
         notebook_gif(scene, out, fps=4)
     else:
-        ex.write_animation(scene, out, fps=4, workers=1, quiet=True)
+        write_animation(scene, out, fps=4, workers=1, quiet=True)
 # VmHWM, not ru_maxrss: the latter carries the parent's RSS at fork across exec.
 print(int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024)
 """
@@ -164,7 +163,9 @@ def notebook_gif(scene, out: Path, fps: float) -> None:
 
 
 def run(quick: bool = False) -> list[dict]:
-    ex = importlib.import_module("spotreview.animation")
+    from spotreview.figure import Renderer
+    from spotreview.scene import build_scene
+    from spotreview.writers import write_animation
 
     n = 2_000 if quick else 10_000
     n_fps = 6 if quick else 20
@@ -172,10 +173,10 @@ def run(quick: bool = False) -> list[dict]:
     bench = "export"
     with tempfile.TemporaryDirectory() as tmp:
         analysis = synthetic(Path(tmp) / "run", n, 11)
-        scene = ex.build_scene(analysis, tween=3, size=SIZE, dpi=DPI)
+        scene = build_scene(analysis, tween=3, size=SIZE, dpi=DPI)
         frames = list(range(0, scene.n_frames, max(1, scene.n_frames // n_fps)))[:n_fps]
 
-        renderer = ex.Renderer(scene)
+        renderer = Renderer(scene)
         ours = _fps(lambda f: np.array(renderer.render(f)), frames)
         notebook_frame(scene, 0)  # pyplot's first-figure setup is not per-frame cost
         theirs = _fps(lambda f: notebook_frame(scene, f), frames)
@@ -185,12 +186,12 @@ def run(quick: bool = False) -> list[dict]:
                          note="baseline: new pyplot figure per frame, PNG round trip"))
 
         # End to end, GIF: one process vs two vs the notebook way (frames list + one write).
-        gif_scene = ex.build_scene(analysis, tween=3 if quick else 4, size=SIZE, dpi=DPI)
+        gif_scene = build_scene(analysis, tween=3 if quick else 4, size=SIZE, dpi=DPI)
         n_frames = gif_scene.n_frames
         timings = {}
         for workers in (1, 2):
             start = time.perf_counter()
-            ex.write_animation(gif_scene, Path(tmp) / f"w{workers}.gif", fps=8, workers=workers,
+            write_animation(gif_scene, Path(tmp) / f"w{workers}.gif", fps=8, workers=workers,
                                quiet=True)
             timings[workers] = n_frames / (time.perf_counter() - start)
         rows.append(dict(benchmark=bench, measure=f"GIF export fps, 2 processes, {n_frames} frames",

@@ -11,27 +11,32 @@ import importlib
 
 __version__ = "0.1.0"
 
+# public name -> the module that defines it. No module may be named like a public function
+# (e.g. ``export.py``): importing it would rebind ``spotreview.export`` to the module.
 _EXPORTS = {
     "SpotreviewError": "errors",
     "Run": "rundir",
     "load_images": "data",
     "finetune": "train",
+    "Finetuned": "train",
     "embed": "embedding",
-    "EmbeddingRecorder": "embedding",
-    "Analysis": "analysis",
+    "EmbeddingRecorder": "recorder",
+    "Analysis": "analysis_store",
     "analyze": "analysis",
-    "load_analysis": "analysis",
-    "analysis_digest": "analysis",
+    "load_analysis": "analysis_store",
+    "analysis_digest": "analysis_store",
     "build_table": "table",
-    "review": "reviewing",
-    "exclude": "reviewing",
-    "approve": "reviewing",
-    "approval_status": "reviewing",
-    "run_status": "reviewing",
-    "load_layout": "reviewing",
-    "default_layout": "reviewing",
-    "save_layout": "reviewing",
+    "review": "server",
+    "start_review": "server",
+    "exclude": "exclusions",
+    "approve": "approval",
+    "approval_status": "approval",
+    "run_status": "status",
+    "load_layout": "layouts",
+    "default_layout": "layouts",
+    "save_layout": "layouts",
     "export": "animation",
+    "Exported": "animation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

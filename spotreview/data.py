@@ -166,7 +166,7 @@ def _open_datasets(dataset: str):
             try:
                 dd = datasets.load_from_disk(str(path))
             except Exception as e:  # a damaged save_to_disk directory
-                raise DataError(f"could not read the save_to_disk dataset {path}: {first_line(e)}") from None
+                raise DataError(f"could not read the save_to_disk dataset {path}: {first_line(e)}") from e
         else:
             try:
                 dd = datasets.load_dataset("imagefolder", data_dir=str(path))
@@ -174,7 +174,7 @@ def _open_datasets(dataset: str):
                 raise DataError(
                     f"could not read {path} as an image folder ({first_line(e)}); "
                     "expected one sub-folder of images per class, or a save_to_disk directory"
-                ) from None
+                ) from e
     else:
         why = hub_unreachable()
         if why:
@@ -189,7 +189,7 @@ def _open_datasets(dataset: str):
             raise DataError(
                 f"dataset {dataset!r} is not a local directory and could not be loaded from the hub "
                 f"({why}): give a save_to_disk directory or an image folder"
-            ) from None
+            ) from e
     if isinstance(dd, datasets.Dataset):
         dd = datasets.DatasetDict({"train": dd})
     if not isinstance(dd, datasets.DatasetDict) or not len(dd):

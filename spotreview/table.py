@@ -44,7 +44,7 @@ def build_table(run: Run | str | os.PathLike, *, save: bool = True):
     import numpy as np
     import pandas as pd
 
-    from .analysis import load_analysis
+    from .analysis_store import load_analysis
 
     run = Run(run)
     a = load_analysis(run)

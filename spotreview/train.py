@@ -1,12 +1,10 @@
 """Fine-tuning with the Hugging Face ``Trainer``, recording embeddings at every save.
 
-:func:`finetune` builds (or loads) an image classifier, writes the run directory's
-``manifest.json``, ``eval.csv``, ``images/`` and ``processor/``, then trains with two callbacks:
-
-* :class:`LossLogger`: ``log.csv``, one row per Trainer log (step, epoch, loss,
-  learning_rate and every other number the Trainer logs);
-* :class:`spotreview.EmbeddingRecorder`: ``embeddings/step-STEP.npy`` (+ ``.probs.npy``)
-  at step 0 and at every save; checkpoints are only written with ``keep_checkpoints=True``.
+:func:`finetune` builds (or loads) an image classifier (:mod:`spotreview.models`), writes
+the run directory's ``manifest.json``, ``eval.csv``, ``images/`` and ``processor/``, then
+trains with the two callbacks of :mod:`spotreview.recorder`: ``LossLogger`` (``log.csv``)
+and ``EmbeddingRecorder`` (``embeddings/step-STEP.npy`` at step 0 and every save).
+Checkpoints are only written with ``keep_checkpoints=True``. Returns a :class:`Finetuned`.
 """
 
 from __future__ import annotations
@@ -14,146 +12,71 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-# LossLogger subclasses TrainerCallback; this module is only imported by the commands that train.
-from transformers import TrainerCallback
-
-from .data import hub_offline, hub_unreachable, load_images
-from .errors import ModelError, RunDirError, SpotreviewError, first_line
-from .rundir import Run, write_json, write_text
-
-# Defaults for the built-in demo (digits, small ViT): 1438 training images / 32 per batch
-# = 45 steps per epoch, 20 epochs = 900 steps, a save every 50 steps = 18 saves + step 0.
-DEFAULT_OUT = "runs/demo"
-DEFAULT_SAVE_STEPS = 50
-DEFAULT_EPOCHS = 20.0
-DEFAULT_BATCH_SIZE = 32
-SMALL_VIT_LR = 1e-3  # from scratch, small model: a high rate
-PRETRAINED_LR = 5e-5  # fine-tuning pretrained weights: the usual rate
-# 8x8 patches of the 32x32 upscaled digits (2x2 original pixels each): 16 tokens + CLS.
-# Measured on digits: 4x4 patches were 3x slower and less accurate after the same epochs.
-SMALL_VIT = dict(
-    image_size=32,
-    patch_size=8,
-    hidden_size=64,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    intermediate_size=128,
+from .data import load_images
+from .defaults import DATASET, EPOCHS, RUN_DIR, SAVE_STEPS, SEED, TRAIN_BATCH_SIZE
+from .errors import RunDirError, SpotreviewError
+from .evalset import write_eval_set
+from .models import (
+    PRETRAINED_LR,
+    SMALL_VIT,
+    SMALL_VIT_LR,
+    pretrained,
+    resolve_device,
+    resolve_precision,
+    small_vit,
+    transformers_bars,
+    versions,
 )
+from .rundir import Run, write_json
 
 
-def small_vit(class_names: list[str]):
-    """The built-in model: a small randomly initialised ViT for 32x32 images, and its processor."""
-    import transformers
-    from transformers import ViTConfig, ViTForImageClassification
+@dataclass
+class Finetuned:
+    """What :func:`finetune` did (also in the run's ``manifest.json``)."""
 
-    config = ViTConfig(
-        **SMALL_VIT,
-        num_channels=3,
-        num_labels=len(class_names),
-        id2label=dict(enumerate(class_names)),
-        label2id={c: k for k, c in enumerate(class_names)},
-    )
-    size = {"height": SMALL_VIT["image_size"], "width": SMALL_VIT["image_size"]}
-    # Without torchvision, ViTImageProcessor falls back to the PIL one with a warning; ask for it directly.
-    processor_cls = getattr(transformers, "ViTImageProcessorPil", None)
-    try:
-        import torchvision  # noqa: F401
+    run: Run
+    model: str  # what was fine-tuned: a hub id, a directory or the built-in small ViT
+    dataset: str
+    snapshots: list[int]  # steps with embeddings, ascending
+    num_images: int  # evaluation images embedded per snapshot
+    seconds: float  # training time
+    accuracy: dict[int, float | None]  # eval accuracy at the first and the last snapshot
+    checkpoints: int  # checkpoint-STEP directories kept
 
-        processor_cls = None
-    except ImportError:
-        pass
-    processor = (processor_cls or transformers.ViTImageProcessor)(size=size)
-    return ViTForImageClassification(config), processor
-
-
-def pretrained(name: str, class_names: list[str]):
-    """A hub id or local ``save_pretrained`` directory with a new head for ``class_names``."""
-    from transformers import AutoConfig, AutoImageProcessor
-
-    from .embedding import image_model_class
-
-    if Path(name).is_dir():
-        if not (Path(name) / "config.json").is_file():
-            raise ModelError(f"{name} has no config.json; expected a model directory written by save_pretrained")
-    else:
-        why = hub_unreachable()
-        if why:
-            raise ModelError(
-                f"model {name!r} is not a local directory and could not be loaded from the hub ({why}); "
-                "give a save_pretrained directory, or leave --model out for the built-in small ViT"
-            )
-    try:
-        config = AutoConfig.from_pretrained(name)
-    except Exception as e:
-        offline = hub_offline() and not Path(name).is_dir()
-        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else first_line(e)
-        raise ModelError(
-            f"could not load model {name!r} ({why}); give a hub id or a save_pretrained directory, "
-            "or leave --model out for the built-in small ViT"
-        ) from None
-    cls = image_model_class(config, name, classifier=True)
-    try:
-        model = cls.from_pretrained(
-            name,
-            num_labels=len(class_names),
-            id2label=dict(enumerate(class_names)),
-            label2id={c: k for k, c in enumerate(class_names)},
-            ignore_mismatched_sizes=True,  # a new head for our classes
-        )
-    except Exception as e:
-        raise ModelError(f"could not load the weights of {name!r} ({first_line(e)})") from None
-    try:
-        processor = AutoImageProcessor.from_pretrained(name)
-    except Exception as e:
-        raise ModelError(
-            f"{name!r} has no image processor ({first_line(e)}); save one beside the model with "
-            "processor.save_pretrained(...)"
-        ) from None
-    return model, processor
-
-
-class LossLogger(TrainerCallback):
-    """Writes ``log.csv``: one row per Trainer log with step, epoch, loss, learning_rate and
-    every other number logged. The whole file is rewritten atomically at every log, with the
-    union of the columns seen so far (logs are few: one per ``logging_steps``)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.rows: list[dict] = []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        import pandas as pd
-
-        if not state.is_world_process_zero:
-            return
-        row = {"step": state.global_step, "epoch": state.epoch, "loss": np.nan, "learning_rate": np.nan}
-        for key, value in (logs or {}).items():
-            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                row[key] = float(value)
-        self.rows.append(row)
-        write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+    def describe(self) -> str:
+        """A few lines for a terminal: what was trained, the snapshots, the accuracy, the files."""
+        steps = self.snapshots
+        acc = " -> ".join(f"{a:.1%} (step {s})" for s, a in self.accuracy.items() if a is not None)
+        kept = f", {self.checkpoints} checkpoints" if self.checkpoints else ""
+        return "\n".join([
+            f"Fine-tuned {self.model} on {self.dataset} in {self.seconds:.0f} s: "
+            f"{len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) of {self.num_images} eval images",
+            *([f"Eval accuracy: {acc}"] if acc else []),
+            f"Run: {self.run.root} (embeddings/, log.csv, images/, eval.csv, manifest.json{kept})",
+        ])
 
 
 def finetune(
-    out: str | Path = DEFAULT_OUT,
+    out: str | Path = RUN_DIR,
     *,
     model: str | None = None,
-    dataset: str = "digits",
+    dataset: str = DATASET,
     eval_size: int | None = None,
-    save_steps: int = DEFAULT_SAVE_STEPS,
-    epochs: float = DEFAULT_EPOCHS,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    save_steps: int = SAVE_STEPS,
+    epochs: float = EPOCHS,
+    batch_size: int = TRAIN_BATCH_SIZE,
     learning_rate: float | None = None,
-    seed: int = 0,
+    seed: int = SEED,
     keep_checkpoints: bool = False,
     device: str = "auto",
     overwrite: bool = False,
     quiet: bool = False,
-) -> Run:
+) -> Finetuned:
     """Fine-tune an image classifier on ``dataset`` and record its embeddings into run ``out``.
 
     ``model``: None for the built-in small ViT (random init, 32x32 inputs, offline), a hub id
@@ -162,14 +85,13 @@ def finetune(
     A snapshot is recorded at step 0 and every ``save_steps`` optimizer steps (and the last
     step). ``out`` must not hold a run already unless ``overwrite`` (then it is replaced once
     the data and model have loaded); a non-empty folder that is not a run is never touched.
-    Returns the :class:`Run`.
+    Returns a :class:`Finetuned` record (its ``run`` is the :class:`Run`).
     """
     import torch
     import transformers
     from transformers import Trainer, TrainingArguments
 
-    from . import __version__
-    from .embedding import EmbeddingRecorder, resolve_device, resolve_precision, transformers_bars, write_eval_set
+    from .recorder import EmbeddingRecorder, LossLogger
 
     for name, value in (("save steps", save_steps), ("batch size", batch_size)):
         if value < 1:
@@ -221,7 +143,7 @@ def finetune(
         "num_train": len(images.train_labels),
         "class_names": images.class_names,
         "seed": seed,
-        "versions": {"spotreview": __version__, "torch": torch.__version__, "transformers": transformers.__version__},
+        "versions": versions(),
         "parameters": parameters,
         "finished": False,
     }
@@ -275,7 +197,16 @@ def finetune(
         accuracy={str(s): _accuracy(run, s, images.eval_labels) for s in (steps[0], steps[-1])},
     )
     write_json(run.manifest, manifest)
-    return run
+    return Finetuned(
+        run=run,
+        model=manifest["model"],
+        dataset=dataset,
+        snapshots=steps,
+        num_images=len(images.eval_ids),
+        seconds=manifest["seconds"],
+        accuracy={s: manifest["accuracy"][str(s)] for s in (steps[0], steps[-1])},
+        checkpoints=len(run.checkpoints()),
+    )
 
 
 def _check_out(run: Run, overwrite: bool) -> None:

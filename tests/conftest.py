@@ -1,9 +1,11 @@
-"""Shared fixtures: tiny seeded runs built without training, for the stages after embed."""
+"""Shared helpers: tiny seeded runs built without training (for the stages after embed), an
+analysed run (a fresh copy per test), a tiny ViT, and the check every failing command must pass."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,56 @@ def make_synthetic_run(
 @pytest.fixture
 def synthetic_run(tmp_path) -> Run:
     return make_synthetic_run(tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def _analysed_template(tmp_path_factory) -> Run:
+    from spotreview.analysis import analyze
+
+    run = make_synthetic_run(tmp_path_factory.mktemp("analysed") / "run")
+    analyze(run, quiet=True)
+    return run
+
+
+@pytest.fixture
+def analysed_run(_analysed_template, tmp_path) -> Run:
+    """An analysed, not approved synthetic run: a fresh copy for each test, so a test that
+    changes it (exclusions, approval, deleted files) never affects another."""
+    root = tmp_path / "analysed" / "run"  # beside, not on, synthetic_run's folder
+    shutil.copytree(_analysed_template.root, root)
+    return Run(root)
+
+
+def tiny_vit(seed: int = 0, *, head: bool = True, num_labels: int = 3, intermediate_size: int = 32):
+    """A seeded 16x16 ViT of one layer (a classifier, or the base model without a head)."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=intermediate_size, num_labels=num_labels,
+    )
+    return ViTForImageClassification(config) if head else ViTModel(config, add_pooling_layer=False)
+
+
+def vit_processor():
+    """The image processor of :func:`tiny_vit` (the PIL one: no torchvision needed)."""
+    import transformers
+
+    cls = getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)
+    return cls(size={"height": 16, "width": 16})
+
+
+def cli_error(result, code: int = 1) -> str:
+    """The one ``Error: ...`` line of a command that failed as users must see it: exit
+    ``code``, exactly one line on stderr, nothing on stdout, no traceback."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert result.stdout == "", result.stdout
+    return lines[0]
 
 
 def read_json(path) -> dict:

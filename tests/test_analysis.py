@@ -11,13 +11,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_synthetic_run
 
-from spotreview.analysis import (
-    Analysis,
-    align_frames,
-    analysis_digest,
-    analyze,
-    load_analysis,
-)
+from spotreview.analysis import align_frames, analyze
+from spotreview.analysis_store import Analysis, analysis_digest, load_analysis
 from spotreview.cli import cli
 from spotreview.errors import AnalysisError, RunDirError
 from spotreview.rundir import save_npy

@@ -16,7 +16,9 @@ import pytest
 from conftest import make_synthetic_run
 
 from spotreview.analysis import analyze
-from spotreview.reviewing import FIRST_PLOT, LAST_PLOT, exclude, start_review
+from spotreview.exclusions import exclude
+from spotreview.layouts import FIRST_PLOT, LAST_PLOT
+from spotreview.server import start_review
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(__file__).resolve().parents[1] / "build" / "test-artifacts" / "review.png"

@@ -6,32 +6,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import cli_error, tiny_vit, vit_processor
 from PIL import Image
 
 from spotreview.cli import cli
-from spotreview.embedding import embed, load_checkpoint, preprocess, resolve_precision
-from spotreview.errors import ModelError, RunDirError
+from spotreview.embedding import embed, preprocess
+from spotreview.models import bf16_is_native, load_checkpoint, resolve_device, resolve_precision
+from spotreview.errors import ModelError, RunDirError, SpotreviewError
 from spotreview.rundir import Run
 
 STEPS = (0, 20, 100)  # 100 sorts before 20 as text
-
-
-def tiny_vit(seed: int, *, head: bool = True):
-    from transformers import ViTConfig, ViTForImageClassification, ViTModel
-
-    torch.manual_seed(seed)
-    config = ViTConfig(
-        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, num_labels=3,
-    )
-    return ViTForImageClassification(config) if head else ViTModel(config, add_pooling_layer=False)
-
-
-def vit_processor():
-    import transformers
-
-    cls = getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)
-    return cls(size={"height": 16, "width": 16})
 
 
 def save_checkpoints(root, steps=STEPS, *, head=True, processor_in="checkpoint"):
@@ -80,7 +64,8 @@ def test_embeds_every_checkpoint_of_a_foreign_folder_in_step_order(tmp_path, ima
 
     # the embedding is the CLS row of the base model's last hidden state (after the final layer norm)
     model = load_checkpoint(tmp_path / "checkpoint-20")
-    from spotreview.embedding import load_processor, read_eval_images
+    from spotreview.evalset import read_eval_images
+    from spotreview.models import load_processor
 
     pixels = preprocess(read_eval_images(run), load_processor(run, tmp_path / "checkpoint-20"), quiet=True)
     with torch.no_grad():
@@ -134,13 +119,34 @@ def test_run_recorded_during_training_has_nothing_to_embed(synthetic_run):
     assert embed(synthetic_run, quiet=True) == []
 
 
-def test_precision_choice():
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_choice_on_either_kind_of_cpu(monkeypatch, native):
+    """auto = bf16 exactly where bf16 matmuls are native; both answers are checked on any
+    machine by setting what torch reports about the CPU (AMX / AVX512-BF16)."""
     cpu = torch.device("cpu")
-    assert resolve_precision("fp32", cpu) is None
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: native, raising=False)
+    assert bf16_is_native(cpu) is native
+    assert resolve_precision("auto", cpu) is (torch.bfloat16 if native else None)
+    assert resolve_precision("fp32", cpu) is None  # explicit choices ignore the hardware
     assert resolve_precision("bf16", cpu) is torch.bfloat16
-    from spotreview.embedding import bf16_is_native
 
-    assert resolve_precision("auto", cpu) == (torch.bfloat16 if bf16_is_native(cpu) else None)
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_choice_on_either_kind_of_gpu(monkeypatch, native):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: native)
+    cuda = torch.device("cuda")  # a device object only: nothing runs on it
+    assert bf16_is_native(cuda) is native
+    assert resolve_precision("auto", cuda) is (torch.bfloat16 if native else None)
+
+
+def test_unknown_precision_and_device():
+    with pytest.raises(SpotreviewError) as e:
+        resolve_precision("fp8", torch.device("cpu"))
+    assert str(e.value) == "unknown precision 'fp8'; expected auto, fp32 or bf16"
+    with pytest.raises(SpotreviewError) as e:
+        resolve_device("tpu")
+    assert str(e.value) == "unknown device 'tpu'; expected auto, cpu or cuda"
 
 
 def test_bf16_embeddings_stay_close_to_fp32(tmp_path, image_folder):
@@ -158,10 +164,7 @@ def test_bf16_embeddings_stay_close_to_fp32(tmp_path, image_folder):
 
 
 def run_cli(*args):
-    result = CliRunner().invoke(cli, ["embed", *map(str, args), "-q"])
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    return result.stderr.strip()
+    return cli_error(CliRunner().invoke(cli, ["embed", *map(str, args), "-q"]))
 
 
 def test_missing_and_empty_run_directories(tmp_path):

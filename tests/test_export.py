@@ -1,42 +1,37 @@
-"""animation.py (spotreview.export): GIF/MP4/HTML round trips, approval gate, leaderboard, streaming, bad input, CLI."""
+"""spotreview.export (animation.py, scene.py, figure.py, writers.py): GIF/MP4/HTML round
+trips, approval gate, leaderboard, streaming, bad input, CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import re
-import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_synthetic_run
+from conftest import cli_error
 from PIL import Image
 
-from spotreview.analysis import analyze, load_analysis
+from spotreview.analysis_store import load_analysis
+from spotreview.animation import export
+from spotreview.approval import approve
 from spotreview.cli import cli
 from spotreview.errors import ExportError
-from spotreview.animation import Renderer, build_scene, export, frame_sources, leaderboard
-from spotreview.reviewing import approve, exclude
+from spotreview.exclusions import exclude
+from spotreview.figure import Renderer
+from spotreview.scene import build_scene, frame_sources, leaderboard
 
 OUTLIER = "img-0035"  # conftest plants the last row far away from everything
 SMALL = (320, 180)  # the smallest frame export lays out: fast tests
 S = 5  # snapshots in the synthetic run
 
 
-@pytest.fixture(scope="module")
-def _template(tmp_path_factory):
-    run = make_synthetic_run(tmp_path_factory.mktemp("template") / "run")
-    analyze(run, quiet=True)
-    return run
-
-
 @pytest.fixture
-def unapproved(_template, tmp_path):
-    """A fresh copy of an analysed, not yet approved synthetic run."""
-    from spotreview.rundir import Run
-
-    shutil.copytree(_template.root, tmp_path / "run")
-    return Run(tmp_path / "run")
+def unapproved(analysed_run):
+    """A fresh copy of an analysed, not yet approved synthetic run (conftest)."""
+    return analysed_run
 
 
 @pytest.fixture
@@ -53,14 +48,30 @@ def _leftovers(directory) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith(".tmp-"))
 
 
+def _refusal(run, what: str, again: str = "") -> str:
+    return (
+        f"cannot export {run.root}: {what}; review it with `spotreview review {run.root}`, "
+        f"approve it{again} with `spotreview approve {run.root}`, or pass --force to export anyway"
+    )
+
+
+@pytest.fixture
+def warnings_logged(caplog):
+    """The warning messages the export logs (the CLI shows each as one `warning:` line)."""
+    caplog.set_level(logging.WARNING, logger="spotreview")
+    return lambda: [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 # --- formats, read back -------------------------------------------------------------------
 
 
 def test_gif_frames_size_loop_and_durations(run):
     import imageio.v3 as iio
 
-    path = export(run, size=SMALL, tween=1, fps=5, quiet=True)
-    assert path == run.root / "animation.gif"
+    done = export(run, size=SMALL, tween=1, fps=5, quiet=True)
+    path = done.path
+    assert path == run.root / "animation.gif" and done.still is None
+    assert (done.format, done.frames, done.fps, done.size) == ("gif", _frames(S, 1), 5.0, list(SMALL))
     frames = iio.imread(path, index=None)
     assert frames.shape[:3] == (_frames(S, 1), SMALL[1], SMALL[0])
     with Image.open(path) as im:
@@ -75,11 +86,11 @@ def test_gif_frames_size_loop_and_durations(run):
     assert _leftovers(run.root) == []
 
 
-def test_mp4_is_h264_with_even_size(run, capsys):
+def test_mp4_is_h264_with_even_size(run, warnings_logged):
     import imageio.v2 as iio2
 
-    path = export(run, run.root / "a.mp4", size=(321, 181), tween=2, quiet=True)
-    assert "H.264 needs an even frame size; using 322x182" in capsys.readouterr().err
+    path = export(run, run.root / "a.mp4", size=(321, 181), tween=2, quiet=True).path
+    assert warnings_logged() == ["H.264 needs an even frame size; using 322x182"]
     with iio2.get_reader(path, format="FFMPEG") as reader:
         meta = reader.get_meta_data()
         assert meta["codec"] == "h264" and meta["size"] == (322, 182)
@@ -89,7 +100,7 @@ def test_mp4_is_h264_with_even_size(run, capsys):
 
 
 def test_html_is_a_self_contained_player(run):
-    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=4, quiet=True)
+    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=4, quiet=True).path
     html = path.read_text()
     n = _frames(S, 1)
     assert html.count("data:image/png;base64,") == n  # every frame embedded, none dropped
@@ -102,21 +113,22 @@ def test_html_is_a_self_contained_player(run):
 
 
 def test_still_of_a_chosen_snapshot_instead_of_the_animation(run):
-    first = export(run, still=run.root / "first.png", still_step=0, size=SMALL, quiet=True)
-    last = export(run, still=run.root / "last.png", size=SMALL, quiet=True)
+    first = export(run, still=run.root / "first.png", still_step=0, size=SMALL, quiet=True).path
+    last = export(run, still=run.root / "last.png", size=SMALL, quiet=True).path
     assert first == run.root / "first.png" and last == run.root / "last.png"
     assert not (run.root / "animation.gif").exists()  # a still replaces the animation...
     a, b = np.asarray(Image.open(first)), np.asarray(Image.open(last))
     assert a.shape == b.shape == (SMALL[1], SMALL[0], 3) and not (a == b).all()
     both = export(run, run.root / "x.gif", still=run.root / "s.png", size=SMALL, quiet=True)
-    assert both == run.root / "x.gif" and (run.root / "s.png").is_file()  # ...unless out is given
+    assert both.path == run.root / "x.gif" and (run.root / "s.png").is_file()  # ...unless out is given
     record = json.loads(run.export_record.read_text())
-    assert record["out"].endswith("x.gif") and record["still"].endswith("s.png")
+    assert record["out"] == both.out == str(run.root / "x.gif")
+    assert record["still"] == both.still == str(run.root / "s.png")
 
 
 def test_two_workers_give_the_same_file_as_one(run):
-    one = export(run, run.root / "one.gif", size=SMALL, tween=2, workers=1, quiet=True)
-    two = export(run, run.root / "two.gif", size=SMALL, tween=2, workers=2, quiet=True)
+    one = export(run, run.root / "one.gif", size=SMALL, tween=2, workers=1, quiet=True).path
+    two = export(run, run.root / "two.gif", size=SMALL, tween=2, workers=2, quiet=True).path
     assert one.read_bytes() == two.read_bytes()
 
 
@@ -136,19 +148,29 @@ def test_frame_plan_interpolates_coordinates_and_follows_the_nearer_snapshot(run
     assert scene.titles[-1].startswith("step 100   ·   epoch 2.00")  # epoch from log.csv
 
 
-def test_axes_fixed_and_loss_revealed_up_to_the_step(run):
-    scene = build_scene(load_analysis(run), size=SMALL)
+def test_axes_fit_every_frame_at_equal_scale_and_loss_revealed_up_to_the_step(run):
+    scene = build_scene(load_analysis(run), tween=2, size=SMALL)  # frames != snapshots
     r = Renderer(scene)
-    limits = r.ax.get_xlim() + r.ax.get_ylim()
+    x0, x1, y0, y1 = limits = r.ax.get_xlim() + r.ax.get_ylim()
+    # One data unit is as many pixels across as up, so distances in the picture are faithful.
+    box = r.ax.get_window_extent()
+    assert (x1 - x0) / box.width == pytest.approx((y1 - y0) / box.height, rel=1e-2)
+    # Tight: the cloud of all snapshots is centred and fills the binding axis but a 5 % margin.
+    lo, hi = scene.coords.reshape(-1, 2).min(0), scene.coords.reshape(-1, 2).max(0)
+    np.testing.assert_allclose([(x0 + x1) / 2, (y0 + y1) / 2], (lo + hi) / 2, rtol=1e-5, atol=1e-6)
+    assert max((hi - lo) / [x1 - x0, y1 - y0]) == pytest.approx(1 / 1.1, rel=1e-4)
+    log_steps, _ = scene.loss
     for f in range(scene.n_frames):
         r.render(f)
-        assert r.ax.get_xlim() + r.ax.get_ylim() == limits
-        x0, x1, y0, y1 = limits
-        xy = scene.coords[f]
-        assert (xy[:, 0] > x0).all() and (xy[:, 0] < x1).all()
+        assert r.ax.get_xlim() + r.ax.get_ylim() == limits  # fixed for every frame
+        xy = scene.coords_at(f)  # interpolated between snapshots
+        drawn = np.concatenate([line.get_xydata() for line, _ in r.groups])
+        assert len(drawn) == len(xy) and np.isin(drawn, xy).all()  # the frame's points are drawn...
+        assert (xy[:, 0] > x0).all() and (xy[:, 0] < x1).all()  # ...and all inside the axes
         assert (xy[:, 1] > y0).all() and (xy[:, 1] < y1).all()
-        shown = r.loss_line.get_xdata()
-        assert len(shown) == 0 or shown.max() <= scene.steps[f]
+        step = scene.steps[scene.source(f)[2]]  # the snapshot the frame shows
+        np.testing.assert_array_equal(r.loss_line.get_xdata(), log_steps[log_steps <= step])
+        assert r.now.get_xdata()[0] == step
     assert r.loss_line.get_xdata().max() == 100 and r.loss_dot.get_xdata()[0] == 100
 
 
@@ -177,11 +199,11 @@ def test_an_excluded_image_is_not_drawn(run):
         px = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
         return int((px == (255, 0, 255)).all(1).sum())
 
-    shown = export(run, still=run.root / "shown.png", size=SMALL, force=True, quiet=True)
+    shown = export(run, still=run.root / "shown.png", size=SMALL, force=True, quiet=True).path
     assert magenta_pixels(shown) > 100
     exclude(run, [OUTLIER], reason="test")
     approve(run, by="test")
-    hidden = export(run, still=run.root / "hidden.png", size=SMALL, quiet=True)
+    hidden = export(run, still=run.root / "hidden.png", size=SMALL, quiet=True).path
     assert magenta_pixels(hidden) == 0
     assert json.loads(run.export_record.read_text())["excluded"] == 1
 
@@ -192,34 +214,38 @@ def test_an_excluded_image_is_not_drawn(run):
 def test_refuses_an_unapproved_run(unapproved):
     with pytest.raises(ExportError) as e:
         export(unapproved, size=SMALL, quiet=True)
-    msg = str(e.value)
-    assert "not approved" in msg and "\n" not in msg
-    assert f"spotreview review {unapproved.root}" in msg
-    assert f"spotreview approve {unapproved.root}" in msg and "--force" in msg
+    assert str(e.value) == _refusal(unapproved, "it is not approved (no approval.json)")
     assert not (unapproved.root / "animation.gif").exists()
     assert not unapproved.export_record.exists()
 
 
 def test_refuses_a_stale_approval(run):
+    at = json.loads(run.approval.read_text())["at"]
     exclude(run, ["img-0003"], reason="blurry")
-    with pytest.raises(ExportError, match=r"approval is stale \(.*exclusions changed.*approve it again"):
+    with pytest.raises(ExportError) as e:
         export(run, size=SMALL, quiet=True)
+    why = f"the exclusions changed since test approved it at {at}"
+    assert str(e.value) == _refusal(run, f"its approval is stale ({why})", " again")
     assert not (run.root / "animation.gif").exists()
 
 
-def test_force_renders_warns_and_is_recorded(unapproved, capsys):
-    path = export(unapproved, size=SMALL, force=True, quiet=True)
-    assert path.is_file()
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "although it is not approved" in err and "forced" in err
+def test_force_renders_warns_and_is_recorded(unapproved, warnings_logged):
+    done = export(unapproved, size=SMALL, force=True, quiet=True)
+    path = done.path
+    assert path.is_file() and done.forced is True
+    assert warnings_logged() == [
+        f"exporting {unapproved.root} although it is not approved (no approval.json); "
+        "forced, recorded in export.json"
+    ]
     record = json.loads(unapproved.export_record.read_text())
     assert record["forced"] is True and record["approval"]["state"] == "missing"
     assert record["frames"] == S and record["format"] == "gif" and record["out"] == str(path)
 
 
 def test_approved_export_is_recorded_unforced(run):
-    export(run, size=SMALL, quiet=True)
+    done = export(run, size=SMALL, quiet=True)
     record = json.loads(run.export_record.read_text())
+    assert record == dataclasses.asdict(done)  # what export returns is what it recorded
     approval = json.loads(run.approval.read_text())
     assert record["forced"] is False and record["approval"]["state"] == "approved"
     assert record["approval"]["digest"] == approval["digest"]
@@ -231,7 +257,7 @@ def test_approved_export_is_recorded_unforced(run):
 @pytest.mark.parametrize("suffix", [".gif", ".mp4", ".html"])
 def test_interrupted_export_leaves_no_file(run, monkeypatch, suffix):
     out = run.root / f"anim{suffix}"
-    out_before = export(run, out, size=SMALL, quiet=True).read_bytes()  # a finished file...
+    out_before = export(run, out, size=SMALL, quiet=True).path.read_bytes()  # a finished file...
     render = Renderer.render
     calls = []
 
@@ -253,64 +279,68 @@ def test_interrupted_export_leaves_no_file(run, monkeypatch, suffix):
     assert not out.exists() and _leftovers(run.root) == []
 
 
-def test_missing_log_renders_without_the_curve_and_says_so(run, capsys):
+def test_missing_log_renders_without_the_curve_and_says_so(run, warnings_logged):
     run.log_csv.unlink()
     approve(run, by="test")
-    path = export(run, size=SMALL, quiet=True)
+    path = export(run, size=SMALL, quiet=True).path
     assert path.is_file()
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "log.csv is missing; rendering without the loss curve" in err[0]
+    assert warnings_logged() == [f"{run.log_csv} is missing; rendering without the loss curve"]
     scene = build_scene(load_analysis(run), size=SMALL)
     assert scene.loss is None and "epoch" not in scene.titles[-1]
 
 
-def test_missing_leaderboard_images_become_blank_tiles(run, capsys):
+def test_missing_leaderboard_images_become_blank_tiles(run, warnings_logged):
     for i in range(30, 36):
         run.image_path(f"img-{i:04d}").unlink()
-    path = export(run, size=SMALL, quiet=True)
+    path = export(run, size=SMALL, quiet=True).path
     assert path.is_file()
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    assert "leaderboard image(s) missing or unreadable" in err[0] and "blank tiles" in err[0]
-    count = int(err[0].split("warning: ")[1].split()[0])
     boards = leaderboard(load_analysis(run), top_k=8)
-    assert count == len({int(r) for rows in boards for r in rows if r >= 30})
+    count = len({int(r) for rows in boards for r in rows if r >= 30})
+    assert count > 0
+    assert warnings_logged() == [
+        f"{count} leaderboard image(s) missing or unreadable under {run.images_dir}; shown as blank tiles"
+    ]
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(out="anim.avi"), r"unknown format '\.avi'; use \.gif, \.mp4 or \.html"),
-        (dict(out="anim"), r"unknown format '\(no suffix\)'"),
-        (dict(out="missing-dir/anim.gif"), r"directory .*missing-dir does not exist"),
-        (dict(still="s.jpg"), r"must be a \.png file"),
-        (dict(still="nowhere/s.png"), r"directory .*nowhere does not exist"),
-        (dict(still="s.png", still_step=7),
-         r"no snapshot at step 7; snapshots are at steps 0, 5, 10, 20, 100"),
-        (dict(still_step=5), r"still_step picks the frame of --still; give --still FILE.png too"),
-        (dict(size="big"), r"size 'big' is not WxH in pixels"),
-        (dict(size=(100, 50)), r"too small"),
-        (dict(fps=60), r"too fast for a GIF"),
-        (dict(fps=0), r"fps must be positive"),
-        (dict(tween=-1), r"tween must be 0 or more"),
-        (dict(top_k=0), r"top_k must be at least 1"),
+        (dict(out="anim.avi"), "cannot export to {out}: unknown format '.avi'; use .gif, .mp4 or .html"),
+        (dict(out="anim"), "cannot export to {out}: unknown format '(no suffix)'; use .gif, .mp4 or .html"),
+        (dict(out="missing-dir/anim.gif"), "cannot write the animation to {out}: directory {out.parent} "
+                                           "does not exist; create it or choose another path"),
+        (dict(still="s.jpg"), "--still {still} must be a .png file"),
+        (dict(still="nowhere/s.png"), "cannot write the still to {still}: directory {still.parent} "
+                                      "does not exist; create it or choose another path"),
+        (dict(still="s.png", still_step=7), "no snapshot at step 7; snapshots are at steps 0, 5, 10, 20, 100"),
+        (dict(still_step=5), "still_step picks the frame of --still; give --still FILE.png too"),
+        (dict(size="big"), "size 'big' is not WxH in pixels, e.g. 1280x720"),
+        (dict(size=(100, 50)), "size 100x50 is too small to lay out a frame; use at least 320x180"),
+        (dict(fps=60), "fps 60 is too fast for a GIF (viewers slow frames under 20 ms to 100 ms); "
+                       "use --fps 50 or less, or .mp4"),
+        (dict(fps=0), "fps must be positive, got 0"),
+        (dict(tween=-1), "tween must be 0 or more frames between snapshots, got -1"),
+        (dict(top_k=0), "top_k must be at least 1, got 0"),
     ],
 )
 def test_bad_input_is_one_line(run, kwargs, message):
     for key in ("out", "still"):
         if key in kwargs:
             kwargs[key] = run.root / kwargs[key]
-    with pytest.raises(ExportError, match=message) as e:
+    with pytest.raises(ExportError) as e:
         export(run, quiet=True, **kwargs)
-    assert "\n" not in str(e.value)
+    assert str(e.value) == message.format(**kwargs)
     assert not any(p.suffix in (".gif", ".png", ".avi") for p in run.root.iterdir())
 
 
 def test_missing_ffmpeg_is_one_line(run, monkeypatch):
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(run.root / "no-ffmpeg"))
-    hint = r"does not exist; install it with `pip install imageio-ffmpeg` or export a \.gif"
-    with pytest.raises(ExportError, match=hint):
+    with pytest.raises(ExportError) as e:
         export(run, run.root / "a.mp4", size=SMALL, quiet=True)
+    assert str(e.value) == (
+        f"ffmpeg {str(run.root / 'no-ffmpeg')!r} (IMAGEIO_FFMPEG_EXE) does not exist; "
+        "install it with `pip install imageio-ffmpeg` or export a .gif instead"
+    )
     assert not (run.root / "a.mp4").exists()
 
 
@@ -329,12 +359,17 @@ def test_cli_export_prints_the_path(run):
 def test_cli_refuses_then_forces(unapproved):
     args = ["export", str(unapproved.root), "--size", "320x180", "-q"]
     refused = CliRunner().invoke(cli, args)
-    assert refused.exit_code == 1 and refused.output.startswith("Error: cannot export")
-    assert refused.output.count("\n") == 1
+    assert cli_error(refused) == "Error: " + _refusal(unapproved, "it is not approved (no approval.json)")
     forced = CliRunner().invoke(cli, args + ["--force"])
     assert forced.exit_code == 0, forced.output
-    assert "forced: not approved (missing)" in forced.output
-    assert f"wrote {unapproved.root / 'animation.gif'}" in forced.output
+    assert forced.stdout.splitlines() == [
+        f"wrote {unapproved.root / 'animation.gif'} ({S} frames)", "forced: not approved (missing)"
+    ]
+    # The library's warning reaches the user as one line on stderr.
+    assert forced.stderr == (
+        f"warning: exporting {unapproved.root} although it is not approved (no approval.json); "
+        "forced, recorded in export.json\n"
+    )
 
 
 def test_cli_still_and_bad_suffix(run):
@@ -344,7 +379,9 @@ def test_cli_still_and_bad_suffix(run):
     )
     assert still.exit_code == 0 and still.output.strip() == f"wrote {run.root / 's.png'}"
     bad = CliRunner().invoke(cli, ["export", str(run.root), "--out", str(run.root / "a.webm")])
-    assert bad.exit_code == 1 and "unknown format '.webm'" in bad.output
+    assert cli_error(bad) == (
+        f"Error: cannot export to {run.root / 'a.webm'}: unknown format '.webm'; use .gif, .mp4 or .html"
+    )
 
 
 # --- the HTML player in a real browser ----------------------------------------------------
@@ -364,7 +401,7 @@ def test_html_player_plays_pauses_and_seeks_offline_in_chromium(run, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=20, quiet=True)
+    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=20, quiet=True).path
     n = _frames(S, 1)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

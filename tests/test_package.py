@@ -1,20 +1,43 @@
 """The package surface: public names, the entry points, and a --help that imports nothing heavy."""
 
 import importlib
+import inspect
+import pkgutil
 import subprocess
 import sys
 
 import spotreview
 
+MODULES = sorted(m.name for m in pkgutil.iter_modules(spotreview.__path__) if m.name != "__main__")
 
-def test_every_public_name_resolves():
-    for name in spotreview.__all__:
-        assert getattr(spotreview, name) is not None, name
-    # the stage functions stay functions even after their modules are imported
-    for module in ("animation", "embedding", "reviewing"):
+
+def test_every_public_name_is_the_object_its_module_defines():
+    assert sorted(spotreview.__all__) == sorted([*spotreview._EXPORTS, "__version__"])
+    for name, module in spotreview._EXPORTS.items():
+        defined = getattr(importlib.import_module(f"spotreview.{module}"), name)
+        assert getattr(spotreview, name) is defined, name
+        assert inspect.isfunction(defined) or inspect.isclass(defined), name
+
+
+def test_importing_every_module_keeps_the_stage_functions_functions():
+    """A submodule named like a public function (``export.py``) would rebind the package
+    attribute to the module on import; no module may be named so."""
+    assert not set(MODULES) & set(spotreview._EXPORTS)
+    for module in MODULES:
         importlib.import_module(f"spotreview.{module}")
+    for name, module in spotreview._EXPORTS.items():
+        assert getattr(spotreview, name) is getattr(sys.modules[f"spotreview.{module}"], name), name
+    for stage in ("finetune", "embed", "analyze", "review", "approve", "export"):
+        assert inspect.isfunction(getattr(spotreview, stage)), stage
 
-    assert callable(spotreview.embed) and callable(spotreview.export) and callable(spotreview.review)
+
+def test_unknown_name_is_an_attribute_error():
+    try:
+        spotreview.no_such_name
+    except AttributeError as e:
+        assert str(e) == "module 'spotreview' has no attribute 'no_such_name'"
+    else:
+        raise AssertionError("spotreview.no_such_name resolved")
 
 
 def test_help_is_light_and_python_m_works():

@@ -20,20 +20,12 @@ from click.testing import CliRunner
 from conftest import make_synthetic_run
 
 from spotreview.analysis import analyze
+from spotreview.approval import approval_status, approve
 from spotreview.cli import cli
 from spotreview.errors import AnalysisError, ReviewError
-from spotreview.reviewing import (
-    FIRST_PLOT,
-    LAST_PLOT,
-    _spotlight,
-    approval_status,
-    approve,
-    default_layout,
-    exclude,
-    layout_json,
-    load_layout,
-    review,
-)
+from spotreview.exclusions import exclude
+from spotreview.layouts import FIRST_PLOT, LAST_PLOT, default_layout, import_spotlight, layout_json, load_layout
+from spotreview.server import review
 
 REPO = Path(__file__).resolve().parents[1]
 KNOWN = (
@@ -42,11 +34,9 @@ KNOWN = (
 )
 
 
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory):
-    run = make_synthetic_run(tmp_path_factory.mktemp("review") / "run")
-    analyze(run, quiet=True)
-    return run
+@pytest.fixture
+def analysed(analysed_run):
+    return analysed_run  # a copy per test: the server test excludes rows
 
 
 @pytest.fixture
@@ -211,18 +201,22 @@ def test_port_in_use(analysed):
 
 
 def test_analytics_off_unless_opted_in(monkeypatch):
-    monkeypatch.delenv("SPOTLIGHT_OPT_OUT", raising=False)
-    monkeypatch.delenv("SPOTLIGHT_OPT_IN", raising=False)
-    _spotlight()
+    import_spotlight()
     from renumics.spotlight.settings import settings
 
-    try:
-        assert os.environ["SPOTLIGHT_OPT_OUT"] == "true"
-        assert (settings.opt_out, settings.opt_in) == (True, False)
-        _spotlight(analytics=True)
-        assert os.environ["SPOTLIGHT_OPT_OUT"] == "false" and settings.opt_out is False
-    finally:
-        _spotlight()
+    # import_spotlight writes os.environ (for Spotlight's server subprocess) and the settings
+    # object; monkeypatch records both first, so neither leaks past this test.
+    for key in ("SPOTLIGHT_OPT_OUT", "SPOTLIGHT_OPT_IN"):
+        monkeypatch.setenv(key, "recorded")
+        monkeypatch.delenv(key)
+    monkeypatch.setattr(settings, "opt_out", settings.opt_out)
+    monkeypatch.setattr(settings, "opt_in", settings.opt_in)
+
+    import_spotlight()
+    assert (os.environ["SPOTLIGHT_OPT_OUT"], os.environ["SPOTLIGHT_OPT_IN"]) == ("true", "false")
+    assert (settings.opt_out, settings.opt_in) == (True, False)
+    import_spotlight(analytics=True)
+    assert os.environ["SPOTLIGHT_OPT_OUT"] == "false" and settings.opt_out is False
 
 
 # --- exclusions --------------------------------------------------------------------------
@@ -475,7 +469,6 @@ def test_real_spotlight_server_serves_the_table_and_shows_exclusions(analysed):
             os.killpg(proc.pid, signal.SIGKILL)
             raise
         reader.join(5)
-        exclude(analysed, [], clear=True)
     out = "".join(lines)
     assert proc.returncode == 0, out
     assert "review table refreshed (2 excluded)" in out

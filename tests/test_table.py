@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from conftest import make_synthetic_run
 
-from spotreview.analysis import analyze, load_analysis
+from spotreview.analysis import analyze
+from spotreview.analysis_store import load_analysis
 from spotreview.errors import AnalysisError
-from spotreview.reviewing import exclude
+from spotreview.exclusions import exclude
 from spotreview.table import build_table
 
 COLUMNS = [
@@ -34,11 +35,9 @@ COLUMNS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def analysed(tmp_path_factory):
-    run = make_synthetic_run(tmp_path_factory.mktemp("table") / "run")
-    analyze(run, quiet=True)
-    return run
+@pytest.fixture
+def analysed(analysed_run):
+    return analysed_run
 
 
 def test_columns_rows_and_images(analysed):
@@ -74,9 +73,8 @@ def test_first_and_last_come_from_first_and_last_step_by_number(analysed):
     assert df.iloc[-1]["outlier_rank_last"] == 1
 
 
-def test_exclusions_and_saved_parquet(tmp_path):
-    run = make_synthetic_run(tmp_path / "run")
-    analyze(run, quiet=True)
+def test_exclusions_and_saved_parquet(analysed_run):
+    run = analysed_run
     exclude(run, ["img-0003"], reason="blurry")
     exclude(run, ["img-0004"])
     df = build_table(run)

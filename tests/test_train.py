@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from click.testing import CliRunner
+from conftest import cli_error, tiny_vit, vit_processor
 from PIL import Image
 
 from spotreview.cli import cli
-from spotreview.embedding import EmbeddingRecorder
-from spotreview.errors import ModelError
+from spotreview.errors import ModelError, RunDirError
+from spotreview.recorder import EmbeddingRecorder
 from spotreview.rundir import Run
 from spotreview.train import finetune
 
@@ -67,17 +67,24 @@ def test_finetune_digits_end_to_end(tmp_path):
     assert (run.processor_dir / "preprocessor_config.json").is_file()
 
     log = pd.read_csv(run.log_csv)
-    assert {"step", "epoch", "loss", "learning_rate"} <= set(log.columns)
+    assert list(log.columns[:4]) == ["step", "epoch", "loss", "learning_rate"]  # LossLogger's own order
     assert log["step"].tolist()[:6] == [1, 2, 3, 4, 5, 6]  # logging_steps = save_steps // 2
     assert log["loss"].iloc[:6].notna().all()
-    assert "train_runtime" in log.columns  # the Trainer's closing summary row, whatever it holds
+    # lr 1e-3 with warmup_steps=0.1 read as a ratio (transformers 5): ceil(0.6) = 1 warmup
+    # step, then linear decay to 0 at step 6.
+    np.testing.assert_allclose(log["learning_rate"].iloc[:6], [0, 1e-3, 8e-4, 6e-4, 4e-4, 2e-4], atol=1e-9)
+    assert log["step"].is_monotonic_increasing and log["step"].iloc[-1] == 6  # every log, to the last step
+    assert np.allclose(log["epoch"].iloc[:6], np.arange(1, 7) / 23)  # 23 steps per epoch (1438 / 64)
+    assert all(pd.api.types.is_numeric_dtype(t) for t in log.dtypes)  # only numbers are kept
 
 
 def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
     """Through the package API, as a user would: spotreview.finetune, then spotreview.embed."""
     import spotreview
 
-    run = spotreview.finetune(tmp_path / "r", keep_checkpoints=True, **TINY)
+    done = spotreview.finetune(tmp_path / "r", keep_checkpoints=True, **TINY)
+    run = done.run
+    assert isinstance(done, spotreview.Finetuned) and done.checkpoints == 3
     assert [s for s, _ in run.checkpoints()] == [2, 4, 6]
     recorded = {s: np.load(run.embedding_path(s)) for s in (2, 4, 6)}
     for s in (2, 4, 6):
@@ -90,17 +97,10 @@ def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
 
 def test_recorder_in_a_plain_trainer_script(tmp_path):
     """EmbeddingRecorder with anyone's Trainer: step 0, every save, the last step; no checkpoints."""
-    import transformers
-    from transformers import Trainer, TrainingArguments, ViTConfig, ViTForImageClassification
+    from transformers import Trainer, TrainingArguments
 
-    torch.manual_seed(0)
-    model = ViTForImageClassification(ViTConfig(
-        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=16, num_labels=2,
-    ))
-    processor = getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)(
-        size={"height": 16, "width": 16}
-    )
+    model = tiny_vit(0, num_labels=2, intermediate_size=16)
+    processor = vit_processor()
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(8)]
     labels = [0, 1] * 4
@@ -122,19 +122,11 @@ def test_recorder_in_a_plain_trainer_script(tmp_path):
 
 def test_finetune_a_local_model_on_an_image_folder_of_mixed_images(tmp_path, mixed_folder):
     """--model DIR (a new head is attached) and images of mixed sizes and modes (converted)."""
-    import transformers
-    from transformers import ViTConfig, ViTForImageClassification
-
-    ViTForImageClassification(ViTConfig(
-        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=16, num_labels=5,
-    )).save_pretrained(tmp_path / "base")
-    getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)(
-        size={"height": 16, "width": 16}
-    ).save_pretrained(tmp_path / "base")
+    tiny_vit(0, num_labels=5, intermediate_size=16).save_pretrained(tmp_path / "base")
+    vit_processor().save_pretrained(tmp_path / "base")
 
     run = finetune(tmp_path / "r", model=str(tmp_path / "base"), dataset=str(mixed_folder),
-                   epochs=2, batch_size=4, save_steps=3, quiet=True)
+                   epochs=2, batch_size=4, save_steps=3, quiet=True).run
     m = run.read_manifest()
     assert m["class_names"] == ["a", "b", "c"] and m["parameters"]["learning_rate"] == 5e-5
     assert run.snapshots()[0] == 0 and run.snapshots()[-1] == m["parameters"]["max_steps"]
@@ -144,8 +136,7 @@ def test_finetune_a_local_model_on_an_image_folder_of_mixed_images(tmp_path, mix
 def test_existing_run_is_refused_and_replaced_only_with_overwrite(tmp_path, synthetic_run):
     root = synthetic_run.root
     result = CliRunner().invoke(cli, ["finetune", "--out", str(root), "-q"])
-    assert result.exit_code == 1
-    assert result.stderr.strip() == (
+    assert cli_error(result) == (
         f"Error: {root} already holds a run with 5 snapshots; "
         "choose another --out, or pass --overwrite to replace it"
     )
@@ -155,23 +146,20 @@ def test_existing_run_is_refused_and_replaced_only_with_overwrite(tmp_path, synt
     result = CliRunner().invoke(cli, ["finetune", "--out", str(root), "--eval-size", "9999", "--overwrite", "-q"])
     assert result.exit_code == 1 and synthetic_run.snapshots() == [0, 5, 10, 20, 100]
 
-    run = finetune(root, overwrite=True, **TINY)
+    run = finetune(root, overwrite=True, **TINY).run
     assert run.snapshots() == [0, 2, 4, 6] and not run.exclusions.exists()
 
     other = tmp_path / "mine"
     other.mkdir()
     (other / "thesis.tex").write_text("precious")
-    with pytest.raises(Exception) as e:
+    with pytest.raises(RunDirError) as e:
         finetune(other, overwrite=True, **TINY)
     assert str(e.value) == f"{other} exists, is not empty and is not a spotreview run; choose another --out"
     assert (other / "thesis.tex").read_text() == "precious"
 
 
 def finetune_error(*args) -> str:
-    result = CliRunner().invoke(cli, ["finetune", *map(str, args), "-q"])
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    return result.stderr.strip()
+    return cli_error(CliRunner().invoke(cli, ["finetune", *map(str, args), "-q"]))
 
 
 def test_model_that_is_not_an_image_model(tmp_path):
@@ -218,17 +206,3 @@ def test_dataset_errors_reach_the_cli_as_one_line(tmp_path):
         "use --eval-size 359 or less"
     )
     assert not (tmp_path / "r").exists()
-
-
-def test_cli_defaults_match_the_library():
-    import inspect
-
-    from spotreview import train
-
-    params = {p.name: p for p in cli.commands["finetune"].params}
-    assert params["out"].default == train.DEFAULT_OUT
-    assert params["save_steps"].default == train.DEFAULT_SAVE_STEPS
-    assert params["epochs"].default == train.DEFAULT_EPOCHS
-    assert params["batch_size"].default == train.DEFAULT_BATCH_SIZE
-    sig = inspect.signature(finetune).parameters
-    assert sig["save_steps"].default == train.DEFAULT_SAVE_STEPS and sig["epochs"].default == train.DEFAULT_EPOCHS

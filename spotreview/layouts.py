@@ -1,0 +1,175 @@
+"""Spotlight layouts: the default review layout built in code, and layout files to share.
+
+* ``default_layout()`` is the layout built in code; ``layouts/review.json`` in the repository
+  is ``save_layout`` of it. ``load_layout(path)`` validates any layout file, including
+  those saved from Spotlight's UI ("Save Layout").
+* ``import_spotlight()`` imports Renumics Spotlight with its usage analytics off (also used
+  by :mod:`spotreview.server`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ReviewError
+from .rundir import write_text
+
+# Names of the widgets in the default layout; the browser test finds the plots by them.
+FIRST_PLOT = "first snapshot (aligned PCA)"
+LAST_PLOT = "last snapshot (aligned PCA)"
+
+
+# --- Spotlight import ------------------------------------------------------------------
+
+
+def import_spotlight(analytics: bool = False):
+    """Import ``renumics.spotlight`` with its analytics off unless ``analytics`` is true.
+
+    Spotlight reads ``SPOTLIGHT_OPT_OUT`` / ``SPOTLIGHT_OPT_IN`` into a settings object when
+    ``renumics.spotlight.settings`` is first imported, and its server is a subprocess that
+    imports it afresh with a copy of ``os.environ``; so the environment is set before the
+    import (for the subprocess) and the already-imported settings object is updated too.
+    """
+    os.environ["SPOTLIGHT_OPT_OUT"] = "false" if analytics else "true"
+    if not analytics:
+        os.environ["SPOTLIGHT_OPT_IN"] = "false"
+    from loguru import logger
+
+    # Spotlight logs optional-analyzer warnings (e.g. cleanvision missing) at import time.
+    logger.disable("renumics")
+    from renumics import spotlight
+    from renumics.spotlight.settings import settings
+
+    settings.opt_out = not analytics
+    if not analytics:
+        settings.opt_in = False
+    return spotlight
+
+
+# --- layouts ---------------------------------------------------------------------------
+
+
+def default_layout():
+    """The default review layout (a ``renumics.spotlight.layout.nodes.Layout``).
+
+    Top: the first and the last snapshot as scatterplots of the aligned PCA columns,
+    coloured by label (not Spotlight's similarity map, whose PCA would re-project and undo
+    the alignment), and an inspector with the image. Bottom: the table, most atypical
+    images at the last snapshot first, and histograms of the outlier scores.
+    """
+    import_spotlight()
+    from renumics.spotlight import layout as L
+    from renumics.spotlight.layout import lenses
+
+    def lens(make, column):
+        view = make(column, name=column)
+        view.id = f"lens-{column}"  # a fixed key (default: a random uuid) keeps the JSON stable
+        return view
+
+    inspector = L.inspector(
+        "image",
+        [
+            lens(lenses.image, "image"),
+            *(
+                lens(lenses.scalar, c)
+                for c in (
+                    "id",
+                    "label",
+                    "prediction_first",
+                    "prediction_last",
+                    "outlier_rank_first",
+                    "outlier_rank_last",
+                    "exclude",
+                    "exclude_reason",
+                )
+            ),
+        ],
+        num_columns=2,
+    )
+    plots = [
+        L.scatterplot(name, f"pca_{w}_x", f"pca_{w}_y", color_by_column="label")
+        for name, w in ((FIRST_PLOT, "first"), (LAST_PLOT, "last"))
+    ]
+    table = L.table(
+        "review table", sort_by_columns=[("outlier_rank_last", "ascending")]
+    )
+    histograms = [
+        L.histogram(f"outlier score, {w} snapshot", f"outlier_score_{w}", "label")
+        for w in ("last", "first")
+    ]
+    return L.layout(
+        L.split(
+            L.tab(plots[0], weight=36),
+            L.tab(plots[1], weight=36),
+            L.tab(inspector, weight=28),
+            weight=55,
+        ),
+        L.split(L.tab(table, weight=65), L.tab(*histograms, weight=35), weight=45),
+    )
+
+
+def layout_json(layout) -> str:
+    """A layout as the JSON text spotreview writes: by alias, as Spotlight's UI saves it."""
+    return layout.model_dump_json(by_alias=True, indent=2) + "\n"
+
+
+def save_layout(path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write the default layout as JSON to ``path`` (atomically) for a teammate to edit."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ReviewError(f"{path} already exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise ReviewError(f"{path} is a directory; give a file name such as {path / 'review.json'}")
+    write_text(path, layout_json(default_layout()))
+    return path
+
+
+def _widgets(node) -> Iterable[Any]:
+    for child in getattr(node, "children", []):
+        if getattr(child, "kind", None) == "widget":
+            yield child
+        else:
+            yield from _widgets(child)
+
+
+def load_layout(path: str | os.PathLike):
+    """Read and validate a Spotlight layout file (``spotreview layout save`` or the UI's
+    "Save Layout"); raise a one-line ``ReviewError`` when it is missing, not JSON, not a
+    layout, or names a widget type Spotlight does not have."""
+    import_spotlight()
+    from pydantic import ValidationError
+    from renumics.spotlight.layout.nodes import Layout
+    from renumics.spotlight.layout.widgets import Widget
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReviewError(
+            f"layout file {path} not found; write the default with `spotreview layout save {path}`"
+        )
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReviewError(f"layout file {path} is not valid JSON ({e})") from e
+    try:
+        layout = Layout.model_validate(obj)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise ReviewError(
+            f"layout file {path} is not a Spotlight layout: {where}: {first['msg']} "
+            f"({e.error_count()} problem(s)); start from `spotreview layout save FILE`"
+        ) from e
+    # Spotlight's model accepts any widget type string and keeps it as the base class;
+    # the UI would then show an empty tab, so unknown types are refused here.
+    known = sorted(sub.model_fields["type"].default for sub in Widget.__subclasses__())
+    unknown = sorted({w.type for w in _widgets(layout) if type(w) is Widget})
+    if unknown:
+        raise ReviewError(
+            f"layout file {path} has unknown widget type(s) {', '.join(map(repr, unknown))}; "
+            f"Spotlight knows {', '.join(known)}"
+        )
+    return layout
+

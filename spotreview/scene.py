@@ -1,0 +1,209 @@
+"""What every frame of the animation shows, as plain data: the :class:`Scene`.
+
+One frame per snapshot (plus ``tween`` interpolated frames between consecutive snapshots).
+:func:`build_scene` collects it from an ``Analysis`` and the run's files: the aligned
+coordinates, titles with step, epoch (from ``log.csv``) and accuracy, the leaderboard of the
+top-k outliers per snapshot (reviewer exclusions skipped) with their thumbnails, and the
+training-loss curve. No matplotlib here; :mod:`spotreview.figure` draws a scene.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from .defaults import TOP_K
+from .figure import DEFAULT_SIZE, DESIGN_DPI, frame_layout, placeholder_tile, thumbnail
+from .rundir import Run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Scene:
+    """Everything the renderer needs, as plain arrays and strings (no Run or Analysis).
+
+    ``S`` snapshots, ``n`` points, ``k`` leaderboard slots, ``T`` thumbnail size.
+    """
+
+    steps: np.ndarray  # (S,) int64 training step of each snapshot
+    coords: np.ndarray  # (S, n, 2) float32 aligned 2-D coordinates
+    labels: np.ndarray  # (n,) int64 class index
+    class_names: list[str]
+    titles: list[str]  # (S,) "step 100 · epoch 2.00 · ..."
+    subtitles: list[str]  # (S,)
+    board: list[np.ndarray]  # (S,) each (<=k,) int64 row indices, most atypical first
+    board_scores: list[np.ndarray]  # (S,) each (<=k,) float64
+    ids: list[str]  # (n,)
+    thumbs: dict[int, np.ndarray]  # row -> (T, T, 3) uint8, for every row on any board
+    loss: tuple[np.ndarray, np.ndarray] | None  # (m,) steps, (m,) loss; None: no curve
+    loss_note: str  # shown in the loss panel when ``loss`` is None
+    top_k: int
+    tween: int
+    size: tuple[int, int]  # (W, H) pixels
+    dpi: float
+    order: np.ndarray  # (n,) int64 a fixed shuffle of the rows, for a fair drawing order
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.steps) + self.tween * (len(self.steps) - 1)
+
+    def source(self, frame: int) -> tuple[int, float, int]:
+        return _source(frame, self.tween)
+
+    def coords_at(self, frame: int) -> np.ndarray:
+        """(n, 2) float32 coordinates of a frame, linearly interpolated between snapshots."""
+        i, t, _ = self.source(frame)
+        if t == 0:
+            return self.coords[i]
+        return (1 - t) * self.coords[i] + t * self.coords[i + 1]
+
+
+def _source(frame: int, tween: int) -> tuple[int, float, int]:
+    """``(i, t, nearest)``: the frame lies ``t`` of the way from snapshot ``i`` to ``i + 1``;
+    everything except the coordinates (title, leaderboard, loss) follows ``nearest``."""
+    i, r = divmod(frame, tween + 1)
+    t = r / (tween + 1)
+    return i, t, i + 1 if t > 0.5 else i
+
+
+def frame_sources(n_snapshots: int, tween: int) -> list[tuple[int, float, int]]:
+    """``(i, t, nearest)`` of every frame: ``n_snapshots + tween * (n_snapshots - 1)`` frames."""
+    return [_source(f, tween) for f in range(n_snapshots + tween * (n_snapshots - 1))]
+
+
+def leaderboard(analysis, *, top_k: int = TOP_K, exclude: Iterable[str] = ()) -> list[np.ndarray]:
+    """Row indices shown on the leaderboard of every snapshot, most atypical first.
+
+    Returns ``S`` int64 arrays of at most ``top_k`` rows; rows whose id is in ``exclude``
+    (the reviewer's exclusions) never appear.
+    """
+    exclude = set(exclude)
+    return [
+        np.asarray(analysis.top(i, top_k, exclude=exclude), dtype=np.int64)
+        for i in range(len(analysis.steps))
+    ]
+
+
+def _read_log(run: Run):
+    """``(log DataFrame or None, reason)``; the reason says why there is no loss curve."""
+    import pandas as pd
+
+    if not run.log_csv.is_file():
+        return None, f"{run.log_csv} is missing"
+    try:
+        log = pd.read_csv(run.log_csv)
+    except (ValueError, pd.errors.ParserError) as e:
+        return None, f"{run.log_csv} cannot be read ({str(e).splitlines()[0]})"
+    if "step" not in log.columns:
+        return None, f"{run.log_csv} has no step column"
+    return log, ""
+
+
+def _epochs(log, steps: np.ndarray) -> np.ndarray:
+    """(S,) float64 epoch at each step, interpolated on step from log.csv; NaN if unknown."""
+    out = np.full(len(steps), np.nan)
+    if log is None or "epoch" not in log.columns:
+        return out
+    rows = log[["step", "epoch"]].dropna().sort_values("step")
+    if rows.empty:
+        return out
+    xs = np.concatenate([[0.0], rows["step"].to_numpy(float)])  # step 0 is epoch 0
+    ys = np.concatenate([[0.0], rows["epoch"].to_numpy(float)])
+    known = steps <= xs[-1]
+    out[known] = np.interp(steps[known], xs, ys)
+    return out
+
+
+def _loss_curve(log) -> tuple[np.ndarray, np.ndarray] | None:
+    if log is None or "loss" not in log.columns:
+        return None
+    rows = log[["step", "loss"]].dropna().sort_values("step")
+    rows = rows[np.isfinite(rows["loss"].to_numpy(float))]
+    if rows.empty:
+        return None
+    return rows["step"].to_numpy(np.int64), rows["loss"].to_numpy(np.float64)
+
+def build_scene(
+    analysis,
+    *,
+    exclude: Iterable[str] = (),
+    top_k: int = TOP_K,
+    tween: int = 0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    dpi: float | None = None,
+) -> Scene:
+    """Collect what the frames show from an ``Analysis`` (and its run's log.csv and images).
+
+    Logs one warning when log.csv gives no loss curve and one when leaderboard images
+    are missing (they become blank tiles).
+    """
+    run = Run(analysis.run)
+    steps = np.asarray(analysis.steps, dtype=np.int64)
+    coords = np.asarray(analysis.coords, dtype=np.float32)
+    labels = np.asarray(analysis.labels, dtype=np.int64)
+    scores = np.asarray(analysis.scores, dtype=np.float64)
+    n_snap = len(steps)
+
+    board = leaderboard(analysis, top_k=top_k, exclude=exclude)
+    board_scores = [scores[i, rows] for i, rows in enumerate(board)]
+
+    thumb_px = frame_layout(size, top_k).thumb_px
+    thumbs, missing = {}, 0
+    for row in sorted({int(r) for rows in board for r in rows}):
+        tile = thumbnail(run.image_path(analysis.ids[row]), thumb_px)
+        if tile is None:
+            missing += 1
+            tile = placeholder_tile(thumb_px)
+        thumbs[row] = tile
+    if missing:
+        logger.warning(
+            "%d leaderboard image(s) missing or unreadable under %s; shown as blank tiles",
+            missing,
+            run.images_dir,
+        )
+
+    log, why = _read_log(run)
+    loss = _loss_curve(log)
+    if loss is None:
+        why = why or f"{run.log_csv} has no loss values"
+        logger.warning("%s; rendering without the loss curve", why)
+    epochs = _epochs(log, steps)
+
+    accuracy = np.asarray(getattr(analysis, "accuracy", np.full(n_snap, np.nan)), dtype=float)
+    titles, subtitles = [], []
+    for i, step in enumerate(steps):
+        parts = [f"step {step:,}"]
+        if np.isfinite(epochs[i]):
+            parts.append(f"epoch {epochs[i]:.2f}")
+        if np.isfinite(accuracy[i]):
+            parts.append(f"eval accuracy {accuracy[i]:.0%}")
+        titles.append("   ·   ".join(parts))
+        subtitles.append(f"{run.root.name}: snapshot {i + 1} of {n_snap}, {len(labels):,} images")
+
+    if dpi is None:
+        dpi = DESIGN_DPI * min(size[0] / DEFAULT_SIZE[0], size[1] / DEFAULT_SIZE[1])
+    return Scene(
+        steps=steps,
+        coords=coords,
+        labels=labels,
+        class_names=list(analysis.class_names),
+        titles=titles,
+        subtitles=subtitles,
+        board=board,
+        board_scores=board_scores,
+        ids=list(analysis.ids),
+        thumbs=thumbs,
+        loss=loss,
+        loss_note="" if loss is not None else f"not shown: {why.replace(str(run.root) + os.sep, '')}",
+        top_k=top_k,
+        tween=tween,
+        size=tuple(size),
+        dpi=float(dpi),
+        order=np.random.default_rng(0).permutation(len(labels)),
+    )
+

@@ -1,0 +1,233 @@
+"""Review in Renumics Spotlight: serve the review table with a layout, refresh it on changes.
+
+``review(run)`` serves the review table (``table.build_table``) in Spotlight with a layout,
+re-serves it whenever ``exclusions.json`` or the analysis changes, and runs until Ctrl-C
+or a timeout. ``start_review`` returns the running :class:`ReviewSession` without blocking.
+Messages (the URL, refreshes) are logged at INFO on the ``spotreview`` logger, which the
+CLI shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import logging
+import os
+import threading
+import time
+
+from .defaults import HOST
+from .errors import ReviewError, SpotreviewError
+from .layouts import default_layout, import_spotlight, load_layout
+from .rundir import Run
+from .table import CATEGORY_COLUMNS, build_table
+
+logger = logging.getLogger(__name__)
+
+
+def _dtypes(df, spotlight) -> dict:
+    dtype = {"image": spotlight.Image}
+    dtype.update({c: spotlight.Category for c in CATEGORY_COLUMNS if c in df.columns})
+    return dtype
+
+
+class ReviewSession:
+    """A running Spotlight server on a run's review table.
+
+    ``refresh()`` re-serves the table when ``exclusions.json`` or the stored analysis
+    changed; ``wait()`` polls for that until a timeout, ``stop()`` or Ctrl-C; ``close()``
+    stops the server. Use ``start_review`` to make one; it is also a context manager.
+    """
+
+    def __init__(self, run: Run, viewer, spotlight, layout, quiet: bool):
+        self.run = run
+        self.viewer = viewer
+        self.layout = layout
+        self.refreshes = 0
+        self._spotlight = spotlight
+        self._quiet = quiet
+        self._stop = threading.Event()
+        self._seen = self._signature()
+
+    @property
+    def url(self) -> str:
+        return self.viewer.url
+
+    def _signature(self) -> tuple:
+        files = (
+            self.run.exclusions,
+            self.run.analysis_dir / "aligned.npz",
+            self.run.analysis_dir / "summary.json",
+        )
+        sig = []
+        for f in files:
+            try:
+                st = f.stat()
+                sig.append((st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                sig.append(None)
+        return tuple(sig)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Re-serve the table if its inputs changed (or ``force``); True if it did.
+
+        A table that cannot be built right now (an analysis being rewritten) is retried at
+        the next call rather than taking the server down.
+        """
+        sig = self._signature()
+        if sig == self._seen and not force:
+            return False
+        try:
+            df = build_table(self.run)
+        except SpotreviewError as e:
+            if not self._quiet:
+                logger.info("review table not refreshed: %s", e)
+            return False
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # Spotlight prints its URL again
+                # No layout here: passing one would reset every open browser's layout.
+                self.viewer.show(
+                    df, dtype=_dtypes(df, self._spotlight), no_browser=True, wait=False
+                )
+        except Exception as e:  # Spotlight closes its server when an update fails
+            raise ReviewError(
+                f"Spotlight could not show the refreshed table ({type(e).__name__}: {e}); "
+                f"start the review again with `spotreview review {self.run.root}`"
+            ) from e
+        self._seen = sig
+        self.refreshes += 1
+        if not self._quiet:
+            n = int(df["exclude"].sum())
+            logger.info("review table refreshed (%d excluded)", n)
+        return True
+
+    def wait(self, timeout: float | None = None, *, poll: float = 1.0) -> str:
+        """Refresh on changes every ``poll`` seconds until ``timeout`` seconds pass
+        (``"timeout"``) or ``stop()`` is called (``"stopped"``). Ctrl-C propagates."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return "timeout"
+            if self._stop.wait(poll if left is None else min(poll, left)):
+                return "stopped"
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
+        self.viewer.close()
+
+    def __enter__(self) -> "ReviewSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_review(
+    run,
+    *,
+    layout: str | os.PathLike | None = None,
+    host: str = HOST,
+    port: int | None = None,
+    open_browser: bool = True,
+    analytics: bool = False,
+    insecure: bool = False,
+    quiet: bool = False,
+) -> ReviewSession:
+    """Build the review table and serve it in Spotlight without blocking.
+
+    ``layout``: a layout file (validated), or None for ``default_layout()``. ``port``:
+    None picks a free one. ``insecure`` lets Spotlight serve a non-local ``host`` without
+    TLS (trusted networks only). Returns a running ``ReviewSession``; close it when done.
+    """
+    run = Run(run).require()
+    df = build_table(run)  # first: a missing analysis is the likeliest error, and cheap
+    parsed = load_layout(layout) if layout is not None else default_layout()
+    spotlight = import_spotlight(analytics)
+    from renumics.spotlight.server import MissingTLSCertificate, MissingTLSKey
+
+    viewer = spotlight.Viewer(host=host, port="auto" if port is None else port, no_ssl=insecure)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            viewer.show(
+                df,
+                layout=parsed,
+                dtype=_dtypes(df, spotlight),
+                no_browser=not open_browser,
+                allow_filebrowsing=False,
+                wait=False,
+            )
+    except OSError as e:
+        viewer.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ReviewError(
+                f"port {port} on {host} is already in use; pick another with --port "
+                f"(or leave --port out for a free one)"
+            ) from e
+        raise ReviewError(
+            f"cannot serve Spotlight on {host}:{port} ({e.strerror or e}); "
+            f"try another --host/--port"
+        ) from e
+    except (MissingTLSCertificate, MissingTLSKey) as e:
+        raise ReviewError(
+            f"Spotlight refuses to serve on {host} without TLS; use --host 127.0.0.1 "
+            f"(e.g. behind an SSH tunnel), or --insecure on a trusted network"
+        ) from e
+    return ReviewSession(run, viewer, spotlight, layout, quiet)
+
+
+def review(
+    run,
+    *,
+    layout: str | os.PathLike | None = None,
+    host: str = HOST,
+    port: int | None = None,
+    open_browser: bool = True,
+    timeout: float | None = None,
+    analytics: bool = False,
+    insecure: bool = False,
+    poll: float = 1.0,
+    quiet: bool = False,
+) -> dict:
+    """Serve ``run``'s review table in Spotlight until Ctrl-C or ``timeout`` seconds.
+
+    Logs the URL (unless ``quiet``); re-serves the table when ``exclusions.json`` or the
+    analysis changes (checked every ``poll`` seconds). Returns ``{"url", "layout",
+    "refreshes", "ended": "timeout" | "interrupted"}``.
+    """
+    session = start_review(
+        run,
+        layout=layout,
+        host=host,
+        port=port,
+        open_browser=open_browser,
+        analytics=analytics,
+        insecure=insecure,
+        quiet=quiet,
+    )
+    url = session.url
+    try:  # from here on, Ctrl-C ends the review cleanly
+        if not quiet:
+            until = "Ctrl-C" if timeout is None else f"Ctrl-C or {timeout:g} s"
+            logger.info("Spotlight review of %s: %s  (stops on %s)", session.run.root, url, until)
+            logger.info(
+                "exclude rows with `spotreview exclude %s ID... --reason TEXT`; "
+                "this review refreshes to show them",
+                session.run.root,
+            )
+        ended = session.wait(timeout, poll=poll)
+    except KeyboardInterrupt:
+        ended = "interrupted"
+    finally:
+        session.close()
+    return {
+        "url": url,
+        "layout": None if layout is None else str(layout),
+        "refreshes": session.refreshes,
+        "ended": ended,
+    }

@@ -1,0 +1,299 @@
+"""Writing frames to files: per-format encoders and sinks (GIF, MP4, HTML), the worker
+processes that render frames in parallel, :func:`write_animation` and :func:`write_still`.
+
+Frames go from the canvas buffer straight to the encoder (no PNG round trip); GIF and MP4
+frames are streamed to the file as they are made, so memory does not grow with the number
+of frames (the HTML player holds its PNG-compressed frames until the file is written,
+since they all live in one file). Long exports are rendered by two forked processes, each
+with its own copy of the figure, frames consumed in order (only where forking is safe: a
+single-threaded process on Linux; elsewhere one process). Files appear under their final
+name only once complete.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import itertools
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .errors import ExportError
+from .figure import Renderer
+from .rundir import atomic_path
+from .scene import Scene
+
+FORMATS = {".gif": "gif", ".mp4": "mp4", ".html": "html", ".htm": "html"}
+# GIF delays are stored in 1/100 s and most viewers slow delays under 20 ms to 100 ms.
+GIF_MAX_FPS = 50
+# Below this, starting a second process does not pay off.
+_PARALLEL_MIN_FRAMES = 16
+_CHUNK = 4
+
+
+def _gif_duration_ms(fps: float, frame: int, n_frames: int) -> int:
+    # The last frame is held for at least 1.5 s so a looping GIF shows the end state.
+    ms = 1000.0 / fps
+    return int(round(max(ms, 1500.0) if frame == n_frames - 1 and n_frames > 1 else ms))
+
+
+class _Encoder:
+    """Turns a rendered RGB frame into what the sink writes (bytes or text)."""
+
+    def __init__(self, fmt: str, fps: float, n_frames: int):
+        self.fmt, self.fps, self.n_frames = fmt, fps, n_frames
+
+    def __call__(self, frame: int, rgb: np.ndarray):
+        from PIL import Image
+
+        if self.fmt == "mp4":
+            return np.ascontiguousarray(rgb).tobytes()
+        if self.fmt == "html":
+            buf = io.BytesIO()
+            Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)
+            return base64.encodebytes(buf.getvalue()).decode("ascii")
+        # GIF: quantize here (in parallel when there are workers), keep a local colour
+        # table per frame, and let Pillow LZW-encode the frame.
+        from PIL import GifImagePlugin
+
+        im = Image.fromarray(rgb).quantize(
+            256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+        )
+        duration = _gif_duration_ms(self.fps, frame, self.n_frames)
+        return b"".join(
+            GifImagePlugin.getdata(im, include_color_table=True, duration=duration, disposal=1)
+        )
+
+
+class _GifSink:
+    """Streams an animated GIF, one frame at a time.
+
+    Pillow's ``save(save_all=True)`` and imageio's pillow plugin both hold every frame
+    until the file is closed; Pillow's frame-level GIF API (``getheader``/``getdata``)
+    lets each frame be written and forgotten.
+    """
+
+    def __init__(self, path: Path, size: tuple[int, int]):
+        from PIL import GifImagePlugin, Image
+
+        self.fp = open(path, "wb")
+        header, _ = GifImagePlugin.getheader(Image.new("P", size), info={"loop": 0, "duration": 1})
+        self.fp.write(b"".join(header))  # loop 0: repeat forever
+
+    def write(self, payload: bytes) -> None:
+        self.fp.write(payload)
+
+    def close(self, ok: bool) -> None:
+        if ok:
+            self.fp.write(b";")  # GIF trailer
+        self.fp.close()
+
+
+class _Mp4Sink:
+    """H.264 (libx264, yuv420p) through imageio-ffmpeg, frames piped as they come."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float):
+        import imageio_ffmpeg
+
+        self.gen = imageio_ffmpeg.write_frames(
+            str(path), size, fps=fps, codec="libx264", pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p", quality=7, macro_block_size=2, ffmpeg_log_level="error",
+            output_params=["-movflags", "+faststart"],
+        )
+        self.gen.send(None)
+
+    def write(self, payload: bytes) -> None:
+        self.gen.send(payload)
+
+    def close(self, ok: bool) -> None:
+        self.gen.close()
+
+
+class _HtmlSink:
+    """matplotlib's JavaScript player (play/pause, slider, loop modes) with embedded PNGs."""
+
+    def __init__(self, path: Path, fps: float):
+        from matplotlib.animation import HTMLWriter
+        from matplotlib.figure import Figure
+
+        # embed_limit in MB: the default (20) silently drops frames past the limit.
+        self.writer = HTMLWriter(fps=fps, embed_frames=True, default_mode="loop", embed_limit=1e6)
+        self.writer.setup(Figure(), path)
+
+    def write(self, payload: str) -> None:
+        # HTMLWriter.grab_frame would re-render through savefig; the frame is already a PNG.
+        self.writer._saved_frames.append(payload)
+
+    def close(self, ok: bool) -> None:
+        if ok:
+            self.writer.finish()
+            # The template takes its button icons from a CDN; draw them with plain
+            # characters instead so the player works offline.
+            path = Path(self.writer.outfile)
+            html = re.sub(r"<link[^>]*font-awesome[^>]*>", lambda m: _OFFLINE_ICONS, path.read_text("utf-8"))
+            path.write_text(html, "utf-8")
+
+
+_OFFLINE_ICONS = r"""<style>
+.anim-buttons .fa { font-style: normal; font-size: 13px; }
+.fa-minus::before { content: "\2212"; }
+.fa-plus::before { content: "+"; }
+.fa-fast-backward::before { content: "|\25C0\25C0"; }
+.fa-step-backward::before { content: "|\25C0"; }
+.fa-play::before { content: "\25B6"; }
+.fa-flip-horizontal { display: inline-block; transform: scaleX(-1); }
+.fa-pause::before { content: "\275A\275A"; }
+.fa-step-forward::before { content: "\25B6|"; }
+.fa-fast-forward::before { content: "\25B6\25B6|"; }
+</style>"""
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg executable imageio-ffmpeg will use; ExportError if there is none."""
+    import shutil
+
+    hint = "install it with `pip install imageio-ffmpeg` or export a .gif instead"
+    try:
+        import imageio_ffmpeg
+    except ImportError as e:
+        raise ExportError(f"imageio-ffmpeg is not installed, needed for .mp4; {hint}") from e
+    try:
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as e:
+        raise ExportError(f"no ffmpeg found for .mp4; {hint}") from e
+    if not (Path(exe).is_file() and os.access(exe, os.X_OK)) and shutil.which(exe) is None:
+        raise ExportError(f"ffmpeg {exe!r} (IMAGEIO_FFMPEG_EXE) does not exist; {hint}")
+    return exe
+
+
+# --- the frame pipeline -----------------------------------------------------------------
+
+# The figure of a forked worker: built once in the parent, inherited by every fork.
+_WORKER: tuple[Renderer, _Encoder] | None = None
+
+
+def _worker_init() -> None:
+    import signal
+
+    # Ctrl-C is handled once, by the parent, which then stops the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_chunk(frames: Sequence[int]) -> list:
+    renderer, encoder = _WORKER
+    return [encoder(f, renderer.render(f)) for f in frames]
+
+
+@contextlib.contextmanager
+def _payloads(scene: Scene, encoder: _Encoder, workers: int) -> Iterator[Iterator]:
+    """Yield an iterator of encoded frames, in order.
+
+    With ``workers > 1`` frames are rendered by that many forked processes, each with its
+    own figure; at most two chunks per worker are in flight, so memory stays bounded.
+    The workers start on entry (before any progress-bar thread exists) and are stopped
+    on exit, also when the export is interrupted.
+    """
+    n = scene.n_frames
+    if workers <= 1:
+        renderer = Renderer(scene)
+        yield (encoder(f, renderer.render(f)) for f in range(n))
+        return
+
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: the workers start in milliseconds with the figure already built (here, once),
+    # and a script calling export() needs no `if __name__ == "__main__":` guard.
+    global _WORKER
+    _WORKER = (Renderer(scene), encoder)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init
+    )
+    try:
+        todo = iter([list(range(a, min(a + _CHUNK, n))) for a in range(0, n, _CHUNK)])
+        pending = deque(pool.submit(_worker_chunk, c) for c in itertools.islice(todo, 2 * workers))
+
+        def frames():
+            while pending:
+                done = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_worker_chunk, nxt))
+                yield from done
+
+        yield frames()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _WORKER = None
+
+
+def _auto_workers(n_frames: int) -> int:
+    """2 processes for long exports where forking is safe: Linux-like, 2+ cores, and no
+    other threads in this process (a thread holding a lock at fork time can deadlock
+    the child; Jupyter kernels, for example, run several)."""
+    import multiprocessing
+    import threading
+
+    if n_frames < _PARALLEL_MIN_FRAMES or (os.cpu_count() or 1) < 2:
+        return 1
+    if "fork" not in multiprocessing.get_all_start_methods() or sys.platform == "darwin":
+        return 1
+    return 2 if threading.active_count() == 1 else 1
+
+
+def write_animation(
+    scene: Scene,
+    out: Path,
+    *,
+    fps: float,
+    workers: int | None = None,
+    quiet: bool = False,
+) -> int:
+    """Render every frame of ``scene`` into ``out`` (.gif/.mp4/.html); returns the frame count.
+
+    The file appears under its final name only once it is complete.
+    """
+    from tqdm import tqdm
+
+    fmt = FORMATS[out.suffix.lower()]
+    n = scene.n_frames
+    workers = _auto_workers(n) if workers is None else max(1, int(workers))
+    encoder = _Encoder(fmt, fps, n)
+    with atomic_path(out) as tmp:
+        if fmt == "gif":
+            sink = _GifSink(tmp, scene.size)
+        elif fmt == "mp4":
+            sink = _Mp4Sink(tmp, scene.size, fps)
+        else:
+            sink = _HtmlSink(tmp, fps)
+        ok = False
+        try:
+            with _payloads(scene, encoder, workers) as payloads, tqdm(
+                total=n, desc=f"export {out.name}", unit="frame", disable=quiet, leave=False
+            ) as bar:
+                for payload in payloads:
+                    sink.write(payload)
+                    bar.update()
+            ok = True
+        finally:
+            sink.close(ok)
+    return n
+
+
+def write_still(scene: Scene, out: Path, *, snapshot: int = -1) -> Path:
+    """Write the frame of one snapshot (default the last) as a PNG picture."""
+    from PIL import Image
+
+    snapshot = range(len(scene.steps))[snapshot]
+    rgb = Renderer(scene).render(snapshot * (scene.tween + 1))
+    with atomic_path(out) as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+    return out
+
