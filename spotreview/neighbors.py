@@ -132,13 +132,11 @@ def cosine_knn(
     if precision not in ("bf16", "fp32", "fp64"):
         raise ValueError(f"unknown precision {precision!r}; expected auto, bf16, fp32 or fp64")
     stats = {} if stats is None else stats
-    # The rows as given (float32 or float64) and their float64 norms define the exact
-    # similarities; a float32 normalised copy (zero rows stay zero, as in sklearn) is searched.
-    xr = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float64 if x.dtype == np.float64 else np.float32))
-    xr = xr.to(dev)
-    norms = torch.linalg.vector_norm(xr, dim=1, dtype=torch.float64)
-    norms = torch.where(norms == 0, 1.0, norms)
-    xn = (xr / norms[:, None]).float()
+    # The exact similarities are those of the rows normalised in float64 (zero rows stay zero,
+    # as in sklearn's normalize); the searches run on rounded copies of them.
+    x64 = torch.as_tensor(np.asarray(x)).to(dev, torch.float64)
+    norms = torch.linalg.vector_norm(x64, dim=1, keepdim=True)
+    x64 /= torch.where(norms == 0, 1.0, norms)
     budget = (1 << 30) if dev.type == "cuda" else (256 << 20)
     todo = torch.arange(n, device=dev)
     sims = torch.empty(n, k, dtype=torch.float64, device=dev)
@@ -147,11 +145,11 @@ def cosine_knn(
         for stage in ("bf16", "fp32", "fp64")[("bf16", "fp32", "fp64").index(precision):]:
             if len(todo) == 0:
                 break
-            keys, queries, offset, err = _stage_operands(xn, stage, xr, norms)
+            keys, queries, offset, err = _stage_operands(x64, stage)
             kk = min(n - 1, k + (margin if stage == "bf16" else FP32_MARGIN if stage == "fp32" else 0))
             block = block_rows or max(kk, min(4096, budget // (n * keys.element_size())))
             cand_vals, cand_idx = _blocked_topk(queries, keys, todo, kk, block)
-            s, i = _rerank(xr, norms, todo, cand_idx, k)
+            s, i = _rerank(x64, todo, cand_idx, k)
             if stage == "fp64" or kk == n - 1:
                 ok = torch.ones(len(todo), dtype=torch.bool, device=dev)
             else:  # the certificate: no point outside the candidates can beat the k-th
@@ -183,52 +181,50 @@ def native_bf16(device) -> bool:
 # --- the stages ---------------------------------------------------------------------------
 
 
-def _stage_operands(xn, stage: str, xr, norms):
+def _stage_operands(x64, stage: str):
     """Keys (n, dim), queries (n, dim), per-row offset (n,) float64 and an error bound.
 
     bf16: queries are the normalised rows, keys the rows minus their mean ``mu``, so that
-    ``query . key = cos - (query . mu)``: small numbers where bf16's spacing is fine
+    ``query . key = cos - query . mu``: small numbers where bf16's spacing is fine
     (embeddings share a large common direction, which would otherwise leave all
     similarities within a few bf16 steps of each other). The ranking per query is unchanged.
     """
     import torch
 
+    n, dim = x64.shape
+    zero = torch.zeros(n, dtype=torch.float64, device=x64.device)
     if stage == "fp64":
-        x64 = xr.double() / norms[:, None]
-        return x64, x64, torch.zeros(len(xn), dtype=torch.float64, device=xn.device), None
+        return x64, x64, zero, None
+    gamma = dim * _U32 / (1 - dim * _U32)  # float32 accumulation of dim exact products
     if stage == "fp32":
-        dim = xn.shape[1]
-        gamma = dim * _U32 / (1 - dim * _U32)  # float32 dot products of vectors of norm <= 1
+        xn = x64.float()
+        return xn, xn, zero, lambda rows, threshold: gamma * 1.000001 + _SLACK
+    mu = x64.mean(dim=0).float()
+    keys = torch.empty(n, dim, dtype=torch.bfloat16, device=x64.device)
+    queries = torch.empty_like(keys)
+    q_norm, q_res, qt_norm, k_res, kt_norm = (torch.empty(n, dtype=torch.float64, device=x64.device) for _ in range(5))
+    for start in range(0, n, 4096):  # chunks: no full-size temporaries, no fresh pages
+        rows = slice(start, start + 4096)
+        xn = x64[rows].float()
+        centred = xn - mu
+        keys[rows], queries[rows] = centred, xn
+        # bf16 -> float32, and a float32 minus its bf16 rounding, are exact
+        for out, t in ((q_norm, xn), (q_res, queries[rows].float() - xn), (qt_norm, queries[rows]),
+                       (k_res, keys[rows].float() - centred), (kt_norm, keys[rows])):
+            out[rows] = torch.linalg.vector_norm(t.double(), dim=1)
+    offset = x64 @ mu.double()
+    return keys, queries, offset, _bf16_error(q_norm, q_res, qt_norm, k_res.max(), kt_norm.max(), gamma)
 
-        def err32(rows, threshold):
-            return gamma * 1.000001 + _SLACK
 
-        return xn, xn, torch.zeros(len(xn), dtype=torch.float64, device=xn.device), err32
-    mu = xn.mean(dim=0)
-    centred = xn - mu
-    keys, queries = centred.bfloat16(), xn.bfloat16()
-    offset = xn.double() @ mu.double()
-    err = _bf16_error(xn, centred, queries, keys)
-    return keys, queries, offset, err
-
-
-def _bf16_error(xn, centred, queries, keys):
+def _bf16_error(q_norm, q_res, qt_norm, k_res, kt_norm, gamma):
     """Per query row, a bound on |computed - exact| of ``query . key`` over all keys.
 
     Rounding the inputs to bf16: ``|q~.c~ - q.c| <= |q| |c~ - c| + |q~ - q| |c~|``; float32
     accumulation of the d exact bf16 products: ``gamma_d |q~| |c~|``; the bf16 output of a
     value v below the row's threshold T: ``u |T| / (1 - u)``. Key-side norms enter as their
-    maximum over all keys, so the bound holds for every point outside the candidates.
+    maximum over all keys (``k_res``, ``kt_norm``), so the bound holds for every point
+    outside the candidates. ``_SLACK`` covers the float32 copies of the float64 rows.
     """
-    import torch
-
-    dim = xn.shape[1]
-    gamma = dim * _U32 / (1 - dim * _U32)
-    q_norm = torch.linalg.vector_norm(xn.double(), dim=1)
-    q_res = torch.linalg.vector_norm(queries.double() - xn.double(), dim=1)
-    qt_norm = torch.linalg.vector_norm(queries.double(), dim=1)
-    k_res = torch.linalg.vector_norm(keys.double() - centred.double(), dim=1).max()
-    kt_norm = torch.linalg.vector_norm(keys.double(), dim=1).max()
     fixed = q_norm * k_res + q_res * kt_norm + gamma * qt_norm * kt_norm + _SLACK
 
     def err16(rows, threshold):
@@ -262,31 +258,34 @@ def _blocked_topk(queries, keys, rows, kk: int, block: int):
     return vals, idx
 
 
-def _rerank(xr, norms, rows, cand, k: int, block: int = 256):
+def _rerank(x64, rows, cand, k: int, block: int = 1024):
     """float64 cosine similarities of each row with its candidates; the k largest, descending.
 
-    ``xr``: the rows as given, ``norms`` their float64 norms (zeros replaced by 1).
+    ``x64``: (n, dim) float64 normalised rows. A sampled GEMM reads the candidate rows in
+    place (gathering them first would triple the memory traffic).
     """
+    import warnings
+
     import torch
 
     m, kk = cand.shape
-    dim, dev = xr.shape[1], xr.device
+    dev = x64.device
     s_out = torch.empty(m, k, dtype=torch.float64, device=dev)
     i_out = torch.empty(m, k, dtype=torch.int64, device=dev)
-    gathered = torch.empty(min(block, m) * kk, dim, dtype=xr.dtype, device=dev)
-    gathered64 = torch.empty(min(block, m), kk, dim, dtype=torch.float64, device=dev)
+    crow = torch.arange(0, (min(block, m) + 1) * kk, kk, device=dev)
     for start in range(0, m, block):
         stop = min(start + block, m)
         b = stop - start
-        c = cand[start:stop]
-        torch.index_select(xr, 0, c.reshape(-1), out=gathered[: b * kk])
-        g = gathered64[:b]
-        g.copy_(gathered[: b * kk].view(b, kk, dim))
-        r = rows[start:stop]
-        q = xr.index_select(0, r).double() / norms[r, None]
-        s = torch.bmm(g, q.unsqueeze(2)).squeeze(2) / norms[c]
-        top, pos = torch.topk(s, k, dim=1, sorted=True)
-        s_out[start:stop], i_out[start:stop] = top, cand[start:stop].gather(1, pos)
+        c = cand[start:stop].sort(dim=1).values
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            pattern = torch.sparse_csr_tensor(
+                crow[: b + 1], c.reshape(-1), torch.zeros(b * kk, dtype=torch.float64, device=dev),
+                size=(b, len(x64)), check_invariants=False,
+            )
+            s = torch.sparse.sampled_addmm(pattern, x64[rows[start:stop]], x64.T, beta=0.0)
+        top, pos = torch.topk(s.values().view(b, kk), k, dim=1, sorted=True)
+        s_out[start:stop], i_out[start:stop] = top, c.gather(1, pos)
     return s_out, i_out
 
 
