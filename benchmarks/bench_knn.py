@@ -27,6 +27,7 @@ K = 10
 
 _RSS_SCRIPT = """
 import gc, json, sys
+import torch  # its ~300 MiB of code and state are not the search's
 from benchmarks.bench_analyze import _embeddings
 from spotreview.neighbors import cleanlab_neighbors, ood_scores
 
