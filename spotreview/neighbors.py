@@ -116,7 +116,7 @@ def cosine_knn(
     """Exact k nearest other points by cosine distance.
 
     ``x``: (n, dim) float. ``device``: "auto" (CUDA when available), "cpu", "cuda", ...
-    ``precision``: "auto" (bf16 candidates where the device multiplies bf16 natively and
+    ``precision``: "auto" (bf16 candidates on a CPU that multiplies bf16 natively when
     n >= BF16_MIN_ROWS, else float32), "bf16", "fp32" or "fp64" (reference: float64 search).
     Returns distances (n, k) float64 ``1 - cos`` clipped to [0, 2] like sklearn, ascending
     with ties in index order, and indices (n, k) int64. ``stats`` (a dict) gets the number of
@@ -128,7 +128,8 @@ def cosine_knn(
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        "cpu" if device == "auto" else device)
     if precision == "auto":
-        precision = "bf16" if n >= BF16_MIN_ROWS and native_bf16(dev) else "fp32"
+        # On CUDA float32 is exact with no re-search and as fast (H100: 0.25 s vs 0.21 s at 50k)
+        precision = "bf16" if dev.type == "cpu" and n >= BF16_MIN_ROWS and native_bf16(dev) else "fp32"
     if precision not in ("bf16", "fp32", "fp64"):
         raise ValueError(f"unknown precision {precision!r}; expected auto, bf16, fp32 or fp64")
     stats = {} if stats is None else stats
