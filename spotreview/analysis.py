@@ -323,7 +323,8 @@ def _outlier_scores_and_knn_accuracy(x: np.ndarray, labels: np.ndarray) -> tuple
     The neighbour lists are those ``OutOfDistribution().fit_score(features=x)`` builds
     (cleanlab's metric, self excluded, exact duplicates corrected), found exactly by a
     blocked GEMM + top-k in torch (``neighbors.py``); the score is cleanlab's formula on
-    them, equal to ``fit_score`` up to float32 rounding of the distances (tests check 1e-6).
+    their float64 distances: ``fit_score`` on the features in float64 to 1e-9 (tests), on
+    float32 features within its own float32 rounding (1e-7 to a few 1e-6 on tight clusters).
     The kNN vote uses the first ``KNN_K`` of the same lists, ties to the smallest label as
     sklearn's KNeighborsClassifier breaks them.
     """
