@@ -187,20 +187,27 @@
       placed.push(box); label(text, box[0] + 1, box[1] + h - 2, true);
     }
   }
+  // The path through every snapshot: solid up to where the point is now, dashed ahead of it.
   function drawTrace(i) {
     const pts = [];
-    for (let s = 0; s < S; s++) { const p = projectXY(s, i); if (Number.isFinite(p[0])) pts.push(p); }
+    for (let s = 0; s < S; s++) { const p = projectXY(s, i); pts.push(Number.isFinite(p[0]) ? p : null); }
+    const now = [POS[2 * i], POS[2 * i + 1]], cut = Math.floor(state.t);
+    const past = pts.slice(0, cut + 1).concat([now]), ahead = [now].concat(pts.slice(cut + 1));
     ctx.lineJoin = 'round';
-    for (const [color, width] of [['rgba(255,255,255,0.85)', 4], ['#111', 1.6]]) {
-      ctx.strokeStyle = color; ctx.lineWidth = width; ctx.beginPath();
-      pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke();
+    for (const [path, color, dash] of [[past, '#111', []], [ahead, '#777', [4, 3]]]) {
+      const line = path.filter((p) => p && Number.isFinite(p[0]));
+      ctx.setLineDash([]); ctx.strokeStyle = 'rgba(255,255,255,0.85)'; ctx.lineWidth = 4; polyline(line);
+      ctx.setLineDash(dash); ctx.strokeStyle = color; ctx.lineWidth = 1.6; polyline(line);
     }
-    ctx.fillStyle = D.colors[LABEL[i]];
-    for (const [x, y] of pts) { ctx.beginPath(); ctx.arc(x, y, 2.5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke(); }
+    ctx.setLineDash([]); ctx.fillStyle = D.colors[LABEL[i]]; ctx.strokeStyle = '#111'; ctx.lineWidth = 1;
+    for (const p of pts) if (p) { ctx.beginPath(); ctx.arc(p[0], p[1], 2.5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke(); }
     const x = POS[2 * i], y = POS[2 * i + 1];
     if (!Number.isFinite(x)) return;
     ring(x, y, Math.max(R + 4, 7), '#fff', 4); ring(x, y, Math.max(R + 4, 7), '#000', 2);
     stats.tracesDrawn++;
+  }
+  function polyline(pts) {
+    ctx.beginPath(); pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke();
   }
   function drawScatter() {
     const t0 = performance.now();
@@ -259,7 +266,7 @@
     const i = state.hover;
     if (i < 0 || !Number.isFinite(POS[2 * i])) { tip.hidden = true; tipRow = -1; return; }
     if (tipRow !== i || tipSnap !== nearest()) {
-      drawThumb($('tip-thumb'), i, 2 * T); $('tip-text').innerHTML = describe(i); tipRow = i; tipSnap = nearest();
+      drawThumb($("tip-thumb"), i, Math.max(2 * T, 96)); $('tip-text').innerHTML = describe(i); tipRow = i; tipSnap = nearest();
     }
     tip.hidden = false;
     const x = POS[2 * i], y = POS[2 * i + 1], w = tip.offsetWidth, h = tip.offsetHeight;
@@ -275,7 +282,7 @@
     D.snapshots[s].board.forEach((i, k) => {
       const tile = document.createElement('div'); tile.className = 'tile' + (state.pinned.includes(i) ? ' pinned' : '');
       tile.dataset.row = i; tile.dataset.id = D.points[i].id;
-      const c = document.createElement('canvas'); drawThumb(c, i, Math.round(1.5 * T));
+      const c = document.createElement('canvas'); drawThumb(c, i, Math.max(Math.round(1.5 * T), 64));
       tile.innerHTML = `<div class="head">#${k + 1} ${escapeHtml(className(LABEL[i]))}</div>`;
       tile.appendChild(c);
       tile.insertAdjacentHTML('beforeend', `<div>${fmtScore(SCORE[s][i])}</div><div class="id">${escapeHtml(D.points[i].id)}</div>`);
@@ -384,13 +391,14 @@
     const counts = new Array(C).fill(0); LABEL.forEach((c) => counts[c]++);
     legendButtons = D.class_names.map((name, c) => {
       const b = document.createElement('button'); b.dataset.class = c;
-      b.innerHTML = `<span class="swatch" style="background:${D.colors[c]}"></span>${escapeHtml(name)} <span class="note">${fmtInt(counts[c])}</span>`;
+      b.innerHTML = `<span class="swatch" style="background:${D.colors[c]}"></span>${escapeHtml(name)}`;
+      b.title = `${fmtInt(counts[c])} images of ${className(c)}; click to hide or show them`;
       b.addEventListener('click', () => toggleClass(c)); el.appendChild(b); return b;
     });
     const nEx = EXCLUDED.reduce((a, b) => a + b, 0);
     if (nEx) {
       const b = document.createElement('button'); b.id = 'toggle-excluded';
-      b.innerHTML = `\u00d7 excluded <span class="note">${fmtInt(nEx)}</span>`; b.title = 'excluded by the reviewer: show or hide';
+      b.textContent = '\u00d7 excluded'; b.title = `${fmtInt(nEx)} images excluded by the reviewer; click to hide or show them`;
       b.addEventListener('click', () => { state.showExcluded = !state.showExcluded; b.classList.toggle('off', !state.showExcluded); gridT = -1; requestDraw(); });
       el.appendChild(b);
     }
