@@ -41,6 +41,7 @@ from .rundir import Run, atomic_path
 FORMAT = "spotreview-player/1"
 THUMB_PX = 48  # thumbnail side in the atlas; the tooltip shows it at 2x
 _ATLAS_PX = 2048  # atlas side; browsers (Safari included) decode this size without trouble
+_SIZE_BUDGET = 24e6  # bytes; thumbnails get a lower JPEG quality to keep the file under it
 
 
 @dataclass
@@ -135,9 +136,10 @@ def write_player(path: str | Path, data: PlayerData, *, snapshots_per_second: fl
         )
     if not (math.isfinite(snapshots_per_second) and snapshots_per_second > 0):
         raise ExportError(f"snapshots per second must be positive, got {snapshots_per_second:g}")
-    atlases, cols = _atlases(data.thumbs)
+    cols = max(1, _ATLAS_PX // data.thumbs.shape[1])
     doc = _data_json(data, highlight=[row_of[h] for h in highlight],
                      pace=float(snapshots_per_second), atlas_cols=cols)
+    atlases, _ = _atlases(data.thumbs, budget=_SIZE_BUDGET - len(doc.encode()) - 100_000)
     assets = resources.files("spotreview") / "assets"
     parts = {
         "TITLE": html.escape(f"{data.subtitle or 'spotreview'}: {n:,} images, "
@@ -174,32 +176,46 @@ def _check(d: PlayerData) -> int:
     return n
 
 
-def _atlases(thumbs: np.ndarray) -> tuple[list[str], int]:
+def _atlases(thumbs: np.ndarray, budget: float) -> tuple[list[str], int]:
     """Data URIs of sprite atlases holding every thumbnail row by row, and tiles per atlas row.
 
-    Each atlas is stored as PNG or JPEG (quality 88), whichever is smaller: flat images
-    (digits, icons) compress losslessly, photos need JPEG.
+    An atlas of at most 256 colours (digits, icons, greyscale scans) is a lossless PNG;
+    photos are JPEG, at quality 88 unless the atlases would exceed ``budget`` bytes, in
+    which case lower qualities are tried (so even noise-like images keep the file size).
     """
     from PIL import Image
 
     n, t = thumbs.shape[:2]
     cols = max(1, _ATLAS_PX // t)
     per = cols * cols
-    out = []
+    sheets = []
     for start in range(0, n, per):
         chunk = thumbs[start:start + per]
         rows = math.ceil(len(chunk) / cols)
         sheet = np.full((rows * cols, t, t, 3), 255, np.uint8)
         sheet[: len(chunk)] = chunk
-        sheet = sheet.reshape(rows, cols, t, t, 3).swapaxes(1, 2).reshape(rows * t, cols * t, 3)
-        encoded = []
-        for fmt, kwargs in (("PNG", {"optimize": True}), ("JPEG", {"quality": 88})):
-            buf = io.BytesIO()
-            Image.fromarray(sheet).save(buf, format=fmt, **kwargs)
-            encoded.append((len(buf.getvalue()), fmt.lower(), buf.getvalue()))
-        _, fmt, raw = min(encoded)
-        out.append(f"data:image/{fmt};base64," + base64.b64encode(raw).decode("ascii"))
+        sheets.append(sheet.reshape(rows, cols, t, t, 3).swapaxes(1, 2).reshape(rows * t, cols * t, 3))
+    def encode(sheet, fmt, **kwargs) -> str:
+        buf = io.BytesIO()
+        Image.fromarray(sheet).save(buf, format=fmt, **kwargs)
+        return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+    out = [encode(sheet, "PNG") if _few_colours(sheet) else None for sheet in sheets]
+    photos = [k for k, uri in enumerate(out) if uri is None]
+    for quality in (88, 75, 60, 45, 30):
+        for k in photos:
+            out[k] = encode(sheets[k], "JPEG", quality=quality)
+        if sum(map(len, out)) <= budget:
+            break
     return out, cols
+
+
+def _few_colours(sheet: np.ndarray, limit: int = 256) -> bool:
+    """Whether an (H, W, 3) uint8 image has at most ``limit`` distinct colours."""
+    flat = sheet.reshape(-1, 3).astype(np.uint32)
+    packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    sample = packed[:: max(1, len(packed) // 20_000)]  # a photo fails here, cheaply
+    return len(np.unique(sample)) <= limit and len(np.unique(packed)) <= limit
 
 
 def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: int) -> str:

@@ -50,7 +50,7 @@
     t: 0, playing: false, speed: 1, hidden: new Set(), showExcluded: true,
     pinned: D.highlight.slice(), hover: -1, target: null, holdUntil: 0,
   };
-  const stats = { draws: 0, drawMs: 0, tracesDrawn: 0, firstPaintMs: null };
+  const stats = { draws: 0, drawMs: 0, tracesDrawn: 0, firstPaintMs: null, thumbsReadyMs: null };
 
   // --- geometry ------------------------------------------------------------------------------
   const canvas = $('scatter'), ctx = canvas.getContext('2d');
@@ -236,7 +236,15 @@
   }
 
   // --- tooltip, leaderboard, pins --------------------------------------------------------------
-  const atlases = ATLAS_URIS.map((uri) => { const im = new Image(); im.onload = () => { renderBoard(true); showTooltip(); }; im.src = uri; return im; });
+  let atlasesLoaded = 0;
+  const atlases = ATLAS_URIS.map((uri) => {
+    const im = new Image();
+    im.onload = () => {
+      if (++atlasesLoaded === ATLAS_URIS.length) stats.thumbsReadyMs = performance.now();
+      tipRow = -1; renderBoard(true); showTooltip();
+    };
+    im.src = uri; return im;
+  });
   const T = D.thumbs.px, PER = D.thumbs.cols * D.thumbs.cols;
   function drawThumb(c, i, side) {
     c.width = c.height = Math.round(side * DPR); c.style.width = c.style.height = side + 'px';
@@ -266,7 +274,7 @@
     const i = state.hover;
     if (i < 0 || !Number.isFinite(POS[2 * i])) { tip.hidden = true; tipRow = -1; return; }
     if (tipRow !== i || tipSnap !== nearest()) {
-      drawThumb($("tip-thumb"), i, Math.max(2 * T, 96)); $('tip-text').innerHTML = describe(i); tipRow = i; tipSnap = nearest();
+      drawThumb($('tip-thumb'), i, Math.max(2 * T, 96)); $('tip-text').innerHTML = describe(i); tipRow = i; tipSnap = nearest();
     }
     tip.hidden = false;
     const x = POS[2 * i], y = POS[2 * i + 1], w = tip.offsetWidth, h = tip.offsetHeight;
