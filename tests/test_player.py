@@ -244,3 +244,20 @@ def test_real_analysed_run_with_numeric_class_names(driver, tmp_path):
     assert first.text.startswith("#1 label 2")  # a numeric class name reads as a label, not a rank
     text = _hover(driver, 35)
     assert "img-0035" in text and "outlier rank 1 of 36" in text
+
+
+def test_export_writes_the_interactive_player(tmp_path):
+    from spotreview.analysis import analyze
+    from spotreview.animation import export
+
+    run = make_synthetic_run(tmp_path / "run")
+    analyze(run, quiet=True)
+    out = export(run, tmp_path / "story.HTML", force=True, quiet=True, highlight=["img-0035"])
+    raw, doc = _data(out)
+    assert doc["highlight"] == [35] and len(doc["points"]) == 36 and len(doc["snapshots"]) == 5
+    assert doc["loss"] is not None and doc["snapshots"][-1]["board_ids"][0] == "img-0035"
+    frames = export(run, tmp_path / "frames.html", force=True, quiet=True, html_player="frames")
+    assert "spotreview-data" not in frames.read_text("utf-8")  # matplotlib's player over frames
+    with pytest.raises(ExportError, match="no image with id 'img-9999'"):
+        export(run, tmp_path / "bad.html", force=True, quiet=True, highlight=["img-9999"])
+    assert not (tmp_path / "bad.html").exists()
