@@ -261,3 +261,19 @@ def test_export_writes_the_interactive_player(tmp_path):
     with pytest.raises(ExportError, match="no image with id 'img-9999'"):
         export(run, tmp_path / "bad.html", force=True, quiet=True, highlight=["img-9999"])
     assert not (tmp_path / "bad.html").exists()
+
+
+def test_interrupted_write_keeps_the_finished_file(tmp_path, monkeypatch):
+    page = write_player(tmp_path / "story.html", make_player_data())
+    before = page.read_bytes()
+    write_text = Path.write_text
+
+    def half_then_interrupt(self, text, *args, **kwargs):
+        write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_player(page, make_player_data(seed=1))
+    assert page.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["story.html"]  # no temp file left behind
