@@ -277,3 +277,19 @@ def test_interrupted_write_keeps_the_finished_file(tmp_path, monkeypatch):
         write_player(page, make_player_data(seed=1))
     assert page.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["story.html"]  # no temp file left behind
+
+
+def test_one_snapshot_without_loss_predictions_or_accuracy(driver, tmp_path):
+    from dataclasses import replace
+
+    from selenium.webdriver.common.by import By
+
+    data = replace(make_player_data(n_snapshots=1), predictions=None, loss=None, accuracy=None,
+                   knn_accuracy=None, epochs=None, excluded={}, loss_note="not shown: log.csv is missing")
+    data.coords[0, 3] = np.nan  # a point without coordinates is skipped, not drawn at 0,0
+    _open(driver, write_player(tmp_path / "one.html", data))
+    assert _errors(driver) == []
+    assert driver.find_element(By.ID, "step").text == "step 0 · 1/1"
+    text = _hover(driver, 7)
+    assert "img-0007" in text and "predicted" not in text
+    assert driver.execute_script("return player.project(3)[0]") is None  # NaN -> null
