@@ -272,6 +272,7 @@
   let tipRow = -1, tipSnap = -1;
   function showTooltip() {
     const i = state.hover;
+    for (const tile of $('board').children) tile.classList.toggle('hover', Number(tile.dataset.row) === i);
     if (i < 0 || !Number.isFinite(POS[2 * i])) { tip.hidden = true; tipRow = -1; return; }
     if (tipRow !== i || tipSnap !== nearest()) {
       drawThumb($('tip-thumb'), i, Math.max(2 * T, 96)); $('tip-text').innerHTML = describe(i); tipRow = i; tipSnap = nearest();
