@@ -293,3 +293,18 @@ def test_one_snapshot_without_loss_predictions_or_accuracy(driver, tmp_path):
     text = _hover(driver, 7)
     assert "img-0007" in text and "predicted" not in text
     assert driver.execute_script("return player.project(3)[0]") is None  # NaN -> null
+
+
+def test_labels_of_clustered_outliers_do_not_overlap(driver, tmp_path):
+    data = make_player_data()
+    rows = data.board[0]
+    data.coords[:, rows] = [8.9, 7.4]  # four outliers on one spot in the top-right corner
+    data.coords[:, rows[1:], 0] -= np.array([0.02, 0.04, 0.06])[:, None].T
+    _open(driver, write_player(tmp_path / "cluster.html", data, highlight=[data.ids[rows[0]]]))
+    boxes = driver.execute_script("return player.stats.labels")
+    w, h = driver.execute_script("return player.size()")
+    assert len(boxes) >= 4  # the pinned id and at least three of the four ranks
+    for k, (x, y, bw, bh) in enumerate(boxes):
+        assert 0 <= x and x + bw <= w and 0 <= y and y + bh <= h
+        for x2, y2, bw2, bh2 in boxes[k + 1:]:
+            assert x + bw <= x2 or x2 + bw2 <= x or y + bh <= y2 or y2 + bh2 <= y

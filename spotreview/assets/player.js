@@ -7,7 +7,6 @@
   const ATLAS_URIS = JSON.parse(document.getElementById('spotreview-atlas').textContent);
   const S = D.snapshots.length, N = D.points.length, C = D.class_names.length;
   const $ = (id) => document.getElementById(id);
-  const NaN32 = Number.NaN;
 
   // --- data as typed arrays -------------------------------------------------------------
   const XY = [], RANK = [], SCORE = [];
@@ -22,10 +21,10 @@
     if (Object.prototype.hasOwnProperty.call(D.excluded, p.id)) EXCLUDED[i] = 1;
     for (let s = 0; s < S; s++) {
       const xy = p.xy[s];
-      XY[s][2 * i] = xy[0] === null ? NaN32 : xy[0];
-      XY[s][2 * i + 1] = xy[1] === null ? NaN32 : xy[1];
+      XY[s][2 * i] = xy[0] === null ? NaN : xy[0];
+      XY[s][2 * i + 1] = xy[1] === null ? NaN : xy[1];
       RANK[s][i] = p.rank[s];
-      SCORE[s][i] = p.score[s] === null ? NaN32 : p.score[s];
+      SCORE[s][i] = p.score[s] === null ? NaN : p.score[s];
       if (PRED) PRED[s][i] = p.pred[s];
     }
   });
@@ -33,7 +32,7 @@
   const ORDER = new Int32Array(N).map((_, i) => i);
   let seed = 12345;
   for (let i = N - 1; i > 0; i--) {
-    seed = (seed * 1103515245 + 12345) >>> 0;
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
     const j = seed % (i + 1); const tmp = ORDER[i]; ORDER[i] = ORDER[j]; ORDER[j] = tmp;
   }
   const [X0, X1, Y0, Y1] = D.limits;
@@ -170,22 +169,26 @@
     ctx.lineWidth = 3; ctx.strokeStyle = 'rgba(255,255,255,0.9)'; ctx.strokeText(text, x, y);
     ctx.fillStyle = '#000'; ctx.fillText(text, x, y);
   }
-  // Rank labels of clustered outliers must not pile up: try a few spots around each point,
-  // keep the first that overlaps no placed label and stays inside the canvas.
+  // Labels (pinned ids first, then ranks) must not pile up on clustered points: try a few
+  // spots around each point, keep the first that overlaps no placed label and stays inside
+  // the canvas; a label with no free spot is left out (its ring and tile still show it).
   function placeLabels(items) {
-    const placed = [], spots = [[5, -5], [5, 13], [-14, -5], [-14, 13], [5, -17], [-14, -17], [16, 4], [-25, 4]];
-    ctx.font = 'bold 11px system-ui, sans-serif';
-    for (const [text, x, y] of items) {
-      const w = ctx.measureText(text).width + 2, h = 12;
+    const placed = [], h = 12;
+    for (const [text, x, y, bold] of items) {
+      ctx.font = (bold ? 'bold ' : '') + '11px system-ui, sans-serif';
+      const w = ctx.measureText(text).width + 2;
+      const spots = [];  // right, then left of the point, nearest rows first
+      for (const dy of [-6, 6, -18, 18, -30, 30, -42, 42]) spots.push([6, dy], [-w - 6, dy]);
       let box = null;
       for (const [dx, dy] of spots) {
-        const b = [x + dx, y + dy - h + 2, w, h];
+        const b = [x + dx, y + dy - h / 2, w, h];
         if (b[0] < 0 || b[1] < 0 || b[0] + w > W || b[1] + h > H) continue;
         if (!placed.some((p) => b[0] < p[0] + p[2] && p[0] < b[0] + w && b[1] < p[1] + p[3] && p[1] < b[1] + h)) { box = b; break; }
       }
-      if (!box) continue;  // no free spot: the ring and the leaderboard still show it
-      placed.push(box); label(text, box[0] + 1, box[1] + h - 2, true);
+      if (!box) continue;
+      placed.push(box); label(text, box[0] + 1, box[1] + h - 2, bold);
     }
+    return placed;
   }
   // The path through every snapshot: solid up to where the point is now, dashed ahead of it.
   function drawTrace(i) {
@@ -221,14 +224,13 @@
     board.forEach((i, k) => {
       const x = POS[2 * i], y = POS[2 * i + 1];
       if (!Number.isFinite(x) || state.hidden.has(LABEL[i])) return;
-      ring(x, y, Math.max(R * 2, 5), '#000', 1.2); ranks.push([String(k + 1), x, y]);
+      ring(x, y, Math.max(R * 2, 5), '#000', 1.2); ranks.push([String(k + 1), x, y, true]);
     });
     stats.tracesDrawn = 0;
     for (const i of state.pinned) if (!state.hidden.has(LABEL[i])) drawTrace(i);
-    placeLabels(ranks);
-    for (const i of state.pinned) {
-      if (!state.hidden.has(LABEL[i]) && Number.isFinite(POS[2 * i])) label(D.points[i].id, POS[2 * i] + 9, POS[2 * i + 1] + 16, false);
-    }
+    const pins = state.pinned.filter((i) => !state.hidden.has(LABEL[i]) && Number.isFinite(POS[2 * i]))
+      .map((i) => [D.points[i].id, POS[2 * i], POS[2 * i + 1], false]);
+    stats.labels = placeLabels(pins.concat(ranks));
     if (state.hover >= 0 && Number.isFinite(POS[2 * state.hover])) {
       ring(POS[2 * state.hover], POS[2 * state.hover + 1], Math.max(R + 3, 6), '#000', 2);
     }
