@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -34,7 +35,9 @@ class Exported:
 
     out: str | None  # the animation, or None when only a still was asked for
     format: str | None  # "gif" | "mp4" | "html"
-    frames: int
+    html_player: str | None  # "interactive" for the interactive .html player, else None
+    highlight: list[str]  # ids followed through the animation
+    frames: int  # frames written; the interactive player's key frames (one per snapshot)
     still: str | None
     fps: float
     size: list[int]  # [W, H] pixels
@@ -91,6 +94,8 @@ def export(
     still_step: int | None = None,
     workers: int | None = None,
     quiet: bool = False,
+    html_player: str = "interactive",
+    highlight: Sequence[str] = (),
 ) -> Exported:
     """Render the approved analysis of ``run`` as an animation; returns what it wrote.
 
@@ -108,6 +113,9 @@ def export(
     ``force=True`` renders anyway, logs a warning and records ``forced`` in export.json.
     ``workers``: processes that render frames (default: 2 for 16+ frames on 2+ cores
     where forking is safe, else 1); ``quiet`` hides the progress bar, not the warnings.
+
+    ``.html`` is the interactive player (``spotreview.player``) unless ``html_player`` is
+    ``"frames"`` (matplotlib's player over the GIF's frames); ``highlight`` ids start pinned.
     """
     run = Run(run).require()
     anim = None
@@ -120,6 +128,11 @@ def export(
                 f"use .gif, .mp4 or .html"
             )
         _check_out(anim, "the animation to")
+    if html_player not in ("interactive", "frames"):
+        raise ExportError(f"html_player must be 'interactive' or 'frames', got {html_player!r}")
+    interactive = anim is not None and FORMATS[anim.suffix.lower()] == "html" and html_player == "interactive"
+    if highlight and not interactive:
+        raise ExportError("--highlight is drawn by the interactive .html player only (for now)")
     if still is None and still_step is not None:
         raise ExportError("still_step picks the frame of --still; give --still FILE.png too")
     if still is not None:
@@ -190,7 +203,13 @@ def export(
     )
 
     frames = 0
-    if anim is not None:
+    if interactive:
+        from .player import player_data, write_player
+
+        data = player_data(analysis, exclude=exclusions, top_k=top_k)
+        write_player(anim, data, snapshots_per_second=fps / (tween + 1), highlight=highlight)
+        frames = len(data.steps)  # key frames: the page interpolates between them
+    elif anim is not None:
         frames = write_animation(scene, anim, fps=fps, workers=workers, quiet=quiet)
     if still is not None:
         write_still(scene, still, snapshot=snapshot)
@@ -198,6 +217,8 @@ def export(
     record = Exported(
         out=str(anim) if anim is not None else None,
         format=FORMATS[anim.suffix.lower()] if anim is not None else None,
+        html_player=html_player if interactive else None,
+        highlight=list(highlight),
         frames=frames,
         still=str(still) if still is not None else None,
         fps=fps,
