@@ -292,6 +292,7 @@ class Renderer:
         # Caption width: one leaderboard cell, less a small margin.
         self.caption_px = (lay.board[1][0] - lay.board[0][0]) * w - 6 if s.top_k > 1 else 0.2 * w
         self.captions: dict[tuple[int, str], str] = {}
+        self.offsets: dict[int, np.ndarray] = {}  # snapshot -> (m, 2) label offsets in pixels
         self.measure = Text(0, 0, "", fontsize=self.feet[0].get_fontsize())  # never drawn
         self.measure.set_figure(fig)
 
@@ -319,7 +320,7 @@ class Renderer:
             name = f"label {name}" if name.isdigit() else name  # "#1 7" would read as a number
             self.heads[k].set_text(f"#{k + 1} {_short(name, 14)}")
             self.feet[k].set_text(self._caption(row, scores[k]))
-        self._place_labels(xy, rows)
+        self._place_labels(xy, rows, near)
 
         step = int(s.steps[near])
         self.now.set_xdata([step, step])
@@ -353,18 +354,22 @@ class Renderer:
             self.captions[key] = foot.get_text()
         return self.captions[key]
 
-    def _place_labels(self, xy: np.ndarray, rows: np.ndarray) -> None:
-        """Put the rank and id labels around their points: no overlaps, inside the axes."""
+    def _place_labels(self, xy: np.ndarray, rows: np.ndarray, near: int) -> None:
+        """Put the rank and id labels around their points: no overlaps, inside the axes.
+
+        Between snapshots a label keeps the offset it has at snapshot ``near`` while that
+        place stays free, so labels glide with their points instead of hopping; the offsets
+        depend only on the frame, so any worker draws a frame the same.
+        """
         labels = self.ranks[: len(rows)] + self.names
         points = np.concatenate([np.asarray(rows, np.int64), self.chosen])
         if not len(points):
             self.leaders.set_segments([])
             return
-        anchors = self.ax.transData.transform(xy[points])
-        sizes = np.concatenate([self.label_sizes[: len(rows)], self.label_sizes[self.scene.top_k:]])
-        box = self.ax.bbox
-        centres = place_labels(anchors, sizes, (box.x0 + 1, box.y0 + 1, box.x1 - 1, box.y1 - 1),
-                               gap=self.gap)
+        if near not in self.offsets:
+            anchors, centres, _ = self._layout(self.scene.coords[near][points], len(rows), None)
+            self.offsets[near] = centres - anchors
+        anchors, centres, sizes = self._layout(xy[points], len(rows), self.offsets[near])
         segments = []
         for text, point, anchor, centre, size in zip(labels, points, anchors, centres, sizes):
             text.xy = tuple(xy[point])
@@ -373,6 +378,16 @@ class Renderer:
             if line is not None:
                 segments.append(line)
         self.leaders.set_segments(segments)
+
+    def _layout(self, xy: np.ndarray, n_ranks: int, prefer) -> tuple[np.ndarray, ...]:
+        """(anchors, label centres, label sizes) in pixels of the labelled points at data
+        coordinates ``xy``: the first ``n_ranks`` rank labels, then every id label."""
+        anchors = self.ax.transData.transform(xy)
+        sizes = np.concatenate([self.label_sizes[:n_ranks], self.label_sizes[self.scene.top_k:]])
+        box = self.ax.bbox
+        centres = place_labels(anchors, sizes, (box.x0 + 1, box.y0 + 1, box.x1 - 1, box.y1 - 1),
+                               gap=self.gap, prefer=prefer)
+        return anchors, centres, sizes
 
 
 def _extent(text, renderer, pad: float) -> tuple[float, float]:

@@ -49,11 +49,14 @@ def place_labels(
     bounds: tuple[float, float, float, float],
     *,
     gap: float,
+    prefer: np.ndarray | None = None,
 ) -> np.ndarray:
     """(m, 2) label centres in pixels, for labels of ``sizes`` (m, 2: width, height) naming
     the points at ``anchors`` (m, 2), inside ``bounds`` (x0, y0, x1, y1), placed in order.
 
     ``gap``: the free radius around each point (its ring), which no label covers.
+    ``prefer``: (m, 2) offsets from the anchors (NaN: none) tried first, so a label that
+    was free in the previous frame stays where it was instead of hopping around.
     """
     anchors = np.asarray(anchors, float).reshape(-1, 2)
     sizes = np.asarray(sizes, float).reshape(-1, 2)
@@ -63,6 +66,8 @@ def place_labels(
     for i, (anchor, size) in enumerate(zip(anchors, sizes)):
         half = size / 2
         cands = _candidates(anchor, size, gap)
+        if prefer is not None and np.isfinite(prefer[i]).all():
+            cands = np.concatenate([[anchor + prefer[i]], cands])
         # Keep every candidate inside the box (a label near an edge slides along it).
         lo = np.array([x0, y0]) + half
         hi = np.maximum(np.array([x1, y1]) - half, lo)
