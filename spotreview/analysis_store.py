@@ -142,7 +142,7 @@ def format_table(analysis: Analysis) -> str:
                 str(step),
                 num(analysis.accuracy[s]),
                 num(analysis.knn_accuracy[s]),
-                sig(analysis.disparity[s]),
+                num(analysis.disparity[s]),
                 f"{analysis.ids[worst]} ({sig(analysis.scores[s, worst])})",
             )
         )

@@ -67,7 +67,7 @@ def format_status(status: dict) -> str:
             acc = "n/a" if m["accuracy"] != m["accuracy"] else f"{m['accuracy']:.3f}"
             lines.append(
                 f"  {which:<5} step {m['step']:<6} accuracy {acc}  kNN accuracy "
-                f"{m['knn_accuracy']:.3f}  disparity {sig(m['disparity'])}  most atypical "
+                f"{m['knn_accuracy']:.3f}  disparity {m['disparity']:.4f}  most atypical "
                 + ", ".join(f"{i} ({sig(v)})" for i, v in zip(m["top"], m["top_scores"]))
             )
     lines.append(f"exclusions:  {len(status['exclusions'])}")
