@@ -258,7 +258,7 @@ def test_export_writes_the_interactive_player(tmp_path):
     assert doc["loss"] is not None and doc["snapshots"][-1]["board_ids"][0] == "img-0035"
     frames = export(run, tmp_path / "frames.html", force=True, quiet=True, html_player="frames").path
     assert "spotreview-data" not in frames.read_text("utf-8")  # matplotlib's player over frames
-    with pytest.raises(ExportError, match="no image with id 'img-9999'"):
+    with pytest.raises(ExportError, match="cannot highlight img-9999: not in the evaluation set"):
         export(run, tmp_path / "bad.html", force=True, quiet=True, highlight=["img-9999"])
     assert not (tmp_path / "bad.html").exists()
 
