@@ -114,9 +114,12 @@ def flops_per_image(config) -> float:
     return float(counter.get_total_flops())
 
 
-def throughput(device: str, n_images: int, n_snapshots: int = 2, batch_size: int | None = None) -> list[dict]:
+def throughput(
+    device: str, n_images: int, n_snapshots: int = 2, batch_size: int | None = None, config: dict | None = None
+) -> list[dict]:
     """img/s of preprocess once + forward per snapshot (ViT-B/16, 224 px, auto precision) on
-    ``n_images`` in-memory 32x32 images; models are built before the clock starts."""
+    ``n_images`` in-memory 32x32 images; models are built before the clock starts.
+    ``config``: other ViTConfig sizes (the tests' tiny model)."""
     import torch
     from PIL import Image
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
@@ -131,8 +134,9 @@ def throughput(device: str, n_images: int, n_snapshots: int = 2, batch_size: int
     dev = resolve_device(device)
     dtype = resolve_precision("auto", dev) or torch.float32
     batch = batch_size or (256 if dev.type == "cuda" else EMBED_BATCH_SIZE)
-    config = ViTConfig(image_size=224, patch_size=16, num_labels=10)
-    processor = ViTImageProcessor(size={"height": 224, "width": 224})
+    config = ViTConfig(**{"image_size": 224, "patch_size": 16, "num_labels": 10, **(config or {})})
+    size = config.image_size
+    processor = ViTImageProcessor(size={"height": size, "width": size})
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n_images)]
     models = []
@@ -152,7 +156,8 @@ def throughput(device: str, n_images: int, n_snapshots: int = 2, batch_size: int
     total = n_images * n_snapshots
     name = f"{dev.type} {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else ''}".strip()
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
-    limit = gemm_flops_per_s(dtype, m=batch * ((224 // 16) ** 2 + 1), device=dev)
+    tokens = (size // config.patch_size) ** 2 + 1
+    limit = gemm_flops_per_s(dtype, m=batch * tokens, k=config.hidden_size, n=config.intermediate_size, device=dev)
     achieved = total / (end - preprocessed) * flops_per_image(config)
     row = dict(benchmark="embed", unit="img/s")
     return [
@@ -165,7 +170,7 @@ def throughput(device: str, n_images: int, n_snapshots: int = 2, batch_size: int
         dict(row, measure=f"share of {precision} GEMM limit", value=achieved / limit, unit="of limit",
              target=">= 0.75", met=achieved / limit >= 0.75,
              note=f"achieved {achieved / 1e12:.2f} TFLOP/s vs GEMM {limit / 1e12:.2f} TFLOP/s "
-                  f"({batch}x197 @ 768x3072)"),
+                  f"({batch}x{tokens} @ {config.hidden_size}x{config.intermediate_size})"),
     ]
 
 

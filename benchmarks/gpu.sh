@@ -26,11 +26,11 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 
 status=0
 echo; echo "### embed (python -m benchmarks embed --device $DEVICE --images $IMAGES)"
-timeout 180 "$PYTHON" -m benchmarks embed --device "$DEVICE" --images "$IMAGES" || { echo "embed: FAILED or timed out (rc $?)"; status=1; }
+timeout 150 "$PYTHON" -m benchmarks embed --device "$DEVICE" --images "$IMAGES" || { echo "embed: FAILED or timed out (rc $?)"; status=1; }
 
 echo; echo "### knn / analyze neighbour search (python -m benchmarks knn --device $DEVICE --n $N)"
 if "$PYTHON" -c 'import spotreview.neighbors, benchmarks.bench_knn' 2>/dev/null; then
-    timeout 240 "$PYTHON" -m benchmarks knn --device "$DEVICE" --n "$N" || { echo "knn: FAILED or timed out (rc $?)"; status=1; }
+    timeout 180 "$PYTHON" -m benchmarks knn --device "$DEVICE" --n "$N" || { echo "knn: FAILED or timed out (rc $?)"; status=1; }
 else
     echo "skipped: spotreview.neighbors / benchmarks/bench_knn.py are not in this tree (branch knn not merged)"
 fi

@@ -91,7 +91,7 @@ def apply(images: Sequence, plan: dict, out: torch.Tensor) -> None:
             if device.type == "cpu":  # uint8 antialiased bilinear: Pillow's algorithm, vectorised
                 x = F.interpolate(x, size=plan["size"], mode="bilinear", antialias=True)
             else:  # CUDA resizes floats only; PIL rounds its resized images to uint8
-                x = F.interpolate(x.float(), size=plan["size"], mode="bilinear", antialias=True)
+                x = F.interpolate(x.float().contiguous(), size=plan["size"], mode="bilinear", antialias=True)
                 x = x.round_().clamp_(0, 255)
         target = out if len(rows) == len(images) else torch.empty_like(out[: len(rows)])
         target.copy_(x)
