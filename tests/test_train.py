@@ -91,8 +91,10 @@ def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
         run.embedding_path(s).unlink()
     assert spotreview.embed(run, quiet=True) == [2, 4, 6]  # processor from the run's processor/ dir
     assert spotreview.EmbeddingRecorder is EmbeddingRecorder
-    for s in (2, 4, 6):
-        np.testing.assert_allclose(np.load(run.embedding_path(s)), recorded[s], rtol=1e-3, atol=1e-4)
+    for s in (2, 4, 6):  # bf16 weights post hoc vs bf16 autocast in training: 1e-2 cosine (issue 12)
+        post_hoc = np.load(run.embedding_path(s))
+        cosine = (post_hoc * recorded[s]).sum(1) / np.linalg.norm(post_hoc, axis=1) / np.linalg.norm(recorded[s], axis=1)
+        assert cosine.min() >= 1 - 1e-2, (s, cosine.min())
 
 
 def test_recorder_in_a_plain_trainer_script(tmp_path):
