@@ -172,7 +172,7 @@ def _approved(record: dict) -> None:
 
 
 @cli.command("review")
-@RUN
+@click.argument("run", type=click.Path(exists=True))
 @LAYOUT
 @click.option("--host", default=D.HOST, show_default=True, help="Address to serve on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: a free one).")
@@ -182,19 +182,31 @@ def _approved(record: dict) -> None:
 @click.option("--analytics", is_flag=True, help="Allow Spotlight's usage analytics (off by default).")
 @click.option("--insecure", is_flag=True, help="Serve a non-local --host without TLS (trusted networks only).")
 @click.option("--no-approve-prompt", is_flag=True, help="Do not ask to approve when the review ends.")
+@click.option("--outlier-threshold", type=click.IntRange(min=1), default=None, metavar="RANK",
+              help="outlier_status counts an image as an outlier at rank <= RANK "
+                   "(default: max(top-k, 1% of the images)).")
+@click.option("--embeddings", is_flag=True,
+              help="Add the last snapshot's embedding (for Spotlight's similarity map; costs memory).")
 @QUIET
 def review_cmd(run, layout_file, host, port, no_browser, timeout, analytics, insecure,
-               no_approve_prompt, quiet):
-    """Review RUN's table in Renumics Spotlight (first vs last snapshot, outliers).
+               no_approve_prompt, outlier_threshold, embeddings, quiet):
+    """Review RUN (a run directory or a `spotreview bundle` zip) in Renumics Spotlight.
 
-    Runs until Ctrl-C or --timeout, then asks whether to approve the run for export.
+    Runs until Ctrl-C or --timeout, then asks whether to approve a run for export.
     """
     from .approval import approve
+    from .rundir import Run
     from .server import review
 
     result = review(run, layout=layout_file, host=host, port=port, open_browser=not no_browser,
-                    timeout=timeout, analytics=analytics, insecure=insecure, quiet=quiet)
+                    timeout=timeout, analytics=analytics, insecure=insecure, quiet=quiet,
+                    outlier_threshold=outlier_threshold, embeddings=embeddings)
     click.echo(f"review ended ({result['ended']})")
+    if result["bundle"]:
+        click.echo(f"exclusions made on this bundle are in {result['bundle']}; "
+                   f"apply them with `spotreview exclude RUN --from {result['bundle']}`")
+        return
+    run = Run(run)
     if no_approve_prompt or not _interactive() or not click.confirm(f"Approve {run.root} for export?"):
         click.echo(f"Not approved; {_later(run.root)}")
         return

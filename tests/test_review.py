@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_synthetic_run
+from conftest import cli_error, make_synthetic_run
 
 from spotreview.analysis import analyze
 from spotreview.approval import approval_status, approve
@@ -78,7 +78,33 @@ def test_default_layout_widgets():
     inspector = next(w for w in widgets.values() if w.type == "inspector")
     assert ("ImageView", ["image"]) in [(v.type, v.columns) for v in inspector.config.lenses]
     hist = {w.config.column for w in widgets.values() if w.type == "histogram"}
-    assert hist == {"outlier_score_first", "outlier_score_last"}
+    assert hist == {"outlier_score_first", "outlier_score_last", "label_quality_last", "outlier_status"}
+    views = {v.columns[0]: (v.type, v.name) for v in inspector.config.lenses}
+    assert views["outlier_rank_trajectory"][0] == views["outlier_score_trajectory"][0] == "SequenceView"
+    assert views["outlier_rank_last"][1] == "outlier rank, last (1 = most atypical)"
+    assert all(name for _, name in views.values())  # every lens says what it shows
+    assert "exclude_reason" not in views and "prediction_first" not in views
+
+
+def test_default_layout_leaves_out_columns_the_table_lacks():
+    from spotreview.layouts import layout_columns
+
+    full = layout_columns(default_layout())
+    no_probs = {"prediction_last", "label_quality_last", "is_label_issue_last"}
+    assert no_probs <= full
+    assert layout_columns(default_layout(full - no_probs)) == full - no_probs
+
+
+def test_layout_naming_missing_columns(analysed, tmp_path):
+    layout = json.loads(layout_json(default_layout()))
+    layout["children"][0]["children"][0]["children"][0]["config"]["colorBy"] = "species"
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(layout))
+    result = invoke("review", str(analysed.root), "--layout", str(path), "--no-browser", "--timeout", "1")
+    assert cli_error(result) == (
+        f"Error: layout {path} names column(s) the review table does not have: species; "
+        "edit the layout or start from `spotreview layout save FILE`"
+    )
 
 
 def test_layout_save_command(tmp_path):
@@ -310,7 +336,7 @@ def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     # The default layout is identified by the spotreview version, a file by its content.
     assert record["parts"]["layout"] != approve(fresh, by="bo")["parts"]["layout"]
     record = approve(fresh, by="bo", layout=layout)
-    layout.write_text(layout.read_text().replace('"weight": 36', '"weight": 40', 1))
+    layout.write_text(layout.read_text().replace('"weight": 33', '"weight": 40', 1))
     status = approval_status(fresh)
     assert status.message == (
         f"stale: the layout changed since bo approved it at {record['at']}; {again}"
