@@ -56,15 +56,7 @@ def import_spotlight(analytics: bool = False):
 #: Inspector lenses of the default layout: (lens kind, column, title), in reading order.
 INSPECTOR_LENSES = (
     ("image", "image", "image"),
-    ("scalar", "id", "image id"),
-    ("scalar", "label", "true label"),
-    ("scalar", "prediction_last", "prediction, last"),
-    ("scalar", "outlier_status", "outlier status (first -> last)"),
-    ("scalar", "outlier_rank_last", "outlier rank, last (1 = most atypical)"),
-    ("scalar", "outlier_rank_first", "outlier rank, first"),
-    ("scalar", "label_quality_last", "label quality, last (lower = worse)"),
-    ("scalar", "is_label_issue_last", "label issue, last (cleanlab)"),
-    ("scalar", "exclude", "excluded by a reviewer"),
+    ("markdown", "summary", "what decides (label, prediction, outlier rank, label quality)"),
     ("sequences", "outlier_rank_trajectory", "outlier rank over training (1 = most atypical)"),
     ("sequences", "outlier_score_trajectory", "outlier score over training (lower = more atypical)"),
 )
@@ -95,7 +87,7 @@ def default_layout(columns: Iterable[str] | None = None):
         return view
 
     inspector = L.inspector(
-        "image", [lens(*spec) for spec in INSPECTOR_LENSES if have(spec[1])], num_columns=2
+        "image", [lens(*spec) for spec in INSPECTOR_LENSES if have(spec[1])], num_columns=1
     )
     plots = [
         L.scatterplot(name, f"pca_{w}_x", f"pca_{w}_y", color_by_column="label")
@@ -124,9 +116,9 @@ def default_layout(columns: Iterable[str] | None = None):
             L.tab(plots[0], weight=33),
             L.tab(plots[1], weight=33),
             L.tab(inspector, weight=34),
-            weight=55,
+            weight=62,
         ),
-        L.split(*bottom, weight=45),
+        L.split(*bottom, weight=38),
     )
 
 

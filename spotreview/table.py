@@ -118,6 +118,7 @@ def build_table(
     movement                      float32   distance between first and last aligned position
     exclude                       bool      the reviewer excluded the row (exclusions.json)
     exclude_reason                str       why ("" when not excluded)
+    summary                       str       Markdown: the values above that decide, named
     embedding_last                (dim,)    float32 last embedding (``embeddings=True``;
                                             never saved in ``review.parquet``)
     ============================  ========  ==================================================
@@ -169,6 +170,7 @@ def build_table(
     df["movement"] = np.linalg.norm(last - first, axis=1).astype(np.float32)
     df["exclude"] = np.array([i in exclusions for i in a.ids], dtype=bool)
     df["exclude_reason"] = [str(exclusions.get(i) or "") for i in a.ids]
+    df["summary"] = _summaries(df)
     df.attrs.update(class_names=[str(c) for c in names], outlier_threshold=threshold)
 
     if save:
@@ -179,6 +181,30 @@ def build_table(
     if embeddings:
         df[EMBEDDING_COLUMN] = list(_last_embedding(run, a))
     return df
+
+
+def _summaries(df) -> list[str]:
+    """One Markdown text per row with every decision-relevant value next to its name
+    (Spotlight 1.8's inspector shows a one-line lens without its title)."""
+    rows = []
+    cols = set(df.columns)
+    for r in df.itertuples(index=False):
+        lines = [f"**image id** {r.id}"]
+        label = f"**true label** {r.label}"
+        if "prediction_last" in cols:
+            label += f" · **prediction, last** {r.prediction_last}" + (" (correct)" if r.correct_last else " (wrong)")
+        lines.append(label)
+        lines.append(
+            f"**outlier rank** (1 = most atypical) first {r.outlier_rank_first} → last "
+            f"{r.outlier_rank_last} · **status** {r.outlier_status}"
+        )
+        if "label_quality_last" in cols:
+            issue = "yes" if r.is_label_issue_last else "no"
+            lines.append(f"**label quality, last** {r.label_quality_last:.3f} (lower = worse) · **label issue** {issue}")
+        if r.exclude:
+            lines.append(f"**excluded** {r.exclude_reason or 'yes'}")
+        rows.append("  \n".join(lines))
+    return rows
 
 
 def _last_embedding(run: Run, a):
