@@ -214,17 +214,54 @@ def review_cmd(run, layout_file, host, port, no_browser, timeout, analytics, ins
 
 
 @cli.command("exclude")
-@RUN
+@click.argument("run", type=click.Path(exists=True))
 @click.argument("ids", nargs=-1)
 @click.option("--reason", default=None, help="Why these images are excluded.")
 @click.option("--clear", is_flag=True, help="Remove the given ids from the exclusions (all when none given).")
-def exclude_cmd(run, ids, reason, clear):
-    """Exclude evaluation images (ids from the review table) from RUN, or --clear them."""
-    from .exclusions import exclude
+@click.option("--from", "from_file", type=click.Path(dir_okay=False), default=None,
+              help="Apply a bundle's decisions file (REVIEW.decisions.json) to RUN.")
+def exclude_cmd(run, ids, reason, clear, from_file):
+    """Exclude evaluation images (ids from the review table) from RUN, or --clear them.
 
-    now = exclude(run, ids, reason=reason, clear=clear)
+    RUN may be a review bundle (.zip): the exclusions then go to REVIEW.decisions.json
+    beside it, which `spotreview exclude RUN --from REVIEW.decisions.json` applies.
+    """
+    from pathlib import Path
+
+    from .bundle import apply_decisions, decisions_path, exclude_in_bundle
+    from .exclusions import exclude
+    from .rundir import Run
+
     done = "cleared" if clear else "excluded"
+    if Path(run).is_file():
+        now = exclude_in_bundle(run, ids, reason=reason, clear=clear)
+        click.echo(f"{done} {len(ids) if ids else 'all'}; {len(now)} decision(s) in {decisions_path(run)}")
+        return
+    run = Run(run).require()
+    if from_file is not None:
+        if ids or clear:
+            raise click.UsageError("--from takes no ids and no --clear")
+        now = apply_decisions(run, from_file)
+        click.echo(f"applied {from_file}; {len(now)} image(s) now excluded in {run.root}")
+        return
+    now = exclude(run, ids, reason=reason, clear=clear)
     click.echo(f"{done} {len(ids) if ids else 'all'}; {len(now)} image(s) now excluded in {run.root}")
+
+
+@cli.command("bundle")
+@RUN
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The bundle to write (.zip).")
+@LAYOUT
+@click.option("--outlier-threshold", type=click.IntRange(min=1), default=None, metavar="RANK",
+              help="As for `review` (default: max(top-k, 1% of the images)).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def bundle_cmd(run, out, layout_file, outlier_threshold, force):
+    """Write RUN's review (table, images, layout, summary, approval) as one zip for a teammate."""
+    from .bundle import write_bundle
+
+    path = write_bundle(run, out, layout=layout_file, outlier_threshold=outlier_threshold, force=force)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); "
+               f"open it anywhere with `spotreview review {path}`")
 
 
 @cli.command("approve")
