@@ -81,16 +81,17 @@ def test_default_layout_widgets():
     assert hist == {"outlier_score_first", "outlier_score_last", "label_quality_last", "outlier_status"}
     views = {v.columns[0]: (v.type, v.name) for v in inspector.config.lenses}
     assert views["outlier_rank_trajectory"][0] == views["outlier_score_trajectory"][0] == "SequenceView"
-    assert views["outlier_rank_last"][1] == "outlier rank, last (1 = most atypical)"
+    assert views["summary"][0] == "MarkdownLens"  # named values: a scalar lens shows no title
+    assert views["outlier_rank_trajectory"][1] == "outlier rank over training (1 = most atypical)"
     assert all(name for _, name in views.values())  # every lens says what it shows
-    assert "exclude_reason" not in views and "prediction_first" not in views
+    assert set(views) == {"image", "summary", "outlier_rank_trajectory", "outlier_score_trajectory"}
 
 
 def test_default_layout_leaves_out_columns_the_table_lacks():
     from spotreview.layouts import layout_columns
 
     full = layout_columns(default_layout())
-    no_probs = {"prediction_last", "label_quality_last", "is_label_issue_last"}
+    no_probs = {"label_quality_last"}
     assert no_probs <= full
     assert layout_columns(default_layout(full - no_probs)) == full - no_probs
 
@@ -444,7 +445,7 @@ def test_real_spotlight_server_serves_the_table_and_shows_exclusions(analysed):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTLIGHT_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "spotreview", "review", str(root), "--no-browser",
-         "--port", str(port), "--timeout", "300"],
+         "--port", str(port), "--timeout", "300", "--embeddings"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, env=env, start_new_session=True,
     )  # fmt: skip
@@ -464,6 +465,8 @@ def test_real_spotlight_server_serves_the_table_and_shows_exclusions(analysed):
             assert dtypes[name] == "float"
         assert dtypes["outlier_rank_first"] == dtypes["outlier_rank_last"] == "int"
         assert (dtypes["exclude"], dtypes["exclude_reason"], dtypes["id"]) == ("bool", "str", "str")
+        assert dtypes["embedding_last"] == "Embedding"  # --embeddings
+        assert dtypes["outlier_rank_trajectory"] == dtypes["outlier_score_trajectory"] == "Sequence1D"
         assert not any(cols["exclude"]["values"])
         assert _server_env_ok(proc.pid)
 
@@ -503,3 +506,9 @@ def test_real_spotlight_server_serves_the_table_and_shows_exclusions(analysed):
     assert "Traceback" not in out
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=5)
+
+
+def test_embeddings_need_the_embedding_files(analysed):
+    analysed.embedding_path(100).unlink()
+    line = cli_error(invoke("review", str(analysed.root), "--embeddings", "--no-browser", "--timeout", "1"))
+    assert line.startswith("Error: ") and f"spotreview analyze {analysed.root}" in line
