@@ -40,6 +40,7 @@ def run(quick: bool) -> list[dict]:
     from spotreview.analysis import analyze
     from spotreview.analysis_store import load_analysis
     from spotreview.bundle import write_bundle
+    from spotreview.rundir import write_json
     from spotreview.table import build_table
 
     n = 1000 if quick else 10_000
@@ -47,6 +48,8 @@ def run(quick: bool) -> list[dict]:
     row = dict(benchmark="review")
     with tempfile.TemporaryDirectory() as tmp:
         run, _, _ = _make_run(Path(tmp) / "run", n, SNAPSHOTS)
+        write_json(run.manifest, {"model": "synthetic", "dataset": "synthetic",
+                                  "class_names": [f"c{k}" for k in range(10)]})
         run.images_dir.mkdir()
         rng = np.random.default_rng(0)
         for i in run.read_eval()["id"]:

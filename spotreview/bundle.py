@@ -220,3 +220,17 @@ def apply_decisions(run, path) -> dict[str, str]:
     for reason in dict.fromkeys(decided.values()):
         now = exclude(run, [i for i, r in decided.items() if r == reason], reason=reason)
     return now
+
+
+def exclude_anywhere(target, ids, *, reason=None, clear=False, from_file=None):
+    """``spotreview exclude``: on a bundle (a file) into its decisions file, with
+    ``from_file`` a decisions file applied to the run, else on the run. Returns
+    (where the exclusions now are, the exclusions there)."""
+    from .exclusions import exclude
+
+    if Path(target).is_file():
+        return decisions_path(target), exclude_in_bundle(target, ids, reason=reason, clear=clear)
+    run = Run(target).require()
+    if from_file is not None:
+        return run.root, apply_decisions(run, from_file)
+    return run.root, exclude(run, ids, reason=reason, clear=clear)

@@ -155,6 +155,8 @@ def analyze_cmd(run, align, top_k, quiet):
 
 # --- review / exclude / approve / status / layout -------------------------------------
 
+THRESHOLD = click.option("--outlier-threshold", type=click.IntRange(min=1), default=None, metavar="RANK",
+                         help="outlier_status: an outlier at rank <= RANK (default: max(top-k, 1% of images)).")
 LAYOUT = click.option("--layout", "layout_file", type=click.Path(dir_okay=False), default=None,
                       help="Spotlight layout file (default: the built-in layout, as in layouts/review.json).")
 
@@ -182,9 +184,7 @@ def _approved(record: dict) -> None:
 @click.option("--analytics", is_flag=True, help="Allow Spotlight's usage analytics (off by default).")
 @click.option("--insecure", is_flag=True, help="Serve a non-local --host without TLS (trusted networks only).")
 @click.option("--no-approve-prompt", is_flag=True, help="Do not ask to approve when the review ends.")
-@click.option("--outlier-threshold", type=click.IntRange(min=1), default=None, metavar="RANK",
-              help="outlier_status counts an image as an outlier at rank <= RANK "
-                   "(default: max(top-k, 1% of the images)).")
+@THRESHOLD
 @click.option("--embeddings", is_flag=True,
               help="Add the last snapshot's embedding (for Spotlight's similarity map; costs memory).")
 @QUIET
@@ -226,34 +226,20 @@ def exclude_cmd(run, ids, reason, clear, from_file):
     RUN may be a review bundle (.zip): the exclusions then go to REVIEW.decisions.json
     beside it, which `spotreview exclude RUN --from REVIEW.decisions.json` applies.
     """
-    from pathlib import Path
+    from .bundle import exclude_anywhere
 
-    from .bundle import apply_decisions, decisions_path, exclude_in_bundle
-    from .exclusions import exclude
-    from .rundir import Run
-
-    done = "cleared" if clear else "excluded"
-    if Path(run).is_file():
-        now = exclude_in_bundle(run, ids, reason=reason, clear=clear)
-        click.echo(f"{done} {len(ids) if ids else 'all'}; {len(now)} decision(s) in {decisions_path(run)}")
-        return
-    run = Run(run).require()
-    if from_file is not None:
-        if ids or clear:
-            raise click.UsageError("--from takes no ids and no --clear")
-        now = apply_decisions(run, from_file)
-        click.echo(f"applied {from_file}; {len(now)} image(s) now excluded in {run.root}")
-        return
-    now = exclude(run, ids, reason=reason, clear=clear)
-    click.echo(f"{done} {len(ids) if ids else 'all'}; {len(now)} image(s) now excluded in {run.root}")
+    if from_file is not None and (ids or clear):
+        raise click.UsageError("--from takes no ids and no --clear")
+    where, now = exclude_anywhere(run, ids, reason=reason, clear=clear, from_file=from_file)
+    done = f"{'cleared' if clear else 'excluded'} {len(ids) if ids else 'all'}"
+    click.echo(f"{f'applied {from_file}' if from_file else done}; {len(now)} image(s) now excluded in {where}")
 
 
 @cli.command("bundle")
 @RUN
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The bundle to write (.zip).")
 @LAYOUT
-@click.option("--outlier-threshold", type=click.IntRange(min=1), default=None, metavar="RANK",
-              help="As for `review` (default: max(top-k, 1% of the images)).")
+@THRESHOLD
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def bundle_cmd(run, out, layout_file, outlier_threshold, force):
     """Write RUN's review (table, images, layout, summary, approval) as one zip for a teammate."""
