@@ -35,18 +35,20 @@ for (const button of document.querySelectorAll('.flexlayout__tab_button[data-lay
   const path = button.getAttribute('data-layout-path').replace(/\\/tb(\\d+)$/, '/t$1');
   const tab = document.querySelector(`.flexlayout__tab[data-layout-path="${path}"]`);
   if (!tab) continue;
-  let pixels = 0; const colours = new Set();
+  let pixels = 0; const colours = new Map();
   for (const canvas of tab.querySelectorAll('canvas')) {
     if (!canvas.width || !canvas.height) continue;
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
     for (let i = 0; i < data.length; i += 4) {
       const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
       if (a > 0 && Math.max(r, g, b) - Math.min(r, g, b) > 40) {
-        pixels++; colours.add(`${r >> 5},${g >> 5},${b >> 5}`);
+        pixels++; const key = `${r >> 5},${g >> 5},${b >> 5}`;
+        colours.set(key, (colours.get(key) || 0) + 1);
       }
     }
   }
-  out[button.textContent.trim()] = {pixels, colours: colours.size};
+  // a colour counts when it fills at least a small point (not an anti-aliased edge)
+  out[button.textContent.trim()] = {pixels, colours: [...colours.values()].filter(n => n >= 12).length};
 }
 return out;
 """

@@ -512,3 +512,22 @@ def test_embeddings_need_the_embedding_files(analysed):
     analysed.embedding_path(100).unlink()
     line = cli_error(invoke("review", str(analysed.root), "--embeddings", "--no-browser", "--timeout", "1"))
     assert line.startswith("Error: ") and f"spotreview analyze {analysed.root}" in line
+
+
+def test_any_class_names_become_explicit_categories(tmp_path):
+    """Numeric-looking, unicode and spaced names: each column gets every class as a category
+    and every cell converts to its class's code (Spotlight infers none for "0".."9")."""
+    from renumics.spotlight.dtypes.conversion import convert_to_dtype
+
+    from spotreview.server import _dtypes
+    from spotreview.table import build_table
+
+    names = ("0", "10", "chat noir", "Æble", "7")
+    run = make_synthetic_run(tmp_path / "run", class_names=names, n_per_class=6)
+    analyze(run, quiet=True)
+    df = build_table(run, save=False)
+    dtypes = _dtypes(df)
+    for col in ("label", "prediction_first", "prediction_last"):
+        assert dtypes[col].categories == {n: i for i, n in enumerate(names)}
+        assert [convert_to_dtype(v, dtypes[col]) for v in df[col]] == [names.index(v) for v in df[col]]
+    assert set(df["label"]) == set(names)
