@@ -159,6 +159,10 @@ def test_layout_saved_from_spotlight_ui_loads(tmp_path):
     widgets = list(_widgets(load_layout(path)))
     assert [w.type for w in widgets] == ["scatterplot", "table"]
     assert widgets[0].config.x_column == "pca_last_x"
+    from spotreview.layouts import check_layout_columns, layout_columns
+
+    assert layout_columns(load_layout(path)) == {"pca_last_x", "pca_last_y", "label"}
+    check_layout_columns(load_layout(path), ["pca_last_x", "pca_last_y", "label", "id"], path)
 
 
 def test_layout_errors(tmp_path):
