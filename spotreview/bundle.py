@@ -131,16 +131,21 @@ def extract(bundle) -> Path:
     return target
 
 
-def read_decisions(bundle) -> dict[str, str]:
-    """The exclusions made on ``bundle`` ({id: reason}); {} when there are none yet."""
-    path = decisions_path(bundle)
-    if not path.is_file():
-        return {}
+def _parse_decisions(path: Path) -> dict[str, str]:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
         return {str(k): str(v) for k, v in obj["exclusions"].items()}
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise ReviewError(f"{path} is not a decisions file ({type(e).__name__}); remove it or fix it") from e
+        raise ReviewError(
+            f"{path} is not a decisions file ({type(e).__name__}); "
+            f"one is written by `spotreview exclude BUNDLE.zip ID...`"
+        ) from e
+
+
+def read_decisions(bundle) -> dict[str, str]:
+    """The exclusions made on ``bundle`` ({id: reason}); {} when there are none yet."""
+    path = decisions_path(bundle)
+    return _parse_decisions(path) if path.is_file() else {}
 
 
 class BundleSource:
@@ -204,11 +209,7 @@ def apply_decisions(run, path) -> dict[str, str]:
     run, path = Run(run).require(), Path(path)
     if not path.is_file():
         raise ReviewError(f"decisions file {path} not found")
-    try:
-        decided = json.loads(path.read_text(encoding="utf-8"))["exclusions"]
-        decided = {str(k): str(v) for k, v in decided.items()}
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise ReviewError(f"{path} is not a decisions file ({type(e).__name__}); it comes from `spotreview exclude BUNDLE.zip ...`") from e
+    decided = _parse_decisions(path)
     known = set(run.read_eval()["id"])
     unknown = [i for i in decided if i not in known]
     if unknown:
