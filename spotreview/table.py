@@ -216,7 +216,7 @@ def _last_embedding(run: Run, a):
             f"--embeddings needs {path}, which is missing; re-run `spotreview embed {run.root}` "
             f"or review without --embeddings"
         )
-    x = np.load(path, mmap_mode="r")
+    x = np.load(path, allow_pickle=False)
     if x.shape[0] != len(a.ids):
         raise ReviewError(f"{path} has {x.shape[0]} rows, the analysis {len(a.ids)}; re-run `spotreview analyze {run.root}`")
     return np.asarray(x, dtype=np.float32)
