@@ -21,6 +21,7 @@ from .rundir import write_text
 FIRST_PLOT = "first snapshot (aligned PCA)"
 LAST_PLOT = "last snapshot (aligned PCA)"
 LABEL_QUALITY_PLOT = "label quality, last (lower = worse)"
+LABEL_ISSUES_TABLE = "likely mislabelled first"
 
 
 # --- Spotlight import ------------------------------------------------------------------
@@ -70,7 +71,8 @@ def default_layout(columns: Iterable[str] | None = None):
     the alignment), and an inspector: the image, titled values that help a decision, and
     the image's outlier rank and score over every snapshot as line plots. Bottom: the
     table, most atypical images at the last snapshot first; histograms of the outlier
-    scores; label quality (lower = more likely mislabelled) and outlier status.
+    scores; the images most likely mislabelled first (cleanlab label quality, lower =
+    worse) as a table and a histogram, and the outlier status.
 
     ``columns``: the table's columns; widgets and lenses naming others are left out (a
     run without probabilities has no predictions or label quality). None: everything.
@@ -101,6 +103,13 @@ def default_layout(columns: Iterable[str] | None = None):
         for w in ("last", "first")
     ]
     issues = [
+        L.table(
+            LABEL_ISSUES_TABLE,
+            visible_columns=["id", "label", "prediction_last", "label_quality_last", "is_label_issue_last"],
+            sort_by_columns=[("label_quality_last", "ascending")],
+        )
+    ] if have("label_quality_last") else []
+    issues += [
         L.histogram(title, column, "label")
         for title, column in (
             (LABEL_QUALITY_PLOT, "label_quality_last"),
@@ -203,7 +212,7 @@ def layout_columns(layout) -> set[str]:
             for key, value in node.items():
                 if key in _COLUMN_KEYS and isinstance(value, str):
                     found.add(value)
-                elif key in ("columns", "placeBy") and isinstance(value, list):
+                elif key in ("columns", "placeBy", "visibleColumns") and isinstance(value, list):
                     found.update(v for v in value if isinstance(v, str))
                 elif key == "sorting" and isinstance(value, list):
                     found.update(s[0] for s in value if isinstance(s, list) and s and isinstance(s[0], str))

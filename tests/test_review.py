@@ -85,15 +85,18 @@ def test_default_layout_widgets():
     assert views["outlier_rank_trajectory"][1] == "outlier rank over training (1 = most atypical)"
     assert all(name for _, name in views.values())  # every lens says what it shows
     assert set(views) == {"image", "summary", "outlier_rank_trajectory", "outlier_score_trajectory"}
+    issues = widgets["likely mislabelled first"].config
+    assert issues.sort_by_columns == [["label_quality_last", "ASC"]]
 
 
 def test_default_layout_leaves_out_columns_the_table_lacks():
     from spotreview.layouts import layout_columns
 
     full = layout_columns(default_layout())
-    no_probs = {"label_quality_last"}
+    no_probs = {"prediction_last", "label_quality_last", "is_label_issue_last"}
     assert no_probs <= full
-    assert layout_columns(default_layout(full - no_probs)) == full - no_probs
+    assert layout_columns(default_layout(full - no_probs)) <= full - no_probs
+    assert {"pca_last_x", "outlier_rank_trajectory", "outlier_status"} <= layout_columns(default_layout(full - no_probs))
 
 
 def test_layout_naming_missing_columns(analysed, tmp_path):
