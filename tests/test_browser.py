@@ -57,9 +57,11 @@ return out;
 # Texts of the cells under the table's "label" header (by horizontal position; Spotlight's
 # table is not an HTML table).
 LABEL_CELLS_JS = """
-const header = [...document.querySelectorAll('div, span')].find(
+// the review table is the leftmost of the bottom tables (the label-issues table has one too)
+const header = [...document.querySelectorAll('div, span')].filter(
   e => e.children.length === 0 && e.textContent.trim() === 'label'
-    && e.getBoundingClientRect().top > window.innerHeight * 0.5);
+    && e.getBoundingClientRect().top > window.innerHeight * 0.5)
+  .sort((a, b) => a.getBoundingClientRect().left - b.getBoundingClientRect().left)[0];
 if (!header) return [];
 let cell = header;  // the header cell: the first ancestor as wide as a column
 while (cell.parentElement && cell.getBoundingClientRect().width < 80) cell = cell.parentElement;
