@@ -40,6 +40,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SpotreviewError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # a file problem no check foresaw: still one line, naming the file
+            if e.errno is None:
+                raise
+            raise click.ClickException(f"{e.strerror}: {e.filename or 'a file of the run'}") from None
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
@@ -294,5 +298,14 @@ def export_cmd(run, out, fps, size, dpi, tween, top_k, still, still_step, worker
         click.echo(f"forced: not approved ({done.approval['state']})")
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM unwinds like an error, so `finally` blocks and context managers remove
+    # temporary files and stop render workers and the Spotlight server.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="spotreview")

@@ -27,6 +27,7 @@ fine-tuning. Snapshots are ordered by step as a number (step 100 comes after ste
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,27 +36,100 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import RunDirError
+from .errors import RunDirError, first_line
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.npy$")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+
+
+_TMP_PREFIX = ".tmp-"
+_TMP_NAME = re.compile(r"^\.tmp-(\d+)-[0-9a-f]{8}-")
+_swept: set[Path] = set()
+# A write that fails with one of these is the disk's or the run's fault, said in one line.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def fs_error(e: OSError, path: str | os.PathLike) -> RunDirError:
+    """A failed write as one line: what happened to which file and what to do."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RunDirError(f"no space left on device writing {path}; free some space and run the command again")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return RunDirError(
+            f"cannot write {path} ({e.strerror}); the run is read-only for this user: "
+            f"make it writable (or copy the run) and run the command again"
+        )
+    return RunDirError(f"cannot write {path} ({e.strerror or e}); run the command again")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove temporary files in ``folder`` left by a killed process (its PID is gone).
+
+    Done once per folder and process, before the first atomic write there, so a SIGKILL
+    leaves no litter after the next run. Returns the files removed.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if folder in _swept or not folder.is_dir():
+        return removed
+    _swept.add(folder)
+    for entry in os.scandir(folder):
+        m = _TMP_NAME.match(entry.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _fsync(path: str | os.PathLike, *, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    The temporary name keeps the suffix (``np.save`` would otherwise append ``.npy``), so
-    an interrupted write never leaves a half-written file under the final name.
+    The temporary file is fsynced before the rename and the directory after it, so even a
+    power loss leaves either the old or the new file. The temporary name keeps the suffix
+    (``np.save`` would otherwise append ``.npy``) and names this process
+    (``.tmp-PID-RANDOM-NAME``): it is removed on every exit path that runs Python code
+    (errors, Ctrl-C, SIGTERM through the CLI's handler), and after a SIGKILL by the next
+    write to the same folder (:func:`sweep_temp_files`). A failed write (full disk,
+    read-only run) raises a one-line ``RunDirError`` and leaves the previous file as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_temp_files(path.parent)
+    except OSError as e:
+        raise fs_error(e, path) from None
+    tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        try:
+            yield tmp
+            _fsync(tmp)
+            os.replace(tmp, path)
+            _fsync(path.parent, directory=True)
+        except OSError as e:
+            if e.errno not in _WRITE_ERRNOS:
+                raise
+            raise fs_error(e, path) from None
     finally:
-        if tmp.exists():
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 
@@ -161,27 +235,141 @@ class Run:
         found = ((_CHECKPOINT_DIR.match(p.name), p) for p in self.root.iterdir() if p.is_dir())
         return sorted((int(m.group(1)), p) for m, p in found if m)
 
-    # --- small readers ---------------------------------------------------------
+    # --- advice ----------------------------------------------------------------
+    def remake_hint(self) -> str:
+        """What re-creates the run's own files (manifest, eval.csv, images, log)."""
+        return f"re-create the run with `spotreview finetune --out {self.root} --overwrite` (its options are in manifest.json)"
+
+    def reembed_hint(self, path: str | os.PathLike) -> str:
+        """What re-creates an embedding file: ``embed`` where checkpoints exist, else the run."""
+        if self.checkpoints():
+            return f"delete {path} and run `spotreview embed {self.root}`"
+        return f"{self.root} keeps no checkpoints to embed again, so {self.remake_hint()}"
+
+    # --- confinement and locking ------------------------------------------------
+    def inside(self, rel: str | os.PathLike, *, source: str | os.PathLike | None = None) -> Path:
+        """The absolute path of ``rel`` (relative to the run), refused with a ``RunDirError``
+        if it leaves the run: an absolute path, ``..`` or a symlink pointing outside."""
+        root = self.root.resolve()
+        full = (root / rel).resolve()
+        if Path(rel).is_absolute() or not full.is_relative_to(root):
+            where = f"{source} names" if source else "refusing"
+            raise RunDirError(
+                f"{where} {str(rel)!r}, which is outside the run {self.root} (absolute path, `..` or a "
+                f"symlink out); every file a run uses must be inside it: {self.remake_hint()}"
+            )
+        return full
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run (``RUN/.lock``, ``flock``) for a read-modify-write."""
+        import fcntl
+
+        path = self.root / ".lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise fs_error(e, path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    # --- validated readers -----------------------------------------------------
+    def _bad(self, path: Path, what: str, fix: str | None = None) -> RunDirError:
+        return RunDirError(f"{path} {what}; {fix or self.remake_hint()}")
+
+    def _read_json(self, path: Path, fix: str | None = None) -> dict:
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+            raise self._bad(path, f"is not valid JSON ({first_line(e)})", fix) from None
+        if not isinstance(obj, dict):
+            raise self._bad(path, f"holds a JSON {type(obj).__name__}, expected an object", fix)
+        return obj
+
     def read_manifest(self) -> dict:
         if not self.manifest.is_file():
             raise RunDirError(
                 f"{self.manifest} is missing; this is not a spotreview run "
                 f"(create one with `spotreview finetune --out {self.root}`)"
             )
-        return json.loads(self.manifest.read_text(encoding="utf-8"))
+        manifest = self._read_json(self.manifest)
+        names = manifest.get("class_names")
+        if names is not None and not (
+            isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+        ):
+            raise self._bad(self.manifest, "has class_names that are not a non-empty list of strings")
+        return manifest
 
     def read_eval(self):
-        """The evaluation set as a DataFrame: ``id`` (str), ``label`` (int), ``class_name``, ``image``."""
+        """The evaluation set as a DataFrame: ``id`` (str), ``label`` (int), ``class_name``, ``image``.
+
+        Checked: the columns exist, at least one row, ids unique and plain names (no path
+        separators), labels whole numbers in ``0 .. len(class_names) - 1``, and every image
+        path inside the run (:meth:`inside`). A ``RunDirError`` names what is wrong.
+        """
+        import numpy as np
         import pandas as pd
 
-        if not self.eval_csv.is_file():
+        path = self.eval_csv
+        if not path.is_file():
             raise RunDirError(
-                f"{self.eval_csv} is missing; create the run with `spotreview finetune`, or "
+                f"{path} is missing; create the run with `spotreview finetune`, or "
                 f"give the images to embed with `spotreview embed {self.root} --dataset ...`"
             )
-        return pd.read_csv(self.eval_csv, dtype={"id": str, "class_name": str, "image": str})
+        try:
+            table = pd.read_csv(path, dtype={"id": str, "class_name": str, "image": str})
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:  # EmptyDataError too
+            raise self._bad(path, f"cannot be read as CSV ({first_line(e)})") from None
+        missing = [c for c in ("id", "label", "image") if c not in table.columns]
+        if missing:
+            raise self._bad(path, f"has no {', '.join(missing)} column (expected id,label,class_name,image)")
+        if table.empty:
+            raise self._bad(path, "lists no images")
+        if table[["id", "label", "image"]].isna().any().any():
+            raise self._bad(path, "has empty id, label or image cells")
+        labels = pd.to_numeric(table["label"], errors="coerce")
+        if labels.isna().any() or (labels != labels.round()).any():
+            raise self._bad(path, f"has labels that are not whole numbers (row {int(labels.isna().idxmax()) + 2})")
+        table["label"] = labels.astype("int64")
+        bad_ids = [i for i in table["id"] if i in (".", "..") or "/" in i or "\\" in i or "\0" in i]
+        if bad_ids:
+            raise self._bad(path, f"has ids that are not plain names: {bad_ids[0]!r}")
+        if table["id"].duplicated().any():
+            raise self._bad(path, f"lists id {table['id'][table['id'].duplicated()].iloc[0]!r} twice")
+        names = self.read_manifest().get("class_names") if self.manifest.is_file() else None
+        high = len(names) - 1 if names else None
+        wrong = (table["label"] < 0) | (table["label"] > (high if high is not None else np.inf))
+        if wrong.any():
+            expected = f"0 .. {high} (the class names in manifest.json)" if names else ">= 0"
+            raise self._bad(path, f"has label {int(table['label'][wrong].iloc[0])}, expected {expected}")
+        for rel in table["image"]:
+            self.inside(rel, source=path)
+        return table
 
     def read_exclusions(self) -> dict[str, str]:
+        """``{id: reason}`` from ``exclusions.json`` ({} when there is none)."""
         if not self.exclusions.is_file():
             return {}
-        return json.loads(self.exclusions.read_text(encoding="utf-8"))
+        fix = f"fix it, or clear all exclusions with `spotreview exclude {self.root} --clear`"
+        excl = self._read_json(self.exclusions, fix)
+        if not all(isinstance(v, str) for v in excl.values()):
+            raise self._bad(self.exclusions, "has reasons that are not strings", fix)
+        return excl
+
+    def load_array(self, path: Path, *, mmap: bool = False, fix: str | None = None):
+        """A numeric ``.npy`` array (no pickles), or a ``RunDirError`` naming the file:
+        unreadable, truncated, empty, or not numbers. ``mmap`` reads only the header."""
+        import numpy as np
+
+        fix = fix or self.reembed_hint(path)
+        try:
+            array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            why = "is empty" if path.is_file() and path.stat().st_size == 0 else f"is unreadable ({first_line(e)})"
+            raise self._bad(path, why, fix) from None
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+            raise self._bad(path, f"holds {getattr(array, 'dtype', type(array).__name__)} values, expected numbers", fix)
+        return array

@@ -56,7 +56,7 @@ def build_table(run: Run | str | os.PathLike, *, save: bool = True):
             f"{run.eval_csv} lacks {len(missing)} analysed id(s) (e.g. {', '.join(missing[:3])}); "
             f"re-run `spotreview embed {run.root}` and `spotreview analyze {run.root}`"
         )
-    images = [str((run.root / ev.at[i, "image"]).resolve()) for i in a.ids]
+    images = [str(run.inside(ev.at[i, "image"], source=run.eval_csv)) for i in a.ids]  # never outside RUN
     names = np.asarray(a.class_names, dtype=object)
     exclusions = run.read_exclusions()
 
