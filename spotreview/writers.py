@@ -103,7 +103,7 @@ class _Mp4Sink:
     raises ``ExportError`` with ffmpeg's own last line when it fails.
     """
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: float):
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, final: Path):
         import subprocess
         import tempfile
         from fractions import Fraction
@@ -119,7 +119,7 @@ class _Mp4Sink:
         if w % 2 or h % 2:  # yuv420p needs even sizes
             cmd += ["-vf", f"scale={w + w % 2}:{h + h % 2}"]
         cmd += ["-v", "error", "-movflags", "+faststart", "-f", "mp4", str(path)]
-        self.path, self.stderr = path, tempfile.TemporaryFile()
+        self.path, self.stderr = final, tempfile.TemporaryFile()  # errors name the final file
         parent = os.getpid()
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.stderr,
@@ -314,7 +314,7 @@ def write_animation(
         if fmt == "gif":
             sink = _GifSink(tmp, scene.size)
         elif fmt == "mp4":
-            sink = _Mp4Sink(tmp, scene.size, fps)
+            sink = _Mp4Sink(tmp, scene.size, fps, out)
         else:
             sink = _HtmlSink(tmp, fps)
         ok = False
