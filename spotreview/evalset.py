@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import ImageSet, load_images, to_rgb
-from .errors import DataError, RunDirError
+from .errors import DataError, RunDirError, first_line
 from .models import versions
 from .rundir import Run, atomic_path, write_json, write_text
 
@@ -46,9 +46,12 @@ def read_eval_images(run: Run) -> list:
         path = run.root / rel
         if not path.is_file():
             raise RunDirError(f"{path} is missing; eval.csv lists it (re-create the run with `spotreview finetune`)")
-        with Image.open(path) as im:
-            im.load()
-            images.append(to_rgb(im))
+        try:
+            with Image.open(path) as im:
+                im.load()
+                images.append(to_rgb(im))
+        except (OSError, SyntaxError, ValueError) as e:  # PIL: unidentified, truncated, broken chunks
+            raise RunDirError(f"{path} is not a readable image ({first_line(e)}); {run.remake_hint()}") from None
     return images
 
 
