@@ -85,3 +85,54 @@ def test_synthetic_run_matches_the_contract(synthetic_run):
         assert np.load(synthetic_run.embedding_path(step)).shape[0] == n
         assert np.load(synthetic_run.probs_path(step)).dtype == np.float32
     assert all((synthetic_run.root / p).is_file() for p in table["image"])
+
+
+def test_temp_files_of_dead_processes_are_swept_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from spotreview import rundir
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    stale = folder / f".tmp-{pid}-0123abcd-step-5.npy"
+    live = folder / f".tmp-1-89abcdef-step-6.npy"  # PID 1 is alive: maybe still writing
+    other = folder / ".tmp-notes.txt"  # not our pattern
+    for p in (stale, live, other):
+        p.write_bytes(b"half")
+    rundir._swept.discard(folder)
+    save_npy(folder / "step-7.npy", np.zeros(2, np.float32))
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_paths_are_confined_to_the_run(tmp_path):
+    run = Run(tmp_path / "run")
+    (run.root / "images").mkdir(parents=True)
+    (run.root / "images" / "a.png").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"s")
+    (run.root / "images" / "link.png").symlink_to(tmp_path / "secret.png")
+    assert run.inside("images/a.png") == (run.root / "images" / "a.png").resolve()
+    for rel in ("../secret.png", str(tmp_path / "secret.png"), "images/link.png", "images/../../secret.png"):
+        with pytest.raises(RunDirError, match="outside the run"):
+            run.inside(rel)
+
+
+def test_the_run_lock_serialises_read_modify_write(tmp_path):
+    import threading
+
+    run = Run(tmp_path)
+    order = []
+
+    def hold():
+        with run.lock():
+            order.append("b")
+
+    with run.lock():
+        t = threading.Thread(target=hold)
+        t.start()
+        t.join(0.3)
+        order.append("a")  # the other holder is still waiting
+    t.join(5)
+    assert order == ["a", "b"]

@@ -11,7 +11,7 @@ from conftest import make_synthetic_run
 
 from spotreview.analysis import analyze
 from spotreview.analysis_store import load_analysis
-from spotreview.errors import AnalysisError
+from spotreview.errors import AnalysisError, RunDirError
 from spotreview.exclusions import exclude
 from spotreview.table import build_table
 
@@ -101,3 +101,18 @@ def test_run_without_analysis(synthetic_run):
         build_table(synthetic_run)
     assert str(e.value) == f"{root} has no analysis; run `spotreview analyze {root}` first"
     assert not synthetic_run.review_table.exists()
+
+
+def test_images_outside_the_run_are_refused(analysed_run, tmp_path):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(analysed_run.image_path("img-0001").read_bytes())
+    analysed_run.image_path("img-0000").unlink()
+    analysed_run.image_path("img-0000").symlink_to(secret)  # followed, it would leave the run
+    with pytest.raises(RunDirError, match="images/img-0000.png', which is outside the run"):
+        build_table(analysed_run)
+    analysed_run.image_path("img-0000").unlink()
+    table = pd.read_csv(analysed_run.eval_csv)
+    table.loc[0, "image"] = str(secret)
+    table.to_csv(analysed_run.eval_csv, index=False)
+    with pytest.raises(RunDirError, match="outside the run"):
+        build_table(analysed_run)
