@@ -286,3 +286,52 @@ def test_full_disk_analyze_and_exclude_keep_what_is_there(approved, small_disk):
     after = {p: digest(p) for p in run.root.rglob("*") if p.is_file() and p.name != ".lock"}
     assert after == before
     assert temp_files(run.root) == []
+
+
+@pytest.mark.slow
+def test_running_review_survives_a_bad_exclusions_file_and_never_serves_outside_the_run(approved, tmp_path):
+    import io
+    import json
+    import socket
+    import urllib.request
+
+    import pandas as pd
+    from PIL import Image
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    proc = start("review", approved.root, "--no-browser", "--no-approve-prompt", "--port", port, "--timeout", "120")
+    log: list[str] = []
+    wait_for(lambda: log.append(proc.stderr.readline()) or url in log[-1], seconds=120, proc=proc)
+
+    def get(path: str) -> bytes:
+        with urllib.request.urlopen(url + path, timeout=10) as r:
+            return r.read()
+
+    def image(row: int) -> Image.Image:
+        table = json.loads(get("api/table/"))
+        generation = table.get("generationId", table.get("generation_id"))
+        return Image.open(io.BytesIO(get(f"api/table/image/{row}?generation_id={generation}"))).convert("RGB")
+
+    try:
+        approved.exclusions.write_text("{not json")
+        time.sleep(3)  # a few refresh polls
+        assert proc.poll() is None and json.loads(get("api/table/"))["columns"]
+        secret = tmp_path / "secret.png"
+        Image.new("RGB", (16, 16), (255, 0, 0)).save(secret)
+        table = pd.read_csv(approved.eval_csv)
+        table.loc[0, "image"] = str(secret)
+        table.to_csv(approved.eval_csv, index=False)
+        approved.exclusions.write_text("{}")  # changes the table's inputs: a refresh is tried
+        time.sleep(3)
+        assert proc.poll() is None
+        assert image(0).getpixel((8, 8)) != (255, 0, 0)  # still the run's own image
+    finally:
+        kids = descendants(proc.pid)
+        proc.terminate()
+        proc.wait(30)
+        assert wait_gone(kids) == set()
+    rest = proc.stderr.read()
+    assert "Traceback" not in rest and "outside the run" in "".join(log) + rest
