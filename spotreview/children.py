@@ -1,4 +1,5 @@
-"""Child processes die with their parent: render workers, ffmpeg and the Spotlight server.
+"""Process lifetime: child processes (render workers, ffmpeg, the Spotlight server) die
+with their parent, and SIGTERM unwinds the CLI so cleanup code runs.
 
 A ``kill -9`` of ``spotreview`` runs no Python code, so no ``finally`` can stop its
 children; on Linux the kernel can (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, set in the child).
@@ -39,6 +40,17 @@ def die_with_parent(parent: int | None = None) -> None:
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if parent is not None and os.getppid() != parent:
         os._exit(1)
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind like an error (``SystemExit(143)``) in this process, so ``finally``
+    blocks and context managers run: temporary files are removed, render workers and the
+    Spotlight server stopped. (The default action ends the process without any of that.)"""
+
+    def unwind(signum, frame) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
 
 
 @contextlib.contextmanager

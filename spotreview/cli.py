@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from . import defaults as D
+from .children import exit_on_sigterm
 from .errors import SpotreviewError
 
 
@@ -41,9 +42,7 @@ class _Group(click.Group):
         except SpotreviewError as e:
             raise click.ClickException(str(e)) from None
         except OSError as e:  # a file problem no check foresaw: still one line, naming the file
-            if e.errno is None:
-                raise
-            raise click.ClickException(f"{e.strerror}: {e.filename or 'a file of the run'}") from None
+            raise click.ClickException(f"{e.strerror or e}: {e.filename or 'a file of the run'}") from None
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
@@ -298,14 +297,6 @@ def export_cmd(run, out, fps, size, dpi, tween, top_k, still, still_step, worker
         click.echo(f"forced: not approved ({done.approval['state']})")
 
 
-def _terminate(signum, frame) -> None:
-    # SIGTERM unwinds like an error, so `finally` blocks and context managers remove
-    # temporary files and stop render workers and the Spotlight server.
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
-    import signal
-
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()  # SIGTERM unwinds: temporary files, render workers, Spotlight cleaned up
     cli(prog_name="spotreview")

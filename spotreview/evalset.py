@@ -3,6 +3,7 @@ and read back for every snapshot that is embedded."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def write_eval_set(run: Run, images: ImageSet, *, quiet: bool = False) -> None:
         zip(images.eval_ids, images.eval_images), total=len(images.eval_ids), desc="eval images",
         unit="img", disable=quiet, leave=False,
     ):
-        with atomic_path(run.image_path(image_id)) as tmp:
+        with atomic_path(run.image_path(image_id), durable=False) as tmp:  # one sync below
             to_rgb(image).save(tmp, format="PNG")
     table = pd.DataFrame(
         {
@@ -33,6 +34,7 @@ def write_eval_set(run: Run, images: ImageSet, *, quiet: bool = False) -> None:
             "image": [f"images/{i}.png" for i in images.eval_ids],
         }
     )
+    os.sync()  # the images are on disk before eval.csv says the eval set is complete
     write_text(run.eval_csv, table.to_csv(index=False))
 
 

@@ -100,7 +100,7 @@ def _fsync(path: str | os.PathLike, *, directory: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     The temporary file is fsynced before the rename and the directory after it, so even a
@@ -110,6 +110,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     (errors, Ctrl-C, SIGTERM through the CLI's handler), and after a SIGKILL by the next
     write to the same folder (:func:`sweep_temp_files`). A failed write (full disk,
     read-only run) raises a one-line ``RunDirError`` and leaves the previous file as it was.
+
+    ``durable=False`` skips both fsyncs (about 8 ms per file on a VM disk) for bulk writes
+    such as thousands of images; the caller then calls ``os.sync()`` once before writing
+    the file that marks them complete.
     """
     path = Path(path)
     try:
@@ -121,9 +125,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         try:
             yield tmp
-            _fsync(tmp)
+            if durable:
+                _fsync(tmp)
             os.replace(tmp, path)
-            _fsync(path.parent, directory=True)
+            if durable:
+                _fsync(path.parent, directory=True)
         except OSError as e:
             if e.errno not in _WRITE_ERRNOS:
                 raise
