@@ -228,9 +228,13 @@ class Run:
 
     def require_snapshots(self) -> list[int]:
         steps = self.require().snapshots()
-        if not steps:
+        if not steps and self.checkpoints():
+            raise RunDirError(f"{self.root} has no embeddings; run `spotreview embed {self.root}` first")
+        if not steps:  # `embed` needs checkpoints: it would only answer "Nothing to embed"
+            again = " --overwrite" if self.manifest.is_file() else ""
             raise RunDirError(
-                f"{self.root} has no embeddings; run `spotreview embed {self.root}` first"
+                f"{self.root} has no embeddings and no checkpoint-STEP folders to embed; "
+                f"create the run with `spotreview finetune --out {self.root}{again}`"
             )
         return steps
 

@@ -252,7 +252,10 @@ def test_no_embeddings(synthetic_run):
         synthetic_run.embedding_path(step).unlink()
     with pytest.raises(RunDirError) as e:
         analyze(synthetic_run, quiet=True)
-    assert str(e.value) == f"{synthetic_run.root} has no embeddings; run `spotreview embed {synthetic_run.root}` first"
+    assert str(e.value) == (  # a run recorded in training keeps no checkpoints: `embed` cannot help
+        f"{synthetic_run.root} has no embeddings and no checkpoint-STEP folders to embed; "
+        f"create the run with `spotreview finetune --out {synthetic_run.root} --overwrite`"
+    )
 
 
 def test_shapes_differ(synthetic_run):

@@ -69,6 +69,13 @@ def test_missing_run_messages(tmp_path):
     tmp_path.joinpath("empty").mkdir()
     with pytest.raises(RunDirError) as e:
         Run(tmp_path / "empty").require_snapshots()
+    assert str(e.value) == (
+        f"{tmp_path / 'empty'} has no embeddings and no checkpoint-STEP folders to embed; "
+        f"create the run with `spotreview finetune --out {tmp_path / 'empty'}`"
+    )
+    (tmp_path / "empty" / "checkpoint-10").mkdir()  # now `embed` can help
+    with pytest.raises(RunDirError) as e:
+        Run(tmp_path / "empty").require_snapshots()
     assert str(e.value) == f"{tmp_path / 'empty'} has no embeddings; run `spotreview embed {tmp_path / 'empty'}` first"
     with pytest.raises(RunDirError, match="manifest.json is missing; this is not a spotreview run"):
         Run(tmp_path / "empty").read_manifest()
