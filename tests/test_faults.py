@@ -166,6 +166,16 @@ def test_analyze_killed_anywhere_resumes_byte_identically(synthetic_run, tmp_pat
     assert tree(synthetic_run.root, "analysis") == tree(reference.root, "analysis")
 
 
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 truncated", None])
+def test_analyze_repairs_its_own_corrupt_cache(analysed_run, tmp_path, damage):
+    reference = tree(analysed_run.root, "analysis")
+    path = analysed_run.analysis_dir / "step-5.npz"
+    path.write_bytes(path.read_bytes()[:300] if damage is None else damage)  # e.g. a power loss
+    result = spotreview("analyze", analysed_run.root, "-q")
+    assert "1 of 5 snapshots computed" in result.stdout
+    assert tree(analysed_run.root, "analysis") == reference
+
+
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory) -> Run:
     run = Run(tmp_path_factory.mktemp("ft") / "run")
@@ -335,3 +345,18 @@ def test_running_review_survives_a_bad_exclusions_file_and_never_serves_outside_
         assert wait_gone(kids) == set()
     rest = proc.stderr.read()
     assert "Traceback" not in rest and "outside the run" in "".join(log) + rest
+
+
+def test_read_only_run_every_command_is_one_line(approved, small_disk):
+    run = Run(small_disk / "run")
+    shutil.copytree(approved.root, run.root)
+    before = {p: digest(p) for p in run.root.rglob("*") if p.is_file()}
+    done = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {done.stderr.decode().strip()}")
+    for args in (["analyze", run.root, "-q"], ["exclude", run.root, "img-0001"], ["approve", run.root, "--yes"],
+                 ["export", run.root, "-q", *SMALL], ["review", run.root, "--no-browser", "--timeout", "1"]):
+        line = one_error_line(spotreview(*args, check=False))
+        assert "Read-only file system" in line and "make it writable" in line, (args, line)
+    assert spotreview("status", run.root).returncode == 0  # reading needs no writing
+    assert {p: digest(p) for p in run.root.rglob("*") if p.is_file()} == before
