@@ -38,7 +38,7 @@ from .defaults import EMBED_BATCH_SIZE, SEED
 from .errors import DataError, RunDirError, SpotreviewError
 from .evalset import eval_images_for
 from .models import load_checkpoint, load_processor, resolve_device, resolve_precision, transformers_bars
-from .rundir import Run, save_npy, write_json
+from .rundir import Run, save_npy
 
 # --- preprocessing and the forward pass ----------------------------------------------
 
@@ -201,14 +201,12 @@ def embed(
         done.append(step)
         del model
     if run.manifest.is_file():
-        manifest = run.read_manifest()
-        manifest["embed"] = {
+        run.update_manifest(embed={
             "device": dev.type,
             "precision": "bf16" if autocast else "fp32",
             "batch_size": batch_size,
             "seconds": round(time.perf_counter() - started, 2),
             "steps": done,
-        }
-        write_json(run.manifest, manifest)
+        })
     return done
 

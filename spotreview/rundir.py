@@ -313,6 +313,14 @@ class Run:
             raise self._bad(self.manifest, "has class_names that are not a non-empty list of strings")
         return manifest
 
+    def update_manifest(self, **changes: Any) -> dict:
+        """Set top-level keys of ``manifest.json`` under the run lock (no lost updates)."""
+        with self.lock():
+            manifest = self.read_manifest()
+            manifest.update(changes)
+            write_json(self.manifest, manifest)
+        return manifest
+
     def read_eval(self):
         """The evaluation set as a DataFrame: ``id`` (str), ``label`` (int), ``class_name``, ``image``.
 

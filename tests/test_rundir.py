@@ -105,7 +105,7 @@ def test_temp_files_of_dead_processes_are_swept_by_the_next_write(tmp_path):
     folder = tmp_path / "embeddings"
     folder.mkdir()
     stale = folder / f".tmp-{pid}-0123abcd-step-5.npy"
-    live = folder / f".tmp-1-89abcdef-step-6.npy"  # PID 1 is alive: maybe still writing
+    live = folder / ".tmp-1-89abcdef-step-6.npy"  # PID 1 is alive: maybe still writing
     other = folder / ".tmp-notes.txt"  # not our pattern
     for p in (stale, live, other):
         p.write_bytes(b"half")
