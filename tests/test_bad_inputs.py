@@ -214,3 +214,18 @@ def test_bad_input_is_one_error_line_and_changes_nothing(case, _approved_templat
     assert expected.format(run=run.root) in line, line
     assert _hashes(tmp_path) == before
     assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_a_corrupt_image_in_a_dataset_is_named(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        folder = tmp_path / "data" / "ab"[k % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    (tmp_path / "data" / "a" / "4.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    result = CliRunner().invoke(cli, ["finetune", "--out", str(tmp_path / "run"), "--dataset",
+                                      str(tmp_path / "data"), "--epochs", "0.1", "-q"])
+    line = cli_error(result)
+    assert "cannot be decoded (cannot identify image file" in line and "4.png" in line, line
