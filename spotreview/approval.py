@@ -39,10 +39,14 @@ def _file_digest(path: Path) -> str:
 
 
 def _images_digest(run: Run) -> str:
-    """sha256 over the content of every image eval.csv lists (confined to the run), in order."""
+    """sha256 over the content of every image eval.csv lists (confined to the run), in order,
+    and of ``images/ID.png`` where that is another file (the animation's thumbnails)."""
     h = hashlib.sha256()
-    for rel in run.read_eval()["image"]:
+    table = run.read_eval()
+    for image_id, rel in zip(table["id"], table["image"]):
         h.update(_file_digest(run.inside(rel, source=run.eval_csv)).encode() + b"\n")
+        if Path(rel) != Path("images", f"{image_id}.png"):
+            h.update(_file_digest(run.image_path(image_id)).encode() + b"\n")
     return h.hexdigest()
 
 

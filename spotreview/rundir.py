@@ -198,7 +198,12 @@ class Run:
     export_record = property(lambda self: self.root / "export.json")
 
     def image_path(self, image_id: str) -> Path:
-        return self.images_dir / f"{image_id}.png"
+        """``images/ID.png``; a ``RunDirError`` if that leaves the run (an id with a path in
+        it, or a symlink pointing outside)."""
+        path = self.images_dir / f"{image_id}.png"
+        if path.parent != self.images_dir or path.is_symlink() or self.images_dir.is_symlink():
+            self.inside(path.relative_to(self.root), source=f"image id {image_id!r}")
+        return path
 
     def embedding_path(self, step: int) -> Path:
         return self.embeddings_dir / f"step-{step}.npy"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -124,6 +126,10 @@ def test_paths_are_confined_to_the_run(tmp_path):
     for rel in ("../secret.png", str(tmp_path / "secret.png"), "images/link.png", "images/../../secret.png"):
         with pytest.raises(RunDirError, match="outside the run"):
             run.inside(rel)
+    assert run.image_path("a") == run.root / "images" / "a.png"
+    for image_id in ("link", "../../secret"):  # what export draws as thumbnails
+        with pytest.raises(RunDirError, match=f"image id '{re.escape(image_id)}' names .* outside the run"):
+            run.image_path(image_id)
 
 
 def test_the_run_lock_serialises_read_modify_write(tmp_path):
