@@ -76,6 +76,9 @@ def load_analysis(run) -> Analysis:
             aligned = {key: f[key] for key in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, empty, garbage
         raise AnalysisError(f"{aligned_path} is unreadable ({first_line(e)}); {again}") from None
+    missing = {"format", "steps", "digests", "coords", "disparity", "align", "top_k"} - set(aligned)
+    if missing - {"format"}:
+        raise AnalysisError(f"{aligned_path} lacks {', '.join(sorted(missing))}; {again}")
     if int(aligned.get("format", -1)) != FORMAT:
         raise AnalysisError(f"the analysis of {run.root} was stored by another spotreview version; {again}")
     steps = [int(s) for s in aligned["steps"]]

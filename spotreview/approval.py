@@ -174,7 +174,9 @@ def approval_status(run, *, analysis: Analysis | None = None) -> ApprovalStatus:
     try:
         record = json.loads(run.approval.read_text(encoding="utf-8"))
         approved, who, when = record["parts"], record["by"], record["at"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+        if not isinstance(approved, dict):
+            raise TypeError("parts")
+    except (ValueError, KeyError, TypeError, RecursionError):  # ValueError: bad JSON or UTF-8
         return ApprovalStatus("stale", f"stale: {run.approval} is unreadable; {again}", None)
     layout = record.get("layout")
     if layout is not None and not Path(layout).is_file():

@@ -171,6 +171,11 @@ CASES = {
     # analysis
     "aligned.npz zero bytes": (_bytes("analysis/aligned.npz", b""), EXPORT, "aligned.npz is unreadable"),
     "aligned.npz truncated": (_truncate("analysis/aligned.npz", 500), EXPORT, "aligned.npz is unreadable"),
+    "aligned.npz of other arrays": (lambda run: np.savez(run.analysis_dir / "aligned.npz", x=np.zeros(3)), EXPORT,
+                                    "aligned.npz lacks align, coords"),
+    "approval.json parts a list": (_text("approval.json", '{"parts": [], "by": "x", "at": "y"}'), EXPORT,
+                                   "approval.json is unreadable"),
+    "approval.json binary": (_bytes("approval.json", bytes(range(256))), EXPORT, "approval.json is unreadable"),
     "approval.json garbage": (_text("approval.json", "{"), EXPORT, "approval.json is unreadable"),
     # the approval covers what the export draws
     "class names renamed": (_manifest(class_names=["a", "b", "c"]), EXPORT, "the class names (manifest.json) changed"),
