@@ -174,8 +174,8 @@ def approval_status(run, *, analysis: Analysis | None = None) -> ApprovalStatus:
     try:
         record = json.loads(run.approval.read_text(encoding="utf-8"))
         approved, who, when = record["parts"], record["by"], record["at"]
-        if not isinstance(approved, dict):
-            raise TypeError("parts")
+        if not isinstance(approved, dict) or not isinstance(record.get("layout") or "", str):
+            raise TypeError("parts or layout")
     except (ValueError, KeyError, TypeError, RecursionError):  # ValueError: bad JSON or UTF-8
         return ApprovalStatus("stale", f"stale: {run.approval} is unreadable; {again}", None)
     layout = record.get("layout")
