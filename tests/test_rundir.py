@@ -100,7 +100,7 @@ def test_temp_files_of_dead_processes_are_swept_by_the_next_write(tmp_path):
     import subprocess
     import sys
 
-    from spotreview import rundir
+    from spotreview import atomic
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)  # a process that has exited
@@ -111,7 +111,7 @@ def test_temp_files_of_dead_processes_are_swept_by_the_next_write(tmp_path):
     other = folder / ".tmp-notes.txt"  # not our pattern
     for p in (stale, live, other):
         p.write_bytes(b"half")
-    rundir._swept.discard(folder)
+    atomic._swept.discard(folder)
     save_npy(folder / "step-7.npy", np.zeros(2, np.float32))
     assert not stale.exists() and live.exists() and other.exists()
 

@@ -106,11 +106,12 @@ def test_run_without_analysis(synthetic_run):
 def test_images_outside_the_run_are_refused(analysed_run, tmp_path):
     secret = tmp_path / "secret.png"
     secret.write_bytes(analysed_run.image_path("img-0001").read_bytes())
-    analysed_run.image_path("img-0000").unlink()
-    analysed_run.image_path("img-0000").symlink_to(secret)  # followed, it would leave the run
+    link = analysed_run.images_dir / "img-0000.png"
+    link.unlink()
+    link.symlink_to(secret)  # followed, it would leave the run
     with pytest.raises(RunDirError, match="images/img-0000.png', which is outside the run"):
         build_table(analysed_run)
-    analysed_run.image_path("img-0000").unlink()
+    link.unlink()
     table = pd.read_csv(analysed_run.eval_csv)
     table.loc[0, "image"] = str(secret)
     table.to_csv(analysed_run.eval_csv, index=False)
