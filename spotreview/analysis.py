@@ -143,23 +143,23 @@ def align_frames(raw: np.ndarray, align: str = ALIGN) -> tuple[np.ndarray, np.nd
 
 
 def _compute_step(run: Run, step: int, labels: np.ndarray, digests: dict) -> dict:
-    x = np.load(run.embedding_path(step), allow_pickle=False)
+    x = run.load_array(run.embedding_path(step))
     if x.dtype.kind != "f":
         x = x.astype(np.float32)
     bad = int((~np.isfinite(x).all(axis=1)).sum())
     if bad:
         raise AnalysisError(
             f"embeddings of step {step} have NaN/inf values in {bad} of {len(x)} rows; "
-            f"re-run `spotreview embed {run.root}`"
+            f"{run.reembed_hint(run.embedding_path(step))}"
         )
     predictions = np.zeros(0, dtype=np.int64)
     accuracy = math.nan
     if run.probs_path(step).is_file():
-        probs = np.load(run.probs_path(step), allow_pickle=False)
+        probs = run.load_array(run.probs_path(step))
         if probs.ndim != 2 or len(probs) != len(x):
             raise AnalysisError(
                 f"probabilities of step {step} have shape {probs.shape}; expected "
-                f"({len(x)}, n_classes); re-run `spotreview embed {run.root}`"
+                f"({len(x)}, n_classes); {run.reembed_hint(run.probs_path(step))}"
             )
         predictions = probs.argmax(axis=1).astype(np.int64)
         accuracy = float((predictions == labels).mean())
@@ -219,18 +219,11 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
 
 def _check_shapes(run: Run, steps: list[int], n_eval: int) -> None:
     """Check every embedding file's header (no data read): same 2-D shape, rows = eval images."""
-    shapes = {}
-    for step in steps:
-        try:
-            shapes[step] = np.load(run.embedding_path(step), mmap_mode="r", allow_pickle=False).shape
-        except (OSError, ValueError) as e:
-            raise AnalysisError(
-                f"cannot read {run.embedding_path(step)} ({e}); re-run `spotreview embed {run.root}`"
-            ) from e
+    shapes = {step: run.load_array(run.embedding_path(step), mmap=True).shape for step in steps}
     by_shape: dict[tuple, list[int]] = {}
     for step, shape in shapes.items():
         by_shape.setdefault(shape, []).append(step)
-    fix = f"re-run `spotreview embed {run.root}`"
+    fix = run.reembed_hint(run.embeddings_dir)
     if len(by_shape) > 1:
         groups = "; ".join(f"{shape} at step{'s' if len(s) > 1 else ''} {steps_text(s)}" for shape, s in by_shape.items())
         raise AnalysisError(

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
-from .errors import AnalysisError
+from .errors import AnalysisError, first_line
 from .rundir import Run, atomic_path, sha256_bytes, sha256_file
 from .text import sig
 
@@ -71,8 +72,14 @@ def load_analysis(run) -> Analysis:
     aligned_path, summary_path = run.analysis_dir / "aligned.npz", run.analysis_dir / "summary.json"
     if not aligned_path.is_file() or not summary_path.is_file():
         raise AnalysisError(f"{run.root} has no analysis; {again}")
-    with np.load(aligned_path, allow_pickle=False) as f:
-        aligned = {key: f[key] for key in f.files}
+    try:
+        with np.load(aligned_path, allow_pickle=False) as f:
+            aligned = {key: f[key] for key in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, empty, garbage
+        raise AnalysisError(f"{aligned_path} is unreadable ({first_line(e)}); {again}") from None
+    missing = {"format", "steps", "digests", "coords", "disparity", "align", "top_k"} - set(aligned)
+    if missing - {"format"}:
+        raise AnalysisError(f"{aligned_path} lacks {', '.join(sorted(missing))}; {again}")
     if int(aligned.get("format", -1)) != FORMAT:
         raise AnalysisError(f"the analysis of {run.root} was stored by another spotreview version; {again}")
     steps = [int(s) for s in aligned["steps"]]
@@ -194,8 +201,8 @@ def read_step(run: Run, step: int) -> dict | None:
                 "knn_accuracy": float(f["knn_accuracy"]),
                 "predictions": f["predictions"],
             }
-    except (OSError, ValueError, KeyError):
-        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # recomputed by analyze: a corrupt cache never blocks its own repair
 
 
 def assemble(run, steps, ids, labels, class_names, results, coords, disparity, align, top_k) -> Analysis:

@@ -1,13 +1,15 @@
 """Approval: who approved a run for export, when, and a digest of exactly what they approved.
 
-``approve(run)`` writes ``approval.json``: who, when, and the sha256 digests of the stored
-analysis files, the exclusions and the layout. ``approval_status(run)`` recomputes them
+``approve(run)`` writes ``approval.json``: who, when, and the sha256 digests of everything
+the export draws: the stored analysis files, the exclusions, the layout, the class names
+(manifest.json), eval.csv (ids, labels, image paths), the images by content and log.csv. ``approval_status(run)`` recomputes them
 and says which part changed since. Both take an already loaded ``analysis`` so a caller
 that has one (``export``, ``run_status``) does not hash every embedding file again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -17,9 +19,35 @@ from pathlib import Path
 from .analysis_store import Analysis, analysis_digest, load_analysis
 from .errors import SpotreviewError
 from .layouts import load_layout
-from .rundir import Run, sha256_bytes, write_json
+from .rundir import Run, sha256_bytes, sha256_file, write_json
 
-PARTS = ("analysis", "exclusions", "layout")
+PARTS = ("analysis", "exclusions", "layout", "class_names", "eval_set", "images", "loss_log")
+# How ``status`` names each part when it changed.
+PART_NAMES = {
+    "analysis": "the analysis",
+    "exclusions": "the exclusions",
+    "layout": "the layout",
+    "class_names": "the class names (manifest.json)",
+    "eval_set": "the ids, labels or image paths (eval.csv)",
+    "images": "the images",
+    "loss_log": "the loss log (log.csv)",
+}
+
+
+def _file_digest(path: Path) -> str:
+    return sha256_file(path) if path.is_file() else "missing"
+
+
+def _images_digest(run: Run) -> str:
+    """sha256 over the content of every image eval.csv lists (confined to the run), in order,
+    and of ``images/ID.png`` where that is another file (the animation's thumbnails)."""
+    h = hashlib.sha256()
+    table = run.read_eval()
+    for image_id, rel in zip(table["id"], table["image"]):
+        h.update(_file_digest(run.inside(rel, source=run.eval_csv)).encode() + b"\n")
+        if Path(rel) != Path("images", f"{image_id}.png"):
+            h.update(_file_digest(run.image_path(image_id)).encode() + b"\n")
+    return h.hexdigest()
 
 
 def _layout_bytes(layout_path: str | os.PathLike | None) -> bytes:
@@ -39,8 +67,8 @@ def _canonical(obj) -> bytes:
 def approval_parts(
     run, *, layout: str | os.PathLike | None = None, analysis: Analysis | None = None
 ) -> dict:
-    """What ``approve`` would record now: ``{"parts": {analysis, exclusions, layout}
-    (sha256 hex each), "digest": sha256 over the parts, "layout": absolute path or None,
+    """What ``approve`` would record now: ``{"parts": {part: sha256 hex}
+    for every part in PARTS, "digest": sha256 over the parts, "layout": absolute path or None,
     "exclusions": {id: reason}, "steps": [first, last], "snapshots": count}``.
 
     The analysis must be present and up to date (``load_analysis``); a given layout file
@@ -58,6 +86,11 @@ def approval_parts(
         # Canonical JSON: what was excluded matters, not the file's whitespace.
         "exclusions": sha256_bytes(_canonical(exclusions)),
         "layout": sha256_bytes(_layout_bytes(layout)),
+        # What the animation draws besides the analysis: names, the eval set, pixels, loss.
+        "class_names": sha256_bytes(_canonical(run.read_manifest().get("class_names") if run.manifest.is_file() else None)),
+        "eval_set": _file_digest(run.eval_csv),
+        "images": _images_digest(run),
+        "loss_log": _file_digest(run.log_csv),
     }
     return {
         "parts": parts,
@@ -141,7 +174,9 @@ def approval_status(run, *, analysis: Analysis | None = None) -> ApprovalStatus:
     try:
         record = json.loads(run.approval.read_text(encoding="utf-8"))
         approved, who, when = record["parts"], record["by"], record["at"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+        if not isinstance(approved, dict) or not isinstance(record.get("layout") or "", str):
+            raise TypeError("parts or layout")
+    except (ValueError, KeyError, TypeError, RecursionError):  # ValueError: bad JSON or UTF-8
         return ApprovalStatus("stale", f"stale: {run.approval} is unreadable; {again}", None)
     layout = record.get("layout")
     if layout is not None and not Path(layout).is_file():
@@ -154,10 +189,7 @@ def approval_status(run, *, analysis: Analysis | None = None) -> ApprovalStatus:
         return ApprovalStatus("stale", f"stale: {e}", record)
     changed = [k for k in PARTS if approved.get(k) != now[k]]
     if changed:
-        what = " and ".join(
-            {"analysis": "the analysis", "exclusions": "the exclusions", "layout": "the layout"}[k]
-            for k in changed
-        )
+        what = ", ".join(PART_NAMES[k] for k in changed)
         return ApprovalStatus(
             "stale", f"stale: {what} changed since {who} approved it at {when}; {again}", record
         )

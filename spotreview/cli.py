@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from . import defaults as D
+from .children import exit_on_sigterm
 from .errors import SpotreviewError
 from .text import plural
 
@@ -41,6 +42,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SpotreviewError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # a file problem no check foresaw: still one line, naming the file
+            raise click.ClickException(f"{e.strerror or e}: {e.filename or 'a file of the run'}") from None
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
@@ -337,4 +340,5 @@ def export_cmd(run, out, fps, size, dpi, tween, top_k, still, still_step, worker
 
 
 def main() -> None:
+    exit_on_sigterm()  # SIGTERM unwinds: temporary files, render workers, Spotlight cleaned up
     cli(prog_name="spotreview")

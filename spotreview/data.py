@@ -101,7 +101,11 @@ class _LazyImages(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        return to_rgb(self._ds[int(self._indices[i])][self._column])
+        row = int(self._indices[i])
+        try:
+            return to_rgb(self._ds[row][self._column])
+        except (OSError, SyntaxError, ValueError) as e:  # PIL: unidentified, truncated, broken chunks
+            raise DataError(f"image {row} of the dataset cannot be decoded ({first_line(e)}); fix or remove it") from None
 
 
 def load_images(

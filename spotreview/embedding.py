@@ -40,7 +40,7 @@ PREPROCESS_BATCH_SIZE = 256  # images converted at once: bounds the float32 work
 from .errors import DataError, RunDirError, SpotreviewError
 from .evalset import eval_images_for
 from .models import load_checkpoint, load_processor, resolve_device, resolve_precision, transformers_bars
-from .rundir import Run, save_npy, write_json
+from .rundir import Run, save_npy
 
 # --- preprocessing and the forward pass ----------------------------------------------
 
@@ -221,14 +221,12 @@ def embed(
         done.append(step)
         del model
     if run.manifest.is_file():
-        manifest = run.read_manifest()
-        manifest["embed"] = {
+        run.update_manifest(embed={
             "device": dev.type,
             "precision": "bf16" if autocast else "fp32",
             "batch_size": batch_size,
             "seconds": round(time.perf_counter() - started, 2),
             "steps": done,
-        }
-        write_json(run.manifest, manifest)
+        })
     return done
 

@@ -3,12 +3,13 @@ and read back for every snapshot that is embedded."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .data import ImageSet, load_images, to_rgb
-from .errors import DataError, RunDirError
+from .errors import DataError, RunDirError, first_line
 from .models import versions
 from .rundir import Run, atomic_path, write_json, write_text
 
@@ -23,7 +24,7 @@ def write_eval_set(run: Run, images: ImageSet, *, quiet: bool = False) -> None:
         zip(images.eval_ids, images.eval_images), total=len(images.eval_ids), desc="eval images",
         unit="img", disable=quiet, leave=False,
     ):
-        with atomic_path(run.image_path(image_id)) as tmp:
+        with atomic_path(run.image_path(image_id), durable=False) as tmp:  # one sync below
             to_rgb(image).save(tmp, format="PNG")
     table = pd.DataFrame(
         {
@@ -33,6 +34,7 @@ def write_eval_set(run: Run, images: ImageSet, *, quiet: bool = False) -> None:
             "image": [f"images/{i}.png" for i in images.eval_ids],
         }
     )
+    os.sync()  # the images are on disk before eval.csv says the eval set is complete
     write_text(run.eval_csv, table.to_csv(index=False))
 
 
@@ -46,9 +48,12 @@ def read_eval_images(run: Run) -> list:
         path = run.root / rel
         if not path.is_file():
             raise RunDirError(f"{path} is missing; eval.csv lists it (re-create the run with `spotreview finetune`)")
-        with Image.open(path) as im:
-            im.load()
-            images.append(to_rgb(im))
+        try:
+            with Image.open(path) as im:
+                im.load()
+                images.append(to_rgb(im))
+        except (OSError, SyntaxError, ValueError) as e:  # PIL: unidentified, truncated, broken chunks
+            raise RunDirError(f"{path} is not a readable image ({first_line(e)}); {run.remake_hint()}") from None
     return images
 
 

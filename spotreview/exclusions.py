@@ -41,10 +41,12 @@ def exclude(
             f"{len(unknown)} unknown image id(s) for {run.root}: {_few(unknown)}; "
             f"use ids from the review table's `id` column (or {run.eval_csv})"
         )
-    current = run.read_exclusions()
-    if clear:
-        current = {} if not ids else {k: v for k, v in current.items() if k not in ids}
-    else:
-        current.update({i: reason or "" for i in ids})
-    write_json(run.exclusions, current)
+    with run.lock():  # concurrent `exclude` commands must not lose each other's ids
+        # Clearing everything needs no reading, so it also repairs a corrupt exclusions.json.
+        current = {} if clear and not ids else run.read_exclusions()
+        if clear:
+            current = {k: v for k, v in current.items() if k not in ids}
+        else:
+            current.update({i: reason or "" for i in ids})
+        write_json(run.exclusions, current)
     return current

@@ -103,7 +103,7 @@ def thumbnail(path: Path, size: int) -> np.ndarray | None:
     try:
         with Image.open(path) as im:
             im = im.convert("RGBA")
-    except (OSError, UnidentifiedImageError):
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):  # PIL: broken PNG chunks
         return None
     inner = size - 2  # inside the 1-pixel frame
     scale = inner / max(im.size)

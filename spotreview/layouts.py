@@ -143,6 +143,8 @@ def save_layout(path: str | os.PathLike, *, force: bool = False) -> Path:
         raise ReviewError(f"{path} already exists; pass --force to overwrite it")
     if path.is_dir():
         raise ReviewError(f"{path} is a directory; give a file name such as {path / 'review.json'}")
+    if not path.parent.is_dir():
+        raise ReviewError(f"folder {path.parent} does not exist; create it first or give another file name")
     write_text(path, layout_json(default_layout()))
     return path
 
@@ -169,12 +171,17 @@ def load_layout(path: str | os.PathLike):
         raise ReviewError(
             f"layout file {path} not found; write the default with `spotreview layout save {path}`"
         )
+    too_deep = ReviewError(f"layout file {path} is nested too deeply to be a layout; start from `spotreview layout save FILE`")
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReviewError(f"layout file {path} is not valid JSON ({e})") from e
+    except RecursionError:
+        raise too_deep from None
     try:
         layout = Layout.model_validate(obj)
+    except RecursionError:
+        raise too_deep from None
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "top level"

@@ -27,65 +27,18 @@ fine-tuning. Snapshots are ordered by step as a number (step 100 comes after ste
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import RunDirError
+# The write side lives in .atomic; re-exported here, where every stage has always imported it.
+from .atomic import atomic_path, fs_error, save_npy, sha256_bytes, sha256_file, write_json, write_text  # noqa: F401
+from .errors import RunDirError, first_line
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.npy$")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
-
-    The temporary name keeps the suffix (``np.save`` would otherwise append ``.npy``), so
-    an interrupted write never leaves a half-written file under the final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def save_npy(path: str | os.PathLike, array) -> None:
-    import numpy as np
-
-    with atomic_path(path) as tmp:
-        np.save(tmp, array)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 hex of a file's content, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Run:
@@ -118,7 +71,12 @@ class Run:
     export_record = property(lambda self: self.root / "export.json")
 
     def image_path(self, image_id: str) -> Path:
-        return self.images_dir / f"{image_id}.png"
+        """``images/ID.png``; a ``RunDirError`` if that leaves the run (an id with a path in
+        it, or a symlink pointing outside)."""
+        path = self.images_dir / f"{image_id}.png"
+        if path.parent != self.images_dir or path.is_symlink() or self.images_dir.is_symlink():
+            self.inside(path.relative_to(self.root), source=f"image id {image_id!r}")
+        return path
 
     def embedding_path(self, step: int) -> Path:
         return self.embeddings_dir / f"step-{step}.npy"
@@ -148,9 +106,13 @@ class Run:
 
     def require_snapshots(self) -> list[int]:
         steps = self.require().snapshots()
-        if not steps:
+        if not steps and self.checkpoints():
+            raise RunDirError(f"{self.root} has no embeddings; run `spotreview embed {self.root}` first")
+        if not steps:  # `embed` needs checkpoints: it would only answer "Nothing to embed"
+            again = " --overwrite" if self.manifest.is_file() else ""
             raise RunDirError(
-                f"{self.root} has no embeddings; run `spotreview embed {self.root}` first"
+                f"{self.root} has no embeddings and no checkpoint-STEP folders to embed; "
+                f"create the run with `spotreview finetune --out {self.root}{again}`"
             )
         return steps
 
@@ -161,27 +123,149 @@ class Run:
         found = ((_CHECKPOINT_DIR.match(p.name), p) for p in self.root.iterdir() if p.is_dir())
         return sorted((int(m.group(1)), p) for m, p in found if m)
 
-    # --- small readers ---------------------------------------------------------
+    # --- advice ----------------------------------------------------------------
+    def remake_hint(self) -> str:
+        """What re-creates the run's own files (manifest, eval.csv, images, log)."""
+        return f"re-create the run with `spotreview finetune --out {self.root} --overwrite` (its options are in manifest.json)"
+
+    def reembed_hint(self, path: str | os.PathLike) -> str:
+        """What re-creates an embedding file: ``embed`` where checkpoints exist, else the run."""
+        if self.checkpoints():
+            return f"delete {path} and run `spotreview embed {self.root}`"
+        return f"{self.root} keeps no checkpoints to embed again, so {self.remake_hint()}"
+
+    # --- confinement and locking ------------------------------------------------
+    def inside(self, rel: str | os.PathLike, *, source: str | os.PathLike | None = None) -> Path:
+        """The absolute path of ``rel`` (relative to the run), refused with a ``RunDirError``
+        if it leaves the run: an absolute path, ``..`` or a symlink pointing outside."""
+        root = self.root.resolve()
+        full = (root / rel).resolve()
+        if Path(rel).is_absolute() or not full.is_relative_to(root):
+            where = f"{source} names" if source else "refusing"
+            raise RunDirError(
+                f"{where} {str(rel)!r}, which is outside the run {self.root} (absolute path, `..` or a "
+                f"symlink out); every file a run uses must be inside it: {self.remake_hint()}"
+            )
+        return full
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run (``RUN/.lock``, ``flock``) for a read-modify-write."""
+        import fcntl
+
+        path = self.root / ".lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise fs_error(e, path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    # --- validated readers -----------------------------------------------------
+    def _bad(self, path: Path, what: str, fix: str | None = None) -> RunDirError:
+        return RunDirError(f"{path} {what}; {fix or self.remake_hint()}")
+
+    def _read_json(self, path: Path, fix: str | None = None) -> dict:
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+            raise self._bad(path, f"is not valid JSON ({first_line(e)})", fix) from None
+        if not isinstance(obj, dict):
+            raise self._bad(path, f"holds a JSON {type(obj).__name__}, expected an object", fix)
+        return obj
+
     def read_manifest(self) -> dict:
         if not self.manifest.is_file():
             raise RunDirError(
                 f"{self.manifest} is missing; this is not a spotreview run "
                 f"(create one with `spotreview finetune --out {self.root}`)"
             )
-        return json.loads(self.manifest.read_text(encoding="utf-8"))
+        manifest = self._read_json(self.manifest)
+        names = manifest.get("class_names")
+        if names is not None and not (
+            isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+        ):
+            raise self._bad(self.manifest, "has class_names that are not a non-empty list of strings")
+        return manifest
+
+    def update_manifest(self, **changes: Any) -> dict:
+        """Set top-level keys of ``manifest.json`` under the run lock (no lost updates)."""
+        with self.lock():
+            manifest = self.read_manifest()
+            manifest.update(changes)
+            write_json(self.manifest, manifest)
+        return manifest
 
     def read_eval(self):
-        """The evaluation set as a DataFrame: ``id`` (str), ``label`` (int), ``class_name``, ``image``."""
+        """The evaluation set as a DataFrame: ``id`` (str), ``label`` (int), ``class_name``, ``image``.
+
+        Checked: the columns exist, at least one row, ids unique and plain names (no path
+        separators), labels whole numbers in ``0 .. len(class_names) - 1``, and every image
+        path inside the run (:meth:`inside`). A ``RunDirError`` names what is wrong.
+        """
+        import numpy as np
         import pandas as pd
 
-        if not self.eval_csv.is_file():
+        path = self.eval_csv
+        if not path.is_file():
             raise RunDirError(
-                f"{self.eval_csv} is missing; create the run with `spotreview finetune`, or "
+                f"{path} is missing; create the run with `spotreview finetune`, or "
                 f"give the images to embed with `spotreview embed {self.root} --dataset ...`"
             )
-        return pd.read_csv(self.eval_csv, dtype={"id": str, "class_name": str, "image": str})
+        try:
+            table = pd.read_csv(path, dtype={"id": str, "class_name": str, "image": str})
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:  # EmptyDataError too
+            raise self._bad(path, f"cannot be read as CSV ({first_line(e)})") from None
+        missing = [c for c in ("id", "label", "image") if c not in table.columns]
+        if missing:
+            raise self._bad(path, f"has no {', '.join(missing)} column (expected id,label,class_name,image)")
+        if table.empty:
+            raise self._bad(path, "lists no images")
+        if table[["id", "label", "image"]].isna().any().any():
+            raise self._bad(path, "has empty id, label or image cells")
+        labels = pd.to_numeric(table["label"], errors="coerce")
+        if labels.isna().any() or (labels != labels.round()).any():
+            raise self._bad(path, f"has labels that are not whole numbers (row {int(labels.isna().idxmax()) + 2})")
+        table["label"] = labels.astype("int64")
+        bad_ids = [i for i in table["id"] if i in (".", "..") or "/" in i or "\\" in i or "\0" in i]
+        if bad_ids:
+            raise self._bad(path, f"has ids that are not plain names: {bad_ids[0]!r}")
+        if table["id"].duplicated().any():
+            raise self._bad(path, f"lists id {table['id'][table['id'].duplicated()].iloc[0]!r} twice")
+        names = self.read_manifest().get("class_names") if self.manifest.is_file() else None
+        high = len(names) - 1 if names else None
+        wrong = (table["label"] < 0) | (table["label"] > (high if high is not None else np.inf))
+        if wrong.any():
+            expected = f"0 .. {high} (the class names in manifest.json)" if names else ">= 0"
+            raise self._bad(path, f"has label {int(table['label'][wrong].iloc[0])}, expected {expected}")
+        for rel in table["image"]:
+            self.inside(rel, source=path)
+        return table
 
     def read_exclusions(self) -> dict[str, str]:
+        """``{id: reason}`` from ``exclusions.json`` ({} when there is none)."""
         if not self.exclusions.is_file():
             return {}
-        return json.loads(self.exclusions.read_text(encoding="utf-8"))
+        fix = f"fix it, or clear all exclusions with `spotreview exclude {self.root} --clear`"
+        excl = self._read_json(self.exclusions, fix)
+        if not all(isinstance(v, str) for v in excl.values()):
+            raise self._bad(self.exclusions, "has reasons that are not strings", fix)
+        return excl
+
+    def load_array(self, path: Path, *, mmap: bool = False, fix: str | None = None):
+        """A numeric ``.npy`` array (no pickles), or a ``RunDirError`` naming the file:
+        unreadable, truncated, empty, or not numbers. ``mmap`` reads only the header."""
+        import numpy as np
+
+        fix = fix or self.reembed_hint(path)
+        try:
+            array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            why = "is empty" if path.is_file() and path.stat().st_size == 0 else f"is unreadable ({first_line(e)})"
+            raise self._bad(path, why, fix) from None
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+            raise self._bad(path, f"holds {getattr(array, 'dtype', type(array).__name__)} values, expected numbers", fix)
+        return array

@@ -18,6 +18,7 @@ import numpy as np
 
 from .defaults import TOP_K
 from .errors import ExportError
+from .errors import RunDirError
 from .figure import DEFAULT_SIZE, DESIGN_DPI, frame_layout, placeholder_tile, thumbnail
 from .rundir import Run
 from .text import plural
@@ -108,6 +109,9 @@ def _read_log(run: Run):
         return None, f"{run.log_csv} cannot be read ({str(e).splitlines()[0]})"
     if "step" not in log.columns:
         return None, f"{run.log_csv} has no step column"
+    for col in ("step", "epoch", "loss"):
+        if col in log.columns and pd.to_numeric(log[col], errors="coerce").isna().ne(log[col].isna()).any():
+            raise RunDirError(f"{run.log_csv} has non-numeric {col} values; {run.remake_hint()}, or delete it (no loss curve)")
     return log, ""
 
 

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 
+from .children import popen_dying_with_parent
 from .defaults import HOST
 from .errors import ReviewError, SpotreviewError
 from .layouts import check_layout_columns, default_layout, import_spotlight, load_layout
@@ -215,9 +216,12 @@ def start_review(
     spotlight = import_spotlight(analytics)
     from renumics.spotlight.server import MissingTLSCertificate, MissingTLSKey
 
+    from renumics.spotlight import server as spotlight_server
+
     viewer = spotlight.Viewer(host=host, port="auto" if port is None else port, no_ssl=insecure)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        # The server is a child process: it must not outlive a killed `review`.
+        with contextlib.redirect_stdout(io.StringIO()), popen_dying_with_parent(spotlight_server):
             viewer.show(
                 df,
                 layout=parsed,

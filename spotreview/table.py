@@ -143,7 +143,8 @@ def build_table(
             f"{run.eval_csv} lacks {len(missing)} analysed id(s) (e.g. {', '.join(missing[:3])}); "
             f"re-run `spotreview embed {run.root}` and `spotreview analyze {run.root}`"
         )
-    images = [Path(str(ev.at[i, "image"])).as_posix() for i in a.ids]
+    root = run.root.resolve()  # paths relative to the run, each checked to stay inside it
+    images = [run.inside(ev.at[i, "image"], source=run.eval_csv).relative_to(root).as_posix() for i in a.ids]
     names = np.asarray([str(c) for c in a.class_names], dtype=object)
     exclusions = run.read_exclusions()
     n = len(a.ids)

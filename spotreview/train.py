@@ -222,7 +222,7 @@ def _check_out(run: Run, overwrite: bool) -> None:
     if not overwrite:
         try:
             finished = run.read_manifest().get("finished")
-        except ValueError:  # an unreadable manifest is still somebody's run
+        except (ValueError, RunDirError):  # an unreadable manifest is still somebody's run
             finished = None
         state = {True: "a finished", False: "an unfinished"}.get(finished, "a")
         raise RunDirError(

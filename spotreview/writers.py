@@ -101,23 +101,61 @@ class _GifSink:
 
 
 class _Mp4Sink:
-    """H.264 (libx264, yuv420p) through imageio-ffmpeg, frames piped as they come."""
+    """H.264 (libx264, yuv420p, crf 15) through imageio-ffmpeg's ffmpeg, frames piped as they come.
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: float):
-        import imageio_ffmpeg
+    ffmpeg is run here rather than through ``imageio_ffmpeg.write_frames``, which never
+    checks ffmpeg's exit status (a full disk gave a corrupt file and exit 0); ``close``
+    raises ``ExportError`` with ffmpeg's own last line when it fails.
+    """
 
-        self.gen = imageio_ffmpeg.write_frames(
-            str(path), size, fps=fps, codec="libx264", pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p", quality=7, macro_block_size=2, ffmpeg_log_level="error",
-            output_params=["-movflags", "+faststart"],
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, final: Path):
+        import subprocess
+        import tempfile
+        from fractions import Fraction
+
+        from .children import die_with_parent
+
+        w, h = size
+        cmd = [
+            ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}",
+            "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an",
+            "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "15",
+        ]
+        if w % 2 or h % 2:  # yuv420p needs even sizes
+            cmd += ["-vf", f"scale={w + w % 2}:{h + h % 2}"]
+        cmd += ["-v", "error", "-movflags", "+faststart", "-f", "mp4", str(path)]
+        self.path, self.stderr = final, tempfile.TemporaryFile()  # errors name the final file
+        parent = os.getpid()
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.stderr,
+            preexec_fn=lambda: die_with_parent(parent),
         )
-        self.gen.send(None)
 
     def write(self, payload: bytes) -> None:
-        self.gen.send(payload)
+        try:
+            self.proc.stdin.write(payload)
+        except BrokenPipeError:  # ffmpeg stopped early: say why
+            self.proc.wait()
+            raise self._failure() from None
 
     def close(self, ok: bool) -> None:
-        self.gen.close()
+        if self.proc.returncode is None:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
+            if not ok:
+                self.proc.kill()  # the export failed already; its error is the one to show
+            self.proc.wait()
+        if ok and self.proc.returncode != 0:
+            raise self._failure()
+        self.stderr.close()
+
+    def _failure(self) -> ExportError:
+        self.stderr.seek(0)
+        said = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        why = said[-1] if said else f"exit status {self.proc.returncode}"
+        if "No space left" in why:
+            return ExportError(f"no space left on device writing {self.path}; free some space and export again")
+        return ExportError(f"ffmpeg failed writing {self.path} ({why}); export again, or export a .gif")
 
 
 class _HtmlSink:
@@ -186,11 +224,16 @@ def ffmpeg_exe() -> str:
 _WORKER: tuple[Renderer, _Encoder] | None = None
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     import signal
 
-    # Ctrl-C is handled once, by the parent, which then stops the pool.
+    from .children import die_with_parent
+
+    # Ctrl-C is handled once, by the parent, which then stops the pool; a parent killed
+    # outright (SIGKILL) takes its workers with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the CLI's handler, inherited by fork
+    die_with_parent(parent)
 
 
 def _worker_chunk(frames: Sequence[int]) -> list:
@@ -222,7 +265,8 @@ def _payloads(scene: Scene, encoder: _Encoder, workers: int) -> Iterator[Iterato
     global _WORKER
     _WORKER = (Renderer(scene), encoder)
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init,
+        initargs=(os.getpid(),),
     )
     try:
         todo = iter([list(range(a, min(a + _CHUNK, n))) for a in range(0, n, _CHUNK)])
@@ -278,7 +322,7 @@ def write_animation(
         if fmt == "gif":
             sink = _GifSink(tmp, scene.size)
         elif fmt == "mp4":
-            sink = _Mp4Sink(tmp, scene.size, fps)
+            sink = _Mp4Sink(tmp, scene.size, fps, out)
         else:
             sink = _HtmlSink(tmp, fps)
         ok = False

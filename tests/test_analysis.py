@@ -257,7 +257,10 @@ def test_no_embeddings(synthetic_run):
         synthetic_run.embedding_path(step).unlink()
     with pytest.raises(RunDirError) as e:
         analyze(synthetic_run, quiet=True)
-    assert str(e.value) == f"{synthetic_run.root} has no embeddings; run `spotreview embed {synthetic_run.root}` first"
+    assert str(e.value) == (  # a run recorded in training keeps no checkpoints: `embed` cannot help
+        f"{synthetic_run.root} has no embeddings and no checkpoint-STEP folders to embed; "
+        f"create the run with `spotreview finetune --out {synthetic_run.root} --overwrite`"
+    )
 
 
 def test_shapes_differ(synthetic_run):
@@ -269,7 +272,7 @@ def test_shapes_differ(synthetic_run):
     assert str(e.value) == (
         "embeddings differ in shape between snapshots: (36, 16) at steps 0, 10, 100; "
         "(35, 16) at step 5; (36, 8) at step 20; every snapshot must embed the same images "
-        f"to the same dimension; re-run `spotreview embed {synthetic_run.root}`"
+        f"to the same dimension; {synthetic_run.reembed_hint(synthetic_run.embeddings_dir)}"
     )
 
 
@@ -279,7 +282,7 @@ def test_rows_do_not_match_eval_csv(synthetic_run):
     with pytest.raises(AnalysisError) as e:
         analyze(synthetic_run, quiet=True)
     assert str(e.value) == (
-        f"embeddings have 36 rows but eval.csv lists 34 images; re-run `spotreview embed {synthetic_run.root}`"
+        f"embeddings have 36 rows but eval.csv lists 34 images; {synthetic_run.reembed_hint(synthetic_run.embeddings_dir)}"
     )
 
 
@@ -293,7 +296,7 @@ def test_nan_and_inf_rows_keep_earlier_results(synthetic_run):
     with pytest.raises(AnalysisError) as e:
         analyze(synthetic_run, quiet=True)
     assert str(e.value) == (
-        f"embeddings of step 20 have NaN/inf values in 3 of 36 rows; re-run `spotreview embed {synthetic_run.root}`"
+        f"embeddings of step 20 have NaN/inf values in 3 of 36 rows; {synthetic_run.reembed_hint(synthetic_run.embedding_path(20))}"
     )
     assert analysis_digest(synthetic_run) == digest  # nothing stored was touched
     assert not [p for p in synthetic_run.analysis_dir.iterdir() if p.name.startswith(".tmp-")]
@@ -315,7 +318,7 @@ def test_bad_probs_and_arguments(synthetic_run):
         analyze(synthetic_run, quiet=True)
     assert str(e.value) == (
         f"probabilities of step 10 have shape (30, 3); expected (36, n_classes); "
-        f"re-run `spotreview embed {synthetic_run.root}`"
+        f"{synthetic_run.reembed_hint(synthetic_run.probs_path(10))}"
     )
     with pytest.raises(AnalysisError) as e:
         analyze(synthetic_run, align="first", quiet=True)
@@ -327,7 +330,10 @@ def test_bad_probs_and_arguments(synthetic_run):
 
 def test_unreadable_embedding_file(synthetic_run):
     synthetic_run.embedding_path(5).write_bytes(b"not numpy")
-    with pytest.raises(AnalysisError, match=r"^cannot read .*step-5\.npy \(.*\); re-run `spotreview embed "):
+    with pytest.raises(RunDirError, match=r"step-5\.npy is unreadable \(.*\); .* keeps no checkpoints to embed again, so re-create the run with `spotreview finetune --out "):
+        analyze(synthetic_run, quiet=True)
+    synthetic_run.checkpoint_path(5).mkdir()  # with checkpoints, `embed` can make it again
+    with pytest.raises(RunDirError, match=r"step-5\.npy is unreadable \(.*\); delete .*step-5\.npy and run `spotreview embed "):
         analyze(synthetic_run, quiet=True)
 
 
@@ -360,7 +366,7 @@ def test_cli_bad_input_is_one_line(synthetic_run):
     result = CliRunner().invoke(cli, ["analyze", root, "-q"])
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: embeddings of step 0 have NaN/inf values in 1 of 36 rows; re-run `spotreview embed {root}`\n"
+        f"Error: embeddings of step 0 have NaN/inf values in 1 of 36 rows; {synthetic_run.reembed_hint(synthetic_run.embedding_path(0))}\n"
     )
     result = CliRunner().invoke(cli, ["analyze", root, "--align", "sideways"])
     assert result.exit_code == 2 and "'sideways' is not one of 'last', 'previous', 'none'" in result.output

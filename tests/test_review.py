@@ -309,7 +309,7 @@ def test_approve_records_who_when_and_what(fresh):
     assert on_disk == record
     assert record["by"] == getpass.getuser()
     assert record["at"].endswith("+00:00")
-    assert set(record["parts"]) == {"analysis", "exclusions", "layout"}
+    assert set(record["parts"]) == {"analysis", "exclusions", "layout", "class_names", "eval_set", "images", "loss_log"}
     assert len(record["digest"]) == 64 and record["layout"] is None
     assert record["steps"] == [0, 100] and record["exclusions"] == {}
     status = approval_status(fresh)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,13 @@ def test_missing_run_messages(tmp_path):
     tmp_path.joinpath("empty").mkdir()
     with pytest.raises(RunDirError) as e:
         Run(tmp_path / "empty").require_snapshots()
+    assert str(e.value) == (
+        f"{tmp_path / 'empty'} has no embeddings and no checkpoint-STEP folders to embed; "
+        f"create the run with `spotreview finetune --out {tmp_path / 'empty'}`"
+    )
+    (tmp_path / "empty" / "checkpoint-10").mkdir()  # now `embed` can help
+    with pytest.raises(RunDirError) as e:
+        Run(tmp_path / "empty").require_snapshots()
     assert str(e.value) == f"{tmp_path / 'empty'} has no embeddings; run `spotreview embed {tmp_path / 'empty'}` first"
     with pytest.raises(RunDirError, match="manifest.json is missing; this is not a spotreview run"):
         Run(tmp_path / "empty").read_manifest()
@@ -85,3 +94,58 @@ def test_synthetic_run_matches_the_contract(synthetic_run):
         assert np.load(synthetic_run.embedding_path(step)).shape[0] == n
         assert np.load(synthetic_run.probs_path(step)).dtype == np.float32
     assert all((synthetic_run.root / p).is_file() for p in table["image"])
+
+
+def test_temp_files_of_dead_processes_are_swept_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from spotreview import atomic
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    stale = folder / f".tmp-{pid}-0123abcd-step-5.npy"
+    live = folder / ".tmp-1-89abcdef-step-6.npy"  # PID 1 is alive: maybe still writing
+    other = folder / ".tmp-notes.txt"  # not our pattern
+    for p in (stale, live, other):
+        p.write_bytes(b"half")
+    atomic._swept.discard(folder)
+    save_npy(folder / "step-7.npy", np.zeros(2, np.float32))
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_paths_are_confined_to_the_run(tmp_path):
+    run = Run(tmp_path / "run")
+    (run.root / "images").mkdir(parents=True)
+    (run.root / "images" / "a.png").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"s")
+    (run.root / "images" / "link.png").symlink_to(tmp_path / "secret.png")
+    assert run.inside("images/a.png") == (run.root / "images" / "a.png").resolve()
+    for rel in ("../secret.png", str(tmp_path / "secret.png"), "images/link.png", "images/../../secret.png"):
+        with pytest.raises(RunDirError, match="outside the run"):
+            run.inside(rel)
+    assert run.image_path("a") == run.root / "images" / "a.png"
+    for image_id in ("link", "../../secret"):  # what export draws as thumbnails
+        with pytest.raises(RunDirError, match=f"image id '{re.escape(image_id)}' names .* outside the run"):
+            run.image_path(image_id)
+
+
+def test_the_run_lock_serialises_read_modify_write(tmp_path):
+    import threading
+
+    run = Run(tmp_path)
+    order = []
+
+    def hold():
+        with run.lock():
+            order.append("b")
+
+    with run.lock():
+        t = threading.Thread(target=hold)
+        t.start()
+        t.join(0.3)
+        order.append("a")  # the other holder is still waiting
+    t.join(5)
+    assert order == ["a", "b"]

@@ -16,7 +16,7 @@ from conftest import make_synthetic_run
 
 from spotreview.analysis import analyze
 from spotreview.analysis_store import load_analysis
-from spotreview.errors import AnalysisError
+from spotreview.errors import AnalysisError, RunDirError
 from spotreview.exclusions import exclude
 from spotreview.table import (
     EMBEDDING_COLUMN,
@@ -204,3 +204,19 @@ def test_read_only_run_gets_its_table_in_the_cache(analysed, tmp_path, monkeypat
     cached = list((tmp_path / "cache" / "spotreview" / "tables").glob("*/review.parquet"))
     assert len(cached) == 1 and "read-only; review table written to" in caplog.text
     assert list(read_table(cached[0])["id"]) == list(df["id"])
+
+
+def test_images_outside_the_run_are_refused(analysed_run, tmp_path):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(analysed_run.image_path("img-0001").read_bytes())
+    link = analysed_run.images_dir / "img-0000.png"
+    link.unlink()
+    link.symlink_to(secret)  # followed, it would leave the run
+    with pytest.raises(RunDirError, match="images/img-0000.png', which is outside the run"):
+        build_table(analysed_run)
+    link.unlink()
+    table = pd.read_csv(analysed_run.eval_csv)
+    table.loc[0, "image"] = str(secret)
+    table.to_csv(analysed_run.eval_csv, index=False)
+    with pytest.raises(RunDirError, match="outside the run"):
+        build_table(analysed_run)
