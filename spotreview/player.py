@@ -129,18 +129,13 @@ def write_player(path: str | Path, data: PlayerData, *, snapshots_per_second: fl
     """
     path = Path(path)
     n = _check(data)
-    row_of = {image_id: row for row, image_id in enumerate(data.ids)}
-    highlight = list(dict.fromkeys(str(h) for h in highlight))
-    unknown = [h for h in highlight if h not in row_of]
-    if unknown:
-        raise ExportError(
-            f"--highlight: no image with id {', '.join(map(repr, unknown[:5]))}"
-            f"{' and others' if len(unknown) > 5 else ''}; ids look like {data.ids[0]!r}"
-        )
+    from .scene import highlight_rows
+
+    pinned = highlight_rows(list(data.ids), highlight).tolist()  # unknown ids: one ExportError
     if not (math.isfinite(snapshots_per_second) and snapshots_per_second > 0):
         raise ExportError(f"snapshots per second must be positive, got {snapshots_per_second:g}")
     cols = max(1, _ATLAS_PX // data.thumbs.shape[1])
-    doc = _data_json(data, highlight=[row_of[h] for h in highlight],
+    doc = _data_json(data, highlight=pinned,
                      pace=float(snapshots_per_second), atlas_cols=cols)
     atlases, _ = _atlases(data.thumbs, budget=_SIZE_BUDGET - len(doc.encode()) - 100_000)
     assets = resources.files("spotreview") / "assets"

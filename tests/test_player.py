@@ -82,7 +82,7 @@ def test_data_is_readable_json_one_line_per_point(tmp_path):
 
 def test_bad_input_is_one_line_error(tmp_path):
     data = make_player_data()
-    with pytest.raises(ExportError, match=r"no image with id 'nope', 'gone'"):
+    with pytest.raises(ExportError, match=r"cannot highlight nope, gone: not in the evaluation set"):
         write_player(tmp_path / "x.html", data, highlight=["img-0001", "nope", "gone"])
     data.ranks = data.ranks[:, :5]
     with pytest.raises(ExportError, match=r"ranks has shape \(4, 5\), expected \(4, 30\)"):
