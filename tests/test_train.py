@@ -84,19 +84,20 @@ def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
 
     done = spotreview.finetune(tmp_path / "r", keep_checkpoints=True, **TINY)
     run = done.run
-    assert isinstance(done, spotreview.Finetuned) and done.checkpoints == 3
-    assert [s for s, _ in run.checkpoints()] == [2, 4, 6]
-    recorded = {s: np.load(run.embedding_path(s)) for s in (2, 4, 6)}
-    for s in (2, 4, 6):
+    assert isinstance(done, spotreview.Finetuned) and done.checkpoints == 4
+    assert [s for s, _ in run.checkpoints()] == [0, 2, 4, 6]  # checkpoint-0: the model before fine-tuning
+    recorded = {s: np.load(run.embedding_path(s)) for s in (0, 2, 4, 6)}
+    for s in (0, 2, 4, 6):
         run.embedding_path(s).unlink()
-    assert spotreview.embed(run, quiet=True) == [2, 4, 6]  # processor from the run's processor/ dir
+    assert spotreview.embed(run, quiet=True) == [0, 2, 4, 6]  # processor from the run's processor/ dir
     assert spotreview.EmbeddingRecorder is EmbeddingRecorder
-    for s in (2, 4, 6):
+    for s in (0, 2, 4, 6):
         np.testing.assert_allclose(np.load(run.embedding_path(s)), recorded[s], rtol=1e-3, atol=1e-4)
 
 
 def test_recorder_in_a_plain_trainer_script(tmp_path):
-    """EmbeddingRecorder with anyone's Trainer: step 0, every save, the last step; no checkpoints."""
+    """EmbeddingRecorder with anyone's Trainer: step 0, every save, the last step; the Trainer's
+    own checkpoints are left as they are; snapshots.csv has each snapshot's epoch, log.csv the logs."""
     from transformers import Trainer, TrainingArguments
 
     model = tiny_vit(0, num_labels=2, intermediate_size=16)
@@ -115,7 +116,10 @@ def test_recorder_in_a_plain_trainer_script(tmp_path):
 
     run = Run(tmp_path)
     assert recorder.recorded == [0, 2, 4, 5] and run.snapshots() == [0, 2, 4, 5]
-    assert run.checkpoints() == []
+    assert [s for s, _ in run.checkpoints()] == [2, 4, 5]  # the Trainer saves as it would without it
+    snapshots = pd.read_csv(run.snapshots_csv)
+    assert snapshots["step"].tolist() == [0, 2, 4, 5] and snapshots["epoch"].tolist() == [0, 1, 2, 2.5]
+    assert pd.read_csv(run.log_csv)["step"].tolist() == [5]  # the Trainer's one log: the summary at the end
     assert run.read_eval()["class_name"].tolist() == ["no", "yes"] * 4
     assert np.load(run.embedding_path(5)).shape == (8, 16)
 
@@ -167,7 +171,7 @@ def test_model_that_is_not_an_image_model(tmp_path):
 
     BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=8)).save_pretrained(tmp_path / "bert")
-    assert finetune_error("--out", tmp_path / "r", "--model", tmp_path / "bert", "--eval-size", "10") == (
+    assert finetune_error("--out", tmp_path / "r", "--model", tmp_path / "bert", "--eval-size", "11") == (
         f"Error: {tmp_path / 'bert'} is a bert model, not an image-classification model; give an image model "
         "such as google/vit-base-patch16-224-in21k, or leave --model out for the built-in small ViT"
     )
