@@ -1,0 +1,137 @@
+"""EmbeddingRecorder inside a real training script (tests/scripts/train_like_hf.py, written like the
+transformers examples), run as a subprocess: the snapshots recorded for every save strategy, and
+the Trainer's own outputs (checkpoints, best checkpoint, final weights) unchanged by the recorder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from spotreview.rundir import Run
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_like_hf.py"
+ROOT = Path(__file__).parent.parent
+# 24 training images, batch 4: 6 steps per epoch, 2 epochs = 12 steps
+COMMON = ["--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "12",
+          "--learning_rate", "5e-3", "--seed", "3", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm",
+          "true", "--logging_steps", "3", "--remove_unused_columns", "false"]
+BEST = ["--load_best_model_at_end", "true", "--metric_for_best_model", "accuracy"]
+CASES = {
+    "steps": ["--save_strategy", "steps", "--save_steps", "4"],
+    "steps-best-limit": ["--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "steps",
+                         "--eval_steps", "4", "--save_total_limit", "1", *BEST],
+    "epoch": ["--save_strategy", "epoch", "--eval_strategy", "epoch"],
+    "epoch-best": ["--save_strategy", "epoch", "--eval_strategy", "epoch", *BEST],
+    "best": ["--save_strategy", "best", "--eval_strategy", "steps", "--eval_steps", "2",
+             "--metric_for_best_model", "accuracy"],
+    "best-best": ["--save_strategy", "best", "--eval_strategy", "steps", "--eval_steps", "2", *BEST],
+}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """train/ (8 per class) and validation/ (4 per class) of three noisy colours."""
+    root = tmp_path_factory.mktemp("hf-folder")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("validation", 4)):
+        for k, name in enumerate(("red", "green", "blue")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(60, 40, (16, 16, 3)) + 120 * np.eye(3)[k], 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def train(folder: Path, out: Path, args: list[str], record_to: Path | None = None, *extra: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, str(SCRIPT), "--train_dir", str(folder), "--output_dir", str(out), *COMMON, *args,
+               *(["--record_to", str(record_to)] if record_to else []), *extra]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads((out / "outcome.json").read_text())
+    if outcome["best_model_checkpoint"]:
+        outcome["best_model_checkpoint"] = Path(outcome["best_model_checkpoint"]).name
+    return outcome
+
+
+def weights(path: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(path / "model.safetensors")
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=[] if c == "epoch-best" else pytest.mark.slow) for c in CASES],
+)
+def test_recorder_records_every_save_and_leaves_the_trainer_as_it_is(folder, tmp_path, case):
+    plain = train(folder, tmp_path / "plain", CASES[case])
+    recorded = train(folder, tmp_path / "with", CASES[case], tmp_path / "run")
+    saved = {int(c.split("-")[1]) for c in recorded["checkpoints"]}  # every save, where none is rotated away
+    expected = [0, 4, 8, 12] if "limit" in case else sorted({0, recorded["global_step"]} | saved)
+    assert recorded.pop("recorded") == expected
+    plain.pop("recorded")
+    assert recorded == plain  # the same checkpoints, best checkpoint and steps
+    for name in [*plain["checkpoints"], "final"]:  # the same weights at every kept checkpoint and at the end
+        assert_same_weights(tmp_path / "plain" / name, tmp_path / "with" / name)
+
+    run = Run(tmp_path / "run")
+    steps = run.snapshots()
+    assert steps[0] == 0 and steps[-1] == 12
+    snapshots = pd.read_csv(run.snapshots_csv)
+    assert snapshots["step"].tolist() == steps
+    np.testing.assert_allclose(snapshots["epoch"], np.array(steps) / 6)  # 6 steps per epoch
+    log = pd.read_csv(run.log_csv)
+    assert {3, 6, 9, 12} <= set(log["step"]) and log["loss"].notna().sum() == 4
+    assert len(run.read_eval()) == 12 and np.load(run.embedding_path(12)).shape == (12, 16)
+    if case == "epoch-best":
+        assert steps == [0, 6, 12] and plain["best_model_checkpoint"] in ("checkpoint-6", "checkpoint-12")
+
+
+@pytest.mark.slow
+def test_save_total_limit_and_every_steps(folder, tmp_path):
+    """Own cadence (every 2 steps) while the Trainer keeps one checkpoint of its saves every 4."""
+    args = [*CASES["steps"], "--save_total_limit", "1"]
+    plain = train(folder, tmp_path / "plain", args)
+    recorded = train(folder, tmp_path / "with", args, tmp_path / "run", "--every_steps", "2")
+    assert recorded.pop("recorded") == [0, 2, 4, 6, 8, 10, 12] and Run(tmp_path / "run").snapshots() == [
+        0, 2, 4, 6, 8, 10, 12]
+    plain.pop("recorded")
+    assert recorded == plain and plain["checkpoints"] == ["checkpoint-12"]
+    assert_same_weights(tmp_path / "plain" / "final", tmp_path / "with" / "final")
+
+
+@pytest.mark.slow
+def test_resume_from_checkpoint_with_the_recorder(folder, tmp_path):
+    """resume_from_checkpoint gives the same weights with the recorder as without it; the snapshot
+    of the checkpoint resumed from is recorded when the run lacks it, and every later save.
+    (The Trainer's own mid-epoch resume is not bit-identical to an uninterrupted run on this CPU.)"""
+    train(folder, tmp_path / "whole", CASES["steps"])
+    for name in ("plain", "with"):
+        (tmp_path / name).mkdir()
+        shutil.copytree(tmp_path / "whole" / "checkpoint-4", tmp_path / name / "checkpoint-4")
+    resume = ["--resume_from_checkpoint", "checkpoint-4"]
+    plain = train(folder, tmp_path / "plain", CASES["steps"], None, *resume[:1], str(tmp_path / "plain" / resume[1]))
+    recorded = train(folder, tmp_path / "with", CASES["steps"], tmp_path / "run", *resume[:1],
+                     str(tmp_path / "with" / resume[1]))
+    assert recorded.pop("recorded") == [4, 8, 12] and Run(tmp_path / "run").snapshots() == [4, 8, 12]
+    plain.pop("recorded")
+    assert recorded == plain
+    for name in [*plain["checkpoints"], "final"]:
+        assert_same_weights(tmp_path / "plain" / name, tmp_path / "with" / name)
