@@ -23,6 +23,7 @@ from .errors import ExportError, SpotreviewError
 from .figure import DEFAULT_SIZE
 from .rundir import Run, write_json
 from .scene import build_scene
+from .traininglog import warn_if_unfinished
 from .writers import FORMATS, GIF_MAX_FPS, ffmpeg_exe, write_animation, write_still
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ def export(
     where forking is safe, else 1); ``quiet`` hides the progress bar, not the warnings.
     """
     run = Run(run).require()
+    warn_if_unfinished(run, "exporting")
     anim = None
     if out is not None or still is None:
         anim = Path(out) if out is not None else run.root / "animation.gif"

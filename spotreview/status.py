@@ -8,6 +8,7 @@ from .analysis_store import load_analysis
 from .approval import approval_status
 from .errors import SpotreviewError
 from .rundir import Run
+from .traininglog import unfinished
 
 
 def run_status(run) -> dict:
@@ -16,12 +17,14 @@ def run_status(run) -> dict:
     Returns ``{"run", "snapshots": [steps], "analysis": {...} | None, "analysis_error":
     str | None, "exclusions": {id: reason}, "approval": ApprovalStatus}``; ``analysis`` has
     ``align`` and ``first``/``last`` dicts with ``step``, ``accuracy``, ``knn_accuracy``,
-    ``disparity`` and ``top`` (ids of the most atypical images at that snapshot).
+    ``disparity`` and ``top`` (ids of the most atypical images at that snapshot); ``unfinished``:
+    whether the manifest says training has not finished.
     """
     run = Run(run).require()
     out: dict[str, Any] = {
         "run": str(run.root),
         "snapshots": run.snapshots(),
+        "unfinished": unfinished(run),
         "analysis": None,
         "analysis_error": None,
         "exclusions": run.read_exclusions(),
@@ -54,6 +57,8 @@ def format_status(status: dict) -> str:
     lines.append(
         f"snapshots:   {len(steps)} (steps {steps[0]} .. {steps[-1]})" if steps else "snapshots:   none"
     )
+    if status.get("unfinished"):
+        lines.append("training:    unfinished; re-run the same `spotreview finetune` command to resume it")
     a = status["analysis"]
     if a is None:
         lines.append(f"analysis:    {status['analysis_error']}")

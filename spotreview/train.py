@@ -94,7 +94,7 @@ def finetune(
     """
     import torch
     import transformers
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
     from .analysis import OOD_K
     from .recorder import EmbeddingRecorder
@@ -200,7 +200,7 @@ def finetune(
         dataloader_pin_memory=dev.type == "cuda",
         remove_unused_columns=False,
     )
-    trainer = Trainer(
+    trainer = _Trainer(
         model=net,
         args=args,
         train_dataset=_TrainSet(images.train_images, images.train_labels),
@@ -284,6 +284,26 @@ def _accuracy(run: Run, step: int, labels: np.ndarray) -> float | None:
     if not path.is_file():
         return None
     return round(float((np.load(path).argmax(1) == labels).mean()), 4)
+
+
+def _Trainer(**kwargs):
+    """A ``Trainer`` whose resume loads the checkpoint's weights with ``from_pretrained``.
+
+    transformers 5.24's ``Trainer._load_from_checkpoint`` reads ``model.safetensors`` with a plain
+    ``load_state_dict``; ``save_pretrained`` writes ViT weights under their legacy names
+    (``vit.encoder.layer.0...``) while the model's own are ``vit.layers.0...``, so a resumed ViT
+    silently kept its initial weights. ``from_pretrained`` converts the names.
+    """
+    from transformers import Trainer
+
+    class ResumingTrainer(Trainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            model = model or self.model
+            with transformers_bars(False):
+                saved = type(model).from_pretrained(resume_from_checkpoint)
+            model.load_state_dict(saved.state_dict())
+
+    return ResumingTrainer(**kwargs)
 
 
 class _TrainSet:

@@ -83,3 +83,18 @@ def read_snapshot_epochs(run: Run) -> dict[int, float]:
         if step.strip():
             out[int(step)] = float(epoch) if epoch.strip() else math.nan
     return out
+
+
+def unfinished(run: Run) -> bool:
+    """Whether the run's manifest says its training has not finished (``"finished": false``)."""
+    try:
+        return run.manifest.is_file() and run.read_manifest().get("finished") is False
+    except ValueError:
+        return False
+
+
+def warn_if_unfinished(run: Run, doing: str) -> None:
+    """Log a warning line when ``doing`` (approve, export) a run whose training has not finished."""
+    if unfinished(run):
+        logger.warning("%s %s although its training has not finished; re-run the same `spotreview finetune` "
+                       "command to resume it", doing, run.root)

@@ -210,3 +210,47 @@ def test_dataset_errors_reach_the_cli_as_one_line(tmp_path):
         "use --eval-size 359 or less"
     )
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_finetune_resumes_after_kill_9(tmp_path):
+    """kill -9 after a checkpoint, then the same command again: it resumes from the rolling checkpoint
+    and ends with every snapshot; status/approve/export meanwhile say the run is unfinished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    args = ["finetune", "--eval-size", "30", "--epochs", "1", "--batch-size", "64", "--save-steps", "4", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "spotreview", *args, "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint-8" / "trainer_state.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run = Run(out)
+    assert run.read_manifest()["finished"] is False and 4 in run.snapshots() and 20 not in run.snapshots()
+    result = CliRunner().invoke(cli, ["status", str(out)])
+    assert "training:    unfinished; re-run the same `spotreview finetune` command to resume it" in result.output
+
+    other = CliRunner().invoke(cli, [*args, "--out", str(out), "--epochs", "2"])
+    assert cli_error(other) == (
+        f"Error: {out} holds an unfinished run made with other settings (epochs 1.0, now 2.0); "
+        "repeat its command to resume it, or pass --overwrite to replace it"
+    )
+    again = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert run.snapshots() == [0, 4, 8, 12, 16, 20, 23] and run.checkpoints() == []
+    assert run.read_manifest()["finished"] is True
+    log = pd.read_csv(run.log_csv)
+    assert log.dropna(subset=["loss"])["step"].tolist() == list(range(2, 24, 2))  # the whole loss curve
+
+    whole = finetune(tmp_path / "whole", eval_size=30, epochs=1, batch_size=64, save_steps=4, quiet=True).run
+    assert whole.snapshots() == run.snapshots()
+    for step in whole.snapshots():  # byte-identical to the uninterrupted run
+        assert whole.embedding_path(step).read_bytes() == run.embedding_path(step).read_bytes(), step
