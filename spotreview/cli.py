@@ -74,7 +74,8 @@ QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 DEVICE = click.option("--device", type=click.Choice(D.DEVICES), default=D.DEVICES[0], show_default=True,
                       help="auto: CUDA when available, else CPU.")
 EVAL_SIZE = click.option("--eval-size", type=click.IntRange(min=1), default=None, help="A seeded, stratified "
-                         "subset of this many evaluation images (default: the whole test split).")
+                         "subset of this many evaluation images (default: the whole test/validation split; a "
+                         "dataset with only train gets this many images, default 20 %, split off for evaluation).")
 
 
 @cli.command("finetune")
