@@ -107,6 +107,7 @@ class EmbeddingRecorder(TrainerCallback):
         self._order = False  # probability columns in the run's class order (models.label_order), once known
         self._class_names = list(class_names) if class_names is not None else None
         self.recorded: list[int] = []
+        self.processes = 1  # processes that shared the last snapshot (torchrun / accelerate launch)
         count = len(pixel_values) if pixel_values is not None else len(images)
         writer = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK in every process
         if self.run.eval_csv.is_file() and overwrite:
@@ -161,6 +162,7 @@ class EmbeddingRecorder(TrainerCallback):
             return
         self._prepare(model)
         rank, world = _world()
+        self.processes = world
         n = len(self._pixels)
         share = math.ceil(n / world)  # every process runs as many batches (FSDP needs all in each forward)
         rows = torch.arange(rank * share, (rank + 1) * share).clamp(max=n - 1).to(self._pixels.device)

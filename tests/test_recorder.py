@@ -58,6 +58,7 @@ def train(folder: Path, out: Path, args: list[str], record_to: Path | None = Non
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads((out / "outcome.json").read_text())
+    outcome.pop("processes")
     if outcome["best_model_checkpoint"]:
         outcome["best_model_checkpoint"] = Path(outcome["best_model_checkpoint"]).name
     return outcome
@@ -136,3 +137,45 @@ def test_resume_from_checkpoint_with_the_recorder(folder, tmp_path):
     assert recorded == plain
     for name in [*plain["checkpoints"], "final"]:
         assert_same_weights(tmp_path / "plain" / name, tmp_path / "with" / name)
+
+
+def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo): each process embeds half of the evaluation set, process 0
+    gathers them in evaluation order and writes; equal to a single-process embed of the same weights."""
+    from spotreview.embedding import embed
+
+    odd = tmp_path / "folder"  # 11 evaluation images: 6 + 5, the second share padded
+    shutil.copytree(folder, odd)
+    (odd / "validation" / "blue" / "3.png").unlink()
+    folder = odd
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2")
+    args = [*CASES["steps"], "--ddp_backend", "gloo", "--per_device_train_batch_size", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    command = [*torchrun, str(SCRIPT), "--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), *COMMON,
+               *args, "--record_to", str(tmp_path / "run")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads((tmp_path / "out" / "outcome.json").read_text())
+    assert outcome["processes"] == 2 and outcome["recorded"] == [0, 4, 8, 12]
+    run = Run(tmp_path / "run")
+    assert run.snapshots() == [0, 4, 8, 12] and len(run.read_eval()) == 11
+    written = sorted(p.relative_to(run.root).as_posix() for p in run.root.rglob("*") if p.is_file())
+    assert [p for p in written if not p.startswith("images/")] == [  # one of each, no stray temporary files
+        *(f"embeddings/step-{s}{x}" for s in (0, 12, 4, 8) for x in (".npy", ".probs.npy")),
+        "eval.csv", "log.csv", "snapshots.csv",
+    ]
+
+    from conftest import vit_processor  # the script's processor
+
+    single = Run(tmp_path / "single")  # embed the kept checkpoints in one process, into another run
+    shutil.copytree(run.images_dir, single.images_dir)
+    shutil.copy(run.eval_csv, single.eval_csv)
+    for step in (4, 8, 12):
+        shutil.copytree(tmp_path / "out" / f"checkpoint-{step}", single.checkpoint_path(step))
+    vit_processor().save_pretrained(tmp_path / "processor")
+    assert embed(single, processor=tmp_path / "processor", precision="fp32", quiet=True) == [4, 8, 12]
+    for step in (4, 8, 12):
+        np.testing.assert_allclose(np.load(run.embedding_path(step)),
+                                   np.load(single.embedding_path(step)), atol=1e-4)
+        np.testing.assert_allclose(np.load(run.probs_path(step)),
+                                   np.load(single.probs_path(step)), atol=1e-4)

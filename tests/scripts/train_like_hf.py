@@ -71,6 +71,7 @@ def main():
             "best_model_checkpoint": trainer.state.best_model_checkpoint,
             "global_step": trainer.state.global_step,
             "recorded": callbacks[0].recorded if callbacks else None,
+            "processes": callbacks[0].processes if callbacks else None,
         }
         with open(os.path.join(training_args.output_dir, "outcome.json"), "w") as f:
             json.dump(outcome, f)
