@@ -58,7 +58,7 @@ def train(folder: Path, out: Path, args: list[str], record_to: Path | None = Non
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads((out / "outcome.json").read_text())
-    outcome.pop("processes")
+    outcome.pop("processes"), outcome.pop("fsdp")
     if outcome["best_model_checkpoint"]:
         outcome["best_model_checkpoint"] = Path(outcome["best_model_checkpoint"]).name
     return outcome

@@ -72,6 +72,7 @@ def main():
             "global_step": trainer.state.global_step,
             "recorded": callbacks[0].recorded if callbacks else None,
             "processes": callbacks[0].processes if callbacks else None,
+            "fsdp": bool(trainer.is_fsdp_enabled),
         }
         with open(os.path.join(training_args.output_dir, "outcome.json"), "w") as f:
             json.dump(outcome, f)
