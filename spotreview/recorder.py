@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from typing import Sequence
 
 import numpy as np
@@ -108,6 +109,7 @@ class EmbeddingRecorder(TrainerCallback):
         self._class_names = list(class_names) if class_names is not None else None
         self.recorded: list[int] = []
         self.processes = 1  # processes that shared the last snapshot (torchrun / accelerate launch)
+        self.seconds = 0.0  # spent recording (preprocessing, forward passes, gathering, writing)
         count = len(pixel_values) if pixel_values is not None else len(images)
         writer = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK in every process
         if self.run.eval_csv.is_file() and overwrite:
@@ -160,6 +162,13 @@ class EmbeddingRecorder(TrainerCallback):
         distributed job must call this together; process 0 writes)."""
         if step in self.recorded:
             return
+        started = time.perf_counter()
+        try:
+            self._record(step, model, epoch)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _record(self, step: int, model, epoch: float | None) -> None:
         self._prepare(model)
         rank, world = _world()
         self.processes = world

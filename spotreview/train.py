@@ -223,6 +223,7 @@ def finetune(
     manifest.update(
         finished=True,
         seconds=round(time.perf_counter() - started, 1),
+        record_seconds=round(recorder.seconds, 1),  # of which recording snapshots
         snapshots=steps,
         accuracy={str(s): _accuracy(run, s, images.eval_labels) for s in (steps[0], steps[-1])},
     )
