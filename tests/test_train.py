@@ -254,3 +254,51 @@ def test_finetune_resumes_after_kill_9(tmp_path):
     assert whole.snapshots() == run.snapshots()
     for step in whole.snapshots():  # byte-identical to the uninterrupted run
         assert whole.embedding_path(step).read_bytes() == run.embedding_path(step).read_bytes(), step
+
+
+def test_recorder_refuses_another_eval_set_unless_overwrite(tmp_path):
+    """One evaluation set per run: other labels or pixels are refused (nothing touched), overwrite starts afresh."""
+    processor = vit_processor()
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(6)]
+    given = dict(processor=processor, class_names=["no", "yes"])
+    EmbeddingRecorder(tmp_path, images=images, labels=[0, 1] * 3, **given).record(0, tiny_vit(0, num_labels=2))
+    run = Run(tmp_path)
+    before = run.eval_csv.read_bytes(), run.embedding_path(0).read_bytes()
+    EmbeddingRecorder(tmp_path, images=images, labels=[0, 1] * 3, **given)  # the same set: fine
+    fix = "give the run's own images, or start a new run (overwrite=True / --overwrite, or another folder)"
+    with pytest.raises(RunDirError) as e:
+        EmbeddingRecorder(tmp_path, images=images[:5], labels=[0, 1, 0, 1, 0], **given)
+    assert str(e.value) == f"{tmp_path} holds another evaluation set (eval.csv): 5 images given, eval.csv has 6; {fix}"
+    with pytest.raises(RunDirError) as e:
+        EmbeddingRecorder(tmp_path, images=images, labels=[0, 1, 1, 1, 0, 1], **given)
+    assert str(e.value) == (
+        f"{tmp_path} holds another evaluation set (eval.csv): the label of row 2 (eval-00002) is 1, "
+        f"eval.csv has 0; {fix}"
+    )
+    with pytest.raises(RunDirError) as e:
+        EmbeddingRecorder(tmp_path, images=images[::-1], labels=[0, 1] * 3, **given)  # same labels, other pixels
+    assert str(e.value) == (
+        f"{tmp_path} holds another evaluation set (eval.csv): image 0 (eval-00000) differs from "
+        f"images/eval-00000.png; {fix}"
+    )
+    assert (run.eval_csv.read_bytes(), run.embedding_path(0).read_bytes()) == before  # nothing lost
+    EmbeddingRecorder(tmp_path, images=images[:5], labels=[0, 1, 0, 1, 0], overwrite=True, **given)
+    assert len(run.read_eval()) == 5 and run.snapshots() == []
+
+
+def test_approve_and_export_warn_about_an_unfinished_run(analysed_run, caplog):
+    from spotreview.animation import export
+    from spotreview.approval import approve
+    from spotreview.rundir import write_json
+
+    write_json(analysed_run.manifest, {**analysed_run.read_manifest(), "finished": False})
+    with caplog.at_level("WARNING", logger="spotreview"):
+        approve(analysed_run, by="ana")
+        export(analysed_run, still=analysed_run.root / "still.png", quiet=True)
+    warned = [r.getMessage() for r in caplog.records if "has not finished" in r.getMessage()]
+    assert warned == [
+        f"{doing} {analysed_run.root} although its training has not finished; re-run the same "
+        "`spotreview finetune` command to resume it"
+        for doing in ("approving", "exporting")
+    ]
