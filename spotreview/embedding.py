@@ -227,8 +227,9 @@ def _embed_checkpoints(run, found, *, dataset, images, eval_size, seed, base_mod
             state = None if path is None else path / "trainer_state.json"
             epoch = json.loads(state.read_text()).get("epoch") if state is not None and state.is_file() else None
             record_snapshot(run, step, 0.0 if step == 0 else epoch)
-    todo = [(s, p) for s, p in found if not run.embedding_path(s).is_file()]
-    todo = todo[rank::world]  # under torchrun: every process its share of the checkpoints
+    # under torchrun every process takes its share of the checkpoints, split before looking at
+    # what is embedded already (another process may be writing), so the shares never overlap
+    todo = [(s, p) for s, p in found[rank::world] if not run.embedding_path(s).is_file()]
     if not todo:
         return []
 

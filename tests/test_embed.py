@@ -339,3 +339,27 @@ def test_base_model_is_embedded_as_step_0(tmp_path, image_folder):
 
     assert pd.read_csv(Run(tmp_path).snapshots_csv)["step"].tolist() == [0, 5]
     assert Run(tmp_path).read_manifest()["embed"]["base_model"] == str(tmp_path.parent / "base")
+
+
+@pytest.mark.slow
+def test_embed_under_torchrun_splits_the_checkpoints(tmp_path, image_folder):
+    """`torchrun --nproc_per_node 2 -m spotreview embed`: every checkpoint embedded once, as in one process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    save_checkpoints(tmp_path / "two", steps=(1, 2, 3))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "spotreview", "embed",
+         str(tmp_path / "two"), "--images", str(image_folder), "--precision", "fp32", "-q"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    save_checkpoints(tmp_path / "one", steps=(1, 2, 3))
+    assert embed(tmp_path / "one", images=image_folder, precision="fp32", quiet=True) == [1, 2, 3]
+    two, one = Run(tmp_path / "two"), Run(tmp_path / "one")
+    assert two.snapshots() == [1, 2, 3] and two.eval_csv.read_bytes() == one.eval_csv.read_bytes()
+    for step in (1, 2, 3):
+        np.testing.assert_allclose(np.load(two.embedding_path(step)), np.load(one.embedding_path(step)), atol=1e-5)

@@ -179,3 +179,39 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
                                    np.load(single.embedding_path(step)), atol=1e-4)
         np.testing.assert_allclose(np.load(run.probs_path(step)),
                                    np.load(single.probs_path(step)), atol=1e-4)
+
+
+def _rank_with_its_own_eval_set(rank: int, port: int, errors) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from conftest import tiny_vit
+    from spotreview.errors import DataError
+    from spotreview.recorder import EmbeddingRecorder
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        pixels = torch.full((4 + rank, 3, 16, 16), 0.5)  # process 1 was given one image more
+        recorder = EmbeddingRecorder(Path(errors).parent / "run", pixel_values=pixels)
+        try:
+            recorder.record(0, tiny_vit(0))
+        except DataError as e:
+            Path(errors, f"rank{rank}").write_text(str(e))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_processes_given_different_eval_sets_are_refused(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "errors").mkdir()
+    mp.spawn(_rank_with_its_own_eval_set, args=(port, str(tmp_path / "errors")), nprocs=2)
+    expected = ("the processes of this distributed job were given different evaluation sets (process 1: 5 images, "
+                "process 0: 4); give every process the same images")
+    assert [(tmp_path / "errors" / f"rank{r}").read_text() for r in (0, 1)] == [expected, expected]
+    assert not (tmp_path / "run").exists()  # nothing written
