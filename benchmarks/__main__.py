@@ -3,8 +3,11 @@
     python -m benchmarks              # all of them
     python -m benchmarks embed        # one (module benchmarks/bench_embed.py)
     python -m benchmarks --quick      # smaller sizes, a smoke run
+    python -m benchmarks embed --device cuda --images 4096   # embed throughput on a GPU
+    python -m benchmarks knn analyze --device cuda --n 50000   # neighbour search on a GPU
 
-Each ``benchmarks/bench_NAME.py`` defines ``run(quick: bool) -> list[dict]``; a row has
+Each ``benchmarks/bench_NAME.py`` defines ``run(quick: bool, **options) -> list[dict]``
+(options: ``device``, ``n``, ``baseline_large``, ``images``, passed where its ``run`` accepts them); a row has
 ``benchmark``, ``measure``, ``value``, ``unit`` and optionally ``baseline``, ``ratio``,
 ``target``, ``met`` (bool) and ``note``. Ratios compare against a baseline measured in
 the same run on the same machine; nothing here is a timed assertion.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import platform
 import sys
 from pathlib import Path
@@ -63,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    parser.add_argument("--device", default="auto", help="torch device for the neighbour search (knn)")
+    parser.add_argument("--n", type=int, help="the large size for the knn benchmark (default 50000)")
+    parser.add_argument("--baseline-large", action="store_true",
+                        help="analyze: measure the former path at 50k too (~45 s) instead of estimating it")
+    parser.add_argument("--images", type=int, help="embed: images per snapshot (throughput run, no baseline)")
     args = parser.parse_args(argv)
     available = sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
     names = args.names or available
@@ -73,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         module = importlib.import_module(f"benchmarks.bench_{name}")
-        rows += module.run(quick=args.quick)
+        options = dict(device=args.device, n=args.n, baseline_large=args.baseline_large, images=args.images)
+        accepted = inspect.signature(module.run).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            options = {key: value for key, value in options.items() if key in accepted}
+        rows += module.run(quick=args.quick, **options)
     print(table(rows), flush=True)
     return 0
 

@@ -8,7 +8,7 @@ For every snapshot (a step with ``embeddings/step-STEP.npy``, shape ``(n, dim)``
 * **kNN accuracy**: leave-one-out 5-nearest-neighbour accuracy of the labels in embedding
   space (same cosine/euclidean metric cleanlab picks). It shares cleanlab's neighbour
   graph, so the expensive neighbour search runs once per snapshot
-  (see ``_outlier_scores_and_knn_accuracy``).
+  (see ``_outlier_scores_and_knn_accuracy`` and ``neighbors.py``).
 * **accuracy**: argmax of ``step-STEP.probs.npy`` against the labels, when that file exists.
 * **2-D PCA**: deterministic (``svd_solver="covariance_eigh"``, signs fixed by sklearn).
 
@@ -31,10 +31,7 @@ time; step files of snapshots that no longer exist are deleted.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import warnings
 
 import numpy as np
 
@@ -195,30 +192,18 @@ def _compute_step(run: Run, step: int, labels: np.ndarray, digests: dict) -> dic
 def _outlier_scores_and_knn_accuracy(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
     """cleanlab OOD scores (n,) float64 and leave-one-out kNN accuracy, one neighbour search.
 
-    ``OutOfDistribution().fit_score(features=x)`` builds a kNN index and then searches it
-    twice (cleanlab 2.9 probes ``kneighbors`` to test whether the index is fitted, then runs
-    it again), and keeps no neighbour list we could reuse. cleanlab does accept a fitted
-    ``knn`` estimator, but queries it with the features themselves, which would count each
-    image as its own nearest neighbour. So we build cleanlab's own self-excluding,
-    duplicate-corrected graph once (``create_knn_graph_and_index``, what ``fit_score`` uses
-    inside), hand it to a new ``OutOfDistribution`` as a fitted "precomputed" estimator, and
-    let sklearn's KNeighborsClassifier vote on the same graph. The scores are identical to
-    ``OutOfDistribution().fit_score(features=x)`` (tests check this); the work is one search.
+    The neighbour lists are those ``OutOfDistribution().fit_score(features=x)`` builds
+    (cleanlab's metric, self excluded, exact duplicates corrected), found exactly by a
+    blocked GEMM + top-k in torch (``neighbors.py``); the score is cleanlab's formula on
+    their float64 distances: ``fit_score`` on the features in float64 to 1e-9 (tests), on
+    float32 features within its own float32 rounding (1e-7 to a few 1e-6 on tight clusters).
+    The kNN vote uses the first ``KNN_K`` of the same lists, ties to the smallest label as
+    sklearn's KNeighborsClassifier breaks them.
     """
-    from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
-    from cleanlab.outlier import OutOfDistribution
-    from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+    from .neighbors import cleanlab_neighbors, knn_accuracy, ood_scores
 
-    # cleanlab and sklearn talk (prints, efficiency warnings); analysis must stay silent.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        graph, _ = create_knn_graph_and_index(x, n_neighbors=OOD_K)
-        index = NearestNeighbors(n_neighbors=OOD_K, metric="precomputed").fit(graph)
-        ood = OutOfDistribution(params={"knn": index})
-        scores = ood.score(features=graph)
-        voter = KNeighborsClassifier(n_neighbors=KNN_K, metric="precomputed").fit(graph, labels)
-        knn_accuracy = float((voter.predict(graph) == labels).mean())
-    return np.asarray(scores, dtype=np.float64), knn_accuracy
+    distances, indices, metric = cleanlab_neighbors(x, OOD_K)
+    return ood_scores(distances, metric), knn_accuracy(indices, labels, KNN_K)
 
 
 def _pca_2d(x: np.ndarray) -> np.ndarray:

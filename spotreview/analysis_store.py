@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import AnalysisError
 from .rundir import Run, atomic_path, sha256_bytes, sha256_file
+from .text import sig
 
 FORMAT = 1  # bump when the stored layout changes; older step files are then recomputed
 
@@ -142,7 +143,7 @@ def format_table(analysis: Analysis) -> str:
                 num(analysis.accuracy[s]),
                 num(analysis.knn_accuracy[s]),
                 num(analysis.disparity[s]),
-                f"{analysis.ids[worst]} ({analysis.scores[s, worst]:.3f})",
+                f"{analysis.ids[worst]} ({sig(analysis.scores[s, worst])})",
             )
         )
     widths = [max(len(r[c]) for r in rows) for c in range(len(header))]

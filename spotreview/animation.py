@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from .figure import DEFAULT_SIZE
 from .rundir import Run, write_json
 from .scene import build_scene
 from .traininglog import warn_if_unfinished
-from .writers import FORMATS, GIF_MAX_FPS, ffmpeg_exe, write_animation, write_still
+from .writers import FORMATS, FPS_RANGE, MAX_SIDE, ffmpeg_exe, write_animation, write_still
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +36,15 @@ class Exported:
 
     out: str | None  # the animation, or None when only a still was asked for
     format: str | None  # "gif" | "mp4" | "html"
-    frames: int
+    html_player: str | None  # "interactive" for the interactive .html player, else None
+    frames: int  # frames written; the interactive player's key frames (one per snapshot)
     still: str | None
     fps: float
     size: list[int]  # [W, H] pixels
     tween: int
     top_k: int
     excluded: int  # reviewer exclusions skipped on the leaderboard
+    highlight: list[str]  # ids ringed and labelled in every frame
     forced: bool  # exported although the run was not approved
     approval: dict  # state, message, digest of the approval at export time
     at: str  # UTC, ISO 8601
@@ -67,6 +70,10 @@ def _parse_size(size) -> tuple[int, int]:
         w, h = (int(v) for v in size)
     if w < 320 or h < 180:
         raise ExportError(f"size {w}x{h} is too small to lay out a frame; use at least 320x180")
+    if max(w, h) > MAX_SIDE:
+        raise ExportError(
+            f"size {w}x{h} is too large; width and height must each be {MAX_SIDE} pixels or less"
+        )
     return w, h
 
 
@@ -92,6 +99,8 @@ def export(
     still_step: int | None = None,
     workers: int | None = None,
     quiet: bool = False,
+    html_player: str = "interactive",
+    highlight: Iterable[str] = (),
 ) -> Exported:
     """Render the approved analysis of ``run`` as an animation; returns what it wrote.
 
@@ -107,8 +116,13 @@ def export(
 
     Refuses (``ExportError``) unless the review is approved and the approval is current;
     ``force=True`` renders anyway, logs a warning and records ``forced`` in export.json.
+    ``highlight``: ids of images ringed and labelled with their id in every frame;
+    ExportError (naming them) for ids not in the evaluation set.
     ``workers``: processes that render frames (default: 2 for 16+ frames on 2+ cores
     where forking is safe, else 1); ``quiet`` hides the progress bar, not the warnings.
+
+    ``.html`` is the interactive player (``spotreview.player``) unless ``html_player`` is
+    ``"frames"`` (matplotlib's player over the GIF's frames); ``highlight`` ids start pinned.
     """
     run = Run(run).require()
     warn_if_unfinished(run, "exporting")
@@ -122,6 +136,9 @@ def export(
                 f"use .gif, .mp4 or .html"
             )
         _check_out(anim, "the animation to")
+    if html_player not in ("interactive", "frames"):
+        raise ExportError(f"html_player must be 'interactive' or 'frames', got {html_player!r}")
+    interactive = anim is not None and FORMATS[anim.suffix.lower()] == "html" and html_player == "interactive"
     if still is None and still_step is not None:
         raise ExportError("still_step picks the frame of --still; give --still FILE.png too")
     if still is not None:
@@ -136,16 +153,20 @@ def export(
         raise ExportError(f"tween must be 0 or more frames between snapshots, got {tween}")
     if top_k < 1:
         raise ExportError(f"top_k must be at least 1, got {top_k}")
-    fps = float(fps) if fps is not None else min(2.0 * (tween + 1), GIF_MAX_FPS)
+    fmt = FORMATS[anim.suffix.lower()] if anim is not None else None
+    fps = float(fps) if fps is not None else min(2.0 * (tween + 1), FPS_RANGE["gif"][1])
     if not fps > 0:
         raise ExportError(f"fps must be positive, got {fps:g}")
-    if anim is not None and FORMATS[anim.suffix.lower()] == "gif" and fps > GIF_MAX_FPS:
+    if fmt == "gif" and fps > FPS_RANGE["gif"][1]:
         raise ExportError(
             f"fps {fps:g} is too fast for a GIF (viewers slow frames under 20 ms to 100 ms); "
-            f"use --fps {GIF_MAX_FPS} or less, or .mp4"
+            f"use --fps {FPS_RANGE['gif'][1]:g} or less, or .mp4"
         )
+    if fmt is not None and not FPS_RANGE[fmt][0] <= fps <= FPS_RANGE[fmt][1]:
+        lo, hi = FPS_RANGE[fmt]
+        raise ExportError(f"fps {fps:g} is out of range for {fmt.upper()}; use --fps between {lo:g} and {hi:g}")
     width, height = _parse_size(size)
-    if anim is not None and FORMATS[anim.suffix.lower()] == "mp4":
+    if fmt == "mp4":
         ffmpeg_exe()
         if width % 2 or height % 2:
             width, height = width + width % 2, height + height % 2
@@ -188,18 +209,27 @@ def export(
     if status.state != "approved":
         logger.warning("exporting %s although %s; forced, recorded in %s", run.root, what, run.export_record.name)
     scene = build_scene(
-        analysis, exclude=exclusions, top_k=top_k, tween=tween, size=(width, height), dpi=dpi
+        analysis, exclude=exclusions, top_k=top_k, tween=tween, size=(width, height), dpi=dpi,
+        highlight=highlight,
     )
 
     frames = 0
-    if anim is not None:
+    if interactive:
+        from .player import player_data, write_player
+
+        data = player_data(analysis, exclude=exclusions, top_k=top_k)
+        write_player(anim, data, snapshots_per_second=fps / (tween + 1),
+                     highlight=[scene.ids[r] for r in scene.highlight])
+        frames = len(data.steps)  # key frames: the page interpolates between them
+    elif anim is not None:
         frames = write_animation(scene, anim, fps=fps, workers=workers, quiet=quiet)
     if still is not None:
         write_still(scene, still, snapshot=snapshot)
 
     record = Exported(
         out=str(anim) if anim is not None else None,
-        format=FORMATS[anim.suffix.lower()] if anim is not None else None,
+        format=fmt,
+        html_player=html_player if interactive else None,
         frames=frames,
         still=str(still) if still is not None else None,
         fps=fps,
@@ -207,6 +237,7 @@ def export(
         tween=tween,
         top_k=top_k,
         excluded=len(exclusions),
+        highlight=[scene.ids[r] for r in scene.highlight],
         forced=bool(force and status.state != "approved"),
         approval={
             "state": status.state,

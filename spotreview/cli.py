@@ -16,6 +16,7 @@ import click
 from . import __version__
 from . import defaults as D
 from .errors import SpotreviewError
+from .text import plural
 
 
 class _Echo(logging.Handler):
@@ -293,16 +294,22 @@ def layout_save_cmd(file, force):
               help="Training step of the --still frame (default: the last snapshot).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes rendering frames (default: 2 for 16+ frames on 2+ cores, Linux).")
+@click.option("--highlight", "highlight", multiple=True, metavar="ID",
+              help="Ring and label this image in every frame; repeat it, or give ids separated by commas.")
+@click.option("--html-player", type=click.Choice(["interactive", "frames"]), default="interactive",
+              show_default=True, help=".html: the interactive player, or matplotlib's over the frames.")
 @click.option("--force", is_flag=True, help="Export even if RUN is not approved (recorded).")
 @QUIET
-def export_cmd(run, out, fps, size, dpi, tween, top_k, still, still_step, workers, force, quiet):
+def export_cmd(run, out, fps, size, dpi, tween, top_k, still, still_step, workers, highlight, html_player,
+               force, quiet):
     """Render RUN's approved analysis as an animation (GIF, MP4 or HTML player)."""
     from .animation import export
 
     done = export(run, out, fps=fps, size=size, dpi=dpi, tween=tween, top_k=top_k, force=force,
-                  still=still, still_step=still_step, workers=workers, quiet=quiet)
+                  still=still, still_step=still_step, workers=workers, quiet=quiet, html_player=html_player,
+                  highlight=[i.strip() for value in highlight for i in value.split(",") if i.strip()])
     if done.out:
-        click.echo(f"wrote {done.out} ({done.frames} frames)")
+        click.echo(f"wrote {done.out} ({plural(done.frames, 'frame')})")
     if done.still:
         click.echo(f"wrote {done.still}")
     if done.forced:

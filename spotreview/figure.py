@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .placement import leader, place_labels
+from .text import middle_ellipsis, plural, sig
+
 DEFAULT_SIZE = (1280, 720)
 # The layout is designed at this size and dpi; other sizes scale the dpi so the frame
 # looks the same, only sharper or smaller.
@@ -131,9 +134,13 @@ class Renderer:
     """
 
     def __init__(self, scene):
+        from matplotlib import patheffects
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.collections import LineCollection
         from matplotlib.figure import Figure
         from matplotlib.lines import Line2D
+        from matplotlib.text import Text
+        from matplotlib.transforms import IdentityTransform
 
         self.scene = s = scene
         w, h = s.size
@@ -176,17 +183,36 @@ class Renderer:
                      alpha=0.8 if n > 2000 else 0.9, zorder=2)[0], rows)
             for c, rows in groups
         ]
+        ring_area = max(point_size * 4, 60)  # pt^2
         self.rings = ax.scatter(
-            np.zeros(s.top_k), np.zeros(s.top_k), s=max(point_size * 4, 60), facecolors="none",
+            np.zeros(s.top_k), np.zeros(s.top_k), s=ring_area, facecolors="none",
             edgecolors="black", linewidths=1.2, zorder=3,
         )
+        # The reader's picks (--highlight): a heavier square, labelled with the id in a box.
+        self.chosen = np.asarray(s.highlight if s.highlight is not None else [], dtype=np.int64)
+        self.marks = ax.scatter(
+            np.zeros(len(self.chosen)), np.zeros(len(self.chosen)), s=ring_area * 1.3, marker="s",
+            facecolors="none", edgecolors="black", linewidths=1.8, zorder=3,
+        )
+        # Labels: rank numbers of the outliers, then the ids of the picks, placed per frame
+        # around their points (spotreview.placement) with leader lines where pushed away.
+        halo = [patheffects.withStroke(linewidth=2.5, foreground="white")]
+        label = dict(textcoords="offset pixels", ha="center", va="center", zorder=5, annotation_clip=False)
         self.ranks = [
-            ax.annotate(
-                str(k + 1), (0, 0), xytext=(5, 4), textcoords="offset points", fontsize=8,
-                weight="bold", zorder=4, annotation_clip=True,
-            )
+            ax.annotate(str(k + 1), (0, 0), xytext=(0, 0), fontsize=8, weight="bold",
+                        path_effects=halo, **label)
             for k in range(s.top_k)
         ]
+        self.names = [
+            ax.annotate(middle_ellipsis(s.ids[row], 24), (0, 0), xytext=(0, 0), fontsize=7.5,
+                        bbox=dict(boxstyle="square,pad=0.25", fc="white", ec="black", lw=0.6), **label)
+            for row in self.chosen
+        ]
+        self.leaders = LineCollection([], transform=IdentityTransform(), colors="0.25",
+                                      linewidths=0.7, zorder=4)
+        ax.add_collection(self.leaders, autolim=False)
+        px = s.dpi / 72  # pixels per point
+        self.gap = math.sqrt(ring_area * 1.3) / 2 * px + 2  # free radius around a marked point
         handles = [
             Line2D([], [], ls="", marker="o", ms=7, color=colors[c], label=name)
             for c, name in enumerate(s.class_names)
@@ -200,7 +226,7 @@ class Renderer:
 
         # Leaderboard.
         fig.text(
-            lay.board[0][0] - 0.012, 0.905, f"Top {s.top_k} outliers of this snapshot",
+            lay.board[0][0] - 0.012, 0.905, f"Top {plural(s.top_k, 'outlier')} of this snapshot",
             fontsize=11.5, weight="bold", va="center",
         )
         fig.text(
@@ -239,7 +265,8 @@ class Renderer:
             lax.text(0.5, 0.6, s.loss_note, transform=lax.transAxes, ha="center", va="center",
                      fontsize=8.5, color="0.4")
             self.loss_line = self.loss_dot = None
-        lax.set_xlim(0, max(last_step, 1) * 1.02)
+        # A margin left of step 0, so the current-step marker is clear of the y axis.
+        lax.set_xlim(-max(last_step, 1) * 0.03, max(last_step, 1) * 1.02)
         # Ticks at every snapshot, so the reader sees where the frames come from.
         lax.plot(s.steps, np.zeros(len(s.steps)), "|", color="0.55", ms=6,
                  transform=lax.get_xaxis_transform(), clip_on=False)
@@ -247,7 +274,8 @@ class Renderer:
 
         # Blitting: what never changes (axes, ticks, legend, headings) is drawn once and
         # restored per frame; only the artists that change are drawn again.
-        self.dynamic = [*(line for line, _ in self.groups), self.rings, *self.ranks,
+        self.dynamic = [*(line for line, _ in self.groups), self.rings, self.marks, self.leaders,
+                        *self.ranks, *self.names,
                         self.title, self.subtitle, *self.tiles, *self.heads, *self.feet, self.now]
         if self.loss_line is not None:
             self.dynamic += [self.loss_line, self.loss_dot]
@@ -255,6 +283,18 @@ class Renderer:
             artist.set_animated(True)
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(fig.bbox)
+        # Label sizes in pixels (with room for the halo or box), measured once.
+        renderer = self.canvas.get_renderer()
+        self.label_sizes = np.array(
+            [_extent(t, renderer, pad=2) for t in self.ranks]
+            + [_extent(t, renderer, pad=2 + 2 * 0.25 * t.get_fontsize() * px) for t in self.names]
+        ).reshape(-1, 2)
+        # Caption width: one leaderboard cell, less a small margin.
+        self.caption_px = (lay.board[1][0] - lay.board[0][0]) * w - 6 if s.top_k > 1 else 0.2 * w
+        self.captions: dict[tuple[int, str], str] = {}
+        self.offsets: dict[int, np.ndarray] = {}  # snapshot -> (m, 2) label offsets in pixels
+        self.measure = Text(0, 0, "", fontsize=self.feet[0].get_fontsize())  # never drawn
+        self.measure.set_figure(fig)
 
     def render(self, frame: int) -> np.ndarray:
         s = self.scene
@@ -267,6 +307,7 @@ class Renderer:
 
         rows, scores = s.board[near], s.board_scores[near]
         self.rings.set_offsets(xy[rows] if len(rows) else np.zeros((0, 2)))
+        self.marks.set_offsets(xy[self.chosen] if len(self.chosen) else np.zeros((0, 2)))
         for k in range(s.top_k):
             shown = k < len(rows)
             for artist in (self.ranks[k], self.tiles[k], self.heads[k], self.feet[k]):
@@ -274,12 +315,12 @@ class Renderer:
             if not shown:
                 continue
             row = int(rows[k])
-            self.ranks[k].xy = tuple(xy[row])
             self.tiles[k].set_data(s.thumbs[row])
             name = s.class_names[s.labels[row]]
             name = f"label {name}" if name.isdigit() else name  # "#1 7" would read as a number
             self.heads[k].set_text(f"#{k + 1} {_short(name, 14)}")
-            self.feet[k].set_text(f"{scores[k]:.3g} · {_short(s.ids[row], 12)}")
+            self.feet[k].set_text(self._caption(row, scores[k]))
+        self._place_labels(xy, rows, near)
 
         step = int(s.steps[near])
         self.now.set_xdata([step, step])
@@ -297,6 +338,64 @@ class Renderer:
             if artist.get_visible():
                 self.fig.draw_artist(artist)
         return np.asarray(self.canvas.buffer_rgba())[..., :3]
+
+
+    def _caption(self, row: int, score: float) -> str:
+        """``score · id``, the id cut in the middle (keeping its end) only if the whole
+        caption does not fit under its thumbnail."""
+        key = (row, sig(score))
+        if key not in self.captions:
+            foot, renderer = self.measure, self.canvas.get_renderer()
+            full = str(self.scene.ids[row])
+            for n in range(len(full), 2, -1):
+                foot.set_text(f"{key[1]} · {middle_ellipsis(full, n)}")
+                if foot.get_window_extent(renderer).width <= self.caption_px:
+                    break
+            self.captions[key] = foot.get_text()
+        return self.captions[key]
+
+    def _place_labels(self, xy: np.ndarray, rows: np.ndarray, near: int) -> None:
+        """Put the rank and id labels around their points: no overlaps, inside the axes.
+
+        Between snapshots a label keeps the offset it has at snapshot ``near`` while that
+        place stays free, so labels glide with their points instead of hopping; the offsets
+        depend only on the frame, so any worker draws a frame the same.
+        """
+        labels = self.ranks[: len(rows)] + self.names
+        points = np.concatenate([np.asarray(rows, np.int64), self.chosen])
+        if not len(points):
+            self.leaders.set_segments([])
+            return
+        if near not in self.offsets:
+            anchors, centres, _ = self._layout(self.scene.coords[near][points], len(rows), None)
+            self.offsets[near] = centres - anchors
+        anchors, centres, sizes = self._layout(xy[points], len(rows), self.offsets[near])
+        segments = []
+        for text, point, anchor, centre, size in zip(labels, points, anchors, centres, sizes):
+            text.xy = tuple(xy[point])
+            text.xyann = tuple(centre - anchor)
+            line = leader(anchor, centre, size, self.gap)
+            if line is not None:
+                segments.append(line)
+        self.leaders.set_segments(segments)
+
+    def _layout(self, xy: np.ndarray, n_ranks: int, prefer) -> tuple[np.ndarray, ...]:
+        """(anchors, label centres, label sizes) in pixels of the labelled points at data
+        coordinates ``xy``: the first ``n_ranks`` rank labels, then every id label."""
+        anchors = self.ax.transData.transform(xy)
+        sizes = np.concatenate([self.label_sizes[:n_ranks], self.label_sizes[self.scene.top_k:]])
+        box = self.ax.bbox
+        centres = place_labels(anchors, sizes, (box.x0 + 1, box.y0 + 1, box.x1 - 1, box.y1 - 1),
+                               gap=self.gap, prefer=prefer)
+        return anchors, centres, sizes
+
+
+def _extent(text, renderer, pad: float) -> tuple[float, float]:
+    """(width, height) in pixels of a text artist, plus ``pad`` on each side."""
+    from matplotlib.text import Text
+
+    bbox = Text.get_window_extent(text, renderer)  # the text alone, wherever it points
+    return bbox.width + 2 * pad, bbox.height + 2 * pad
 
 
 def _short(text: str, n: int) -> str:

@@ -2,9 +2,10 @@
 and building the model to fine-tune (the built-in small ViT, or a pretrained one with a
 new head).
 
-Precision ``auto`` means bf16 autocast on CUDA GPUs with bf16 support and on CPUs with AMX or
-AVX512-BF16 (where bf16 matmuls are native), fp32 elsewhere. Weights stay fp32; autocast
-runs the matmuls in bf16 and layer norms / softmax in fp32.
+Precision ``auto`` means bf16 on CUDA GPUs with bf16 support and on CPUs with AMX or
+AVX512-BF16 (where bf16 matmuls are native), fp32 elsewhere. During training the weights
+stay fp32 and autocast runs the matmuls in bf16 (layer norms / softmax in fp32); post-hoc
+``embed`` casts each loaded snapshot to bf16 instead, so everything runs in bf16.
 
 torch and transformers are imported inside the functions, so importing this module is cheap.
 """

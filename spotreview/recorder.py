@@ -142,9 +142,7 @@ class EmbeddingRecorder(TrainerCallback):
         self._autocast = resolve_precision(self.precision, device)
         dtype = self._autocast or torch.float32
         if self._pixels is None:
-            self._pixels = preprocess(
-                self._images, self._processor, dtype=dtype, batch_size=self.batch_size, quiet=True
-            )
+            self._pixels = preprocess(self._images, self._processor, dtype=dtype, device=device, quiet=True)
         self._pixels = self._pixels.to(device=device, dtype=dtype)
         _same_on_every_rank(self._pixels)
 

@@ -17,8 +17,10 @@ from typing import Iterable
 import numpy as np
 
 from .defaults import TOP_K
+from .errors import ExportError
 from .figure import DEFAULT_SIZE, DESIGN_DPI, frame_layout, placeholder_tile, thumbnail
 from .rundir import Run
+from .text import plural
 from .traininglog import read_snapshot_epochs
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class Scene:
     size: tuple[int, int]  # (W, H) pixels
     dpi: float
     order: np.ndarray  # (n,) int64 a fixed shuffle of the rows, for a fair drawing order
+    highlight: np.ndarray | None = None  # (h,) int64 rows ringed and labelled with their id in every frame
 
     @property
     def n_frames(self) -> int:
@@ -91,11 +94,15 @@ def leaderboard(analysis, *, top_k: int = TOP_K, exclude: Iterable[str] = ()) ->
 
 
 def _read_log(run: Run):
-    """``(log DataFrame or None, reason)``; the reason says why there is no loss curve."""
+    """``(log DataFrame or None, reason)``; the reason says why there is no loss curve.
+
+    ``log.csv`` first; a run without one (trained outside ``finetune``) falls back to the
+    ``log_history`` of its last ``checkpoint-*/trainer_state.json``.
+    """
     import pandas as pd
 
     if not run.log_csv.is_file():
-        return None, f"{run.log_csv} is missing"
+        return _read_trainer_state(run)
     try:
         log = pd.read_csv(run.log_csv)
     except (ValueError, pd.errors.ParserError) as e:
@@ -103,6 +110,40 @@ def _read_log(run: Run):
     if "step" not in log.columns:
         return None, f"{run.log_csv} has no step column"
     return log, ""
+
+
+def _read_trainer_state(run: Run):
+    """``(log DataFrame or None, reason)`` from the newest checkpoint's ``trainer_state.json``."""
+    import json
+
+    import pandas as pd
+
+    states = [p / "trainer_state.json" for _, p in run.checkpoints()]
+    states = [p for p in states if p.is_file()]
+    if not states:
+        return None, f"{run.log_csv} is missing"
+    try:
+        history = json.loads(states[-1].read_text("utf-8")).get("log_history") or []
+        log = pd.DataFrame([row for row in history if isinstance(row, dict)])
+    except (OSError, ValueError, AttributeError) as e:
+        return None, f"{run.log_csv} is missing and {states[-1]} cannot be read ({str(e).splitlines()[0]})"
+    if "step" not in log.columns:
+        return None, f"{run.log_csv} is missing and {states[-1]} has no logged steps"
+    return log, ""
+
+
+def highlight_rows(ids: list[str], highlight: Iterable[str]) -> np.ndarray:
+    """(h,) int64 rows of the ``highlight`` ids, in the order given (repeats dropped);
+    ExportError naming every id that is not in the evaluation set."""
+    where = {image_id: row for row, image_id in enumerate(ids)}
+    wanted = list(dict.fromkeys(str(h) for h in highlight))
+    unknown = [h for h in wanted if h not in where]
+    if unknown:
+        raise ExportError(
+            f"cannot highlight {', '.join(unknown)}: not in the evaluation set "
+            f"(ids like {ids[0]!r}; see eval.csv or the review table)"
+        )
+    return np.asarray([where[h] for h in wanted], dtype=np.int64)
 
 
 def _epochs(log, steps: np.ndarray) -> np.ndarray:
@@ -137,8 +178,11 @@ def build_scene(
     tween: int = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
     dpi: float | None = None,
+    highlight: Iterable[str] = (),
 ) -> Scene:
     """Collect what the frames show from an ``Analysis`` (and its run's log.csv and images).
+
+    ``highlight``: ids ringed and labelled in every frame (ExportError names unknown ones).
 
     Logs one warning when log.csv gives no loss curve and one when leaderboard images
     are missing (they become blank tiles).
@@ -149,6 +193,7 @@ def build_scene(
     labels = np.asarray(analysis.labels, dtype=np.int64)
     scores = np.asarray(analysis.scores, dtype=np.float64)
     n_snap = len(steps)
+    chosen = highlight_rows(list(analysis.ids), highlight)
 
     board = leaderboard(analysis, top_k=top_k, exclude=exclude)
     board_scores = [scores[i, rows] for i, rows in enumerate(board)]
@@ -186,7 +231,7 @@ def build_scene(
         if np.isfinite(accuracy[i]):
             parts.append(f"eval accuracy {accuracy[i]:.0%}")
         titles.append("   ·   ".join(parts))
-        subtitles.append(f"{run.root.name}: snapshot {i + 1} of {n_snap}, {len(labels):,} images")
+        subtitles.append(f"{run.root.name}: snapshot {i + 1} of {n_snap}, {plural(len(labels), 'image')}")
 
     if dpi is None:
         dpi = DESIGN_DPI * min(size[0] / DEFAULT_SIZE[0], size[1] / DEFAULT_SIZE[1])
@@ -208,5 +253,6 @@ def build_scene(
         size=tuple(size),
         dpi=float(dpi),
         order=np.random.default_rng(0).permutation(len(labels)),
+        highlight=chosen,
     )
 

@@ -8,6 +8,7 @@ from .analysis_store import load_analysis
 from .approval import approval_status
 from .errors import SpotreviewError
 from .rundir import Run
+from .text import sig
 from .traininglog import unfinished
 
 
@@ -17,8 +18,9 @@ def run_status(run) -> dict:
     Returns ``{"run", "snapshots": [steps], "analysis": {...} | None, "analysis_error":
     str | None, "exclusions": {id: reason}, "approval": ApprovalStatus}``; ``analysis`` has
     ``align`` and ``first``/``last`` dicts with ``step``, ``accuracy``, ``knn_accuracy``,
-    ``disparity`` and ``top`` (ids of the most atypical images at that snapshot); ``unfinished``:
-    whether the manifest says training has not finished.
+    ``disparity``, ``top`` (ids of the most atypical images at that snapshot) and
+    ``top_scores`` (their outlier scores); ``unfinished``: whether the manifest says training
+    has not finished.
     """
     run = Run(run).require()
     out: dict[str, Any] = {
@@ -43,6 +45,7 @@ def run_status(run) -> dict:
                 "knn_accuracy": float(a.knn_accuracy[k]),
                 "disparity": float(a.disparity[k]),
                 "top": [a.ids[i] for i in a.top(k % len(a.steps), 3)],
+                "top_scores": [float(a.scores[k, i]) for i in a.top(k % len(a.steps), 3)],
             }
 
         out["analysis"] = {"align": a.align, "first": at(0), "last": at(-1)}
@@ -69,8 +72,8 @@ def format_status(status: dict) -> str:
             acc = "n/a" if m["accuracy"] != m["accuracy"] else f"{m['accuracy']:.3f}"
             lines.append(
                 f"  {which:<5} step {m['step']:<6} accuracy {acc}  kNN accuracy "
-                f"{m['knn_accuracy']:.3f}  disparity {m['disparity']:.4f}  "
-                f"most atypical {', '.join(m['top'])}"
+                f"{m['knn_accuracy']:.3f}  disparity {m['disparity']:.4f}  most atypical "
+                + ", ".join(f"{i} ({sig(v)})" for i, v in zip(m["top"], m["top_scores"]))
             )
     lines.append(f"exclusions:  {len(status['exclusions'])}")
     lines.append(f"approval:    {status['approval'].message}")

@@ -30,8 +30,13 @@ from .rundir import atomic_path
 from .scene import Scene
 
 FORMATS = {".gif": "gif", ".mp4": "mp4", ".html": "html", ".htm": "html"}
-# GIF delays are stored in 1/100 s and most viewers slow delays under 20 ms to 100 ms.
-GIF_MAX_FPS = 50
+# Frames per second each format takes: GIF delays are stored in 1/100 s (at most 655 s)
+# and most viewers slow delays under 20 ms to 100 ms; imageio-ffmpeg passes the MP4 rate
+# with two decimals.
+FPS_RANGE = {"gif": (0.01, 50.0), "mp4": (0.01, 240.0), "html": (0.01, 240.0)}
+# Largest frame side: GIF stores sizes in 16 bits, and a frame this size already takes
+# 200 MB per buffer.
+MAX_SIDE = 8192
 # Below this, starting a second process does not pay off.
 _PARALLEL_MIN_FRAMES = 16
 _CHUNK = 4
@@ -124,7 +129,9 @@ class _HtmlSink:
 
         # embed_limit in MB: the default (20) silently drops frames past the limit.
         self.writer = HTMLWriter(fps=fps, embed_frames=True, default_mode="loop", embed_limit=1e6)
-        self.writer.setup(Figure(), path)
+        # HTMLWriter takes only a lower-case suffix: it writes beside, and close() moves it.
+        self.path = path
+        self.writer.setup(Figure(), path.with_name(path.name + ".html"))
 
     def write(self, payload: str) -> None:
         # HTMLWriter.grab_frame would re-render through savefig; the frame is already a PNG.
@@ -135,9 +142,10 @@ class _HtmlSink:
             self.writer.finish()
             # The template takes its button icons from a CDN; draw them with plain
             # characters instead so the player works offline.
-            path = Path(self.writer.outfile)
-            html = re.sub(r"<link[^>]*font-awesome[^>]*>", lambda m: _OFFLINE_ICONS, path.read_text("utf-8"))
-            path.write_text(html, "utf-8")
+            written = Path(self.writer.outfile)
+            html = re.sub(r"<link[^>]*font-awesome[^>]*>", lambda m: _OFFLINE_ICONS, written.read_text("utf-8"))
+            written.unlink()
+            self.path.write_text(html, "utf-8")
 
 
 _OFFLINE_ICONS = r"""<style>

@@ -9,18 +9,16 @@ is printed in the test output.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import make_synthetic_run
+from conftest import make_synthetic_run, start_chromium
 
 from spotreview.analysis import analyze
 from spotreview.exclusions import exclude
 from spotreview.layouts import FIRST_PLOT, LAST_PLOT
 from spotreview.server import start_review
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(__file__).resolve().parents[1] / "build" / "test-artifacts" / "review.png"
 
 # Per scatterplot widget (found by its tab name): canvas pixels in saturated colours, and how
@@ -57,11 +55,7 @@ def _rendered(counts: dict) -> bool:
 
 @pytest.mark.slow
 def test_review_page_renders_both_scatterplots(tmp_path, capsys):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -69,29 +63,9 @@ def test_review_page_renders_both_scatterplots(tmp_path, capsys):
     analyze(run, quiet=True)
     exclude(run, ["img-0002"], reason="blurry")
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-', dir=tmp_path)}",
-        "--window-size=1600,1000",
-    ):
-        options.add_argument(arg)
-
     with start_review(run, open_browser=False, quiet=True) as session:
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        driver = start_chromium(tmp_path, (1600, 1000))
         try:
-            # The window size includes browser chrome; pin the page's viewport itself.
-            driver.execute_cdp_cmd(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
-            )
             driver.get(session.url)
             counts: dict = {}
 

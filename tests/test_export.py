@@ -99,8 +99,9 @@ def test_mp4_is_h264_with_even_size(run, warnings_logged):
         assert reader.get_data(0).shape == (182, 322, 3)
 
 
-def test_html_is_a_self_contained_player(run):
-    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=4, quiet=True).path
+def test_html_frames_is_a_self_contained_player(run):
+    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=4, quiet=True,
+                  html_player="frames").path
     html = path.read_text()
     n = _frames(S, 1)
     assert html.count("data:image/png;base64,") == n  # every frame embedded, none dropped
@@ -257,7 +258,8 @@ def test_approved_export_is_recorded_unforced(run):
 @pytest.mark.parametrize("suffix", [".gif", ".mp4", ".html"])
 def test_interrupted_export_leaves_no_file(run, monkeypatch, suffix):
     out = run.root / f"anim{suffix}"
-    out_before = export(run, out, size=SMALL, quiet=True).path.read_bytes()  # a finished file...
+    frames = {"html_player": "frames"} if suffix == ".html" else {}  # the frames it renders
+    out_before = export(run, out, size=SMALL, quiet=True, **frames).path.read_bytes()  # a finished file...
     render = Renderer.render
     calls = []
 
@@ -269,13 +271,13 @@ def test_interrupted_export_leaves_no_file(run, monkeypatch, suffix):
 
     monkeypatch.setattr(Renderer, "render", render_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        export(run, out, size=SMALL, tween=3, workers=1, quiet=True)
+        export(run, out, size=SMALL, tween=3, workers=1, quiet=True, **frames)
     assert out.read_bytes() == out_before  # ...is never replaced by a half-written one
     assert _leftovers(run.root) == []
     out.unlink()
     calls.clear()
     with pytest.raises(KeyboardInterrupt):
-        export(run, out, size=SMALL, tween=3, workers=1, quiet=True)
+        export(run, out, size=SMALL, tween=3, workers=1, quiet=True, **frames)
     assert not out.exists() and _leftovers(run.root) == []
 
 
@@ -401,7 +403,8 @@ def test_html_player_plays_pauses_and_seeks_offline_in_chromium(run, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=20, quiet=True).path
+    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=20, quiet=True,
+                  html_player="frames").path
     n = _frames(S, 1)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

@@ -67,7 +67,7 @@ def test_finetune_digits_end_to_end(tmp_path):
     assert (run.processor_dir / "preprocessor_config.json").is_file()
 
     log = pd.read_csv(run.log_csv)
-    assert list(log.columns[:4]) == ["step", "epoch", "loss", "learning_rate"]  # LossLogger's own order
+    assert list(log.columns[:4]) == ["step", "epoch", "loss", "learning_rate"]  # log.csv's own order (traininglog.log_row)
     assert log["step"].tolist()[:6] == [1, 2, 3, 4, 5, 6]  # logging_steps = save_steps // 2
     assert log["loss"].iloc[:6].notna().all()
     # lr 1e-3 with warmup_steps=0.1 read as a ratio (transformers 5): ceil(0.6) = 1 warmup
@@ -91,8 +91,10 @@ def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
         run.embedding_path(s).unlink()
     assert spotreview.embed(run, quiet=True) == [0, 2, 4, 6]  # processor from the run's processor/ dir
     assert spotreview.EmbeddingRecorder is EmbeddingRecorder
-    for s in (0, 2, 4, 6):
-        np.testing.assert_allclose(np.load(run.embedding_path(s)), recorded[s], rtol=1e-3, atol=1e-4)
+    for s in (0, 2, 4, 6):  # bf16 weights post hoc vs bf16 autocast in training: 1e-2 cosine (issue 12)
+        post_hoc = np.load(run.embedding_path(s))
+        cosine = (post_hoc * recorded[s]).sum(1) / np.linalg.norm(post_hoc, axis=1) / np.linalg.norm(recorded[s], axis=1)
+        assert cosine.min() >= 1 - 1e-2, (s, cosine.min())
 
 
 def test_recorder_in_a_plain_trainer_script(tmp_path):

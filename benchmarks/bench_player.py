@@ -1,0 +1,181 @@
+"""HTML player benchmark: file size, first paint and animation fps in headless Chromium.
+
+The issue's budgets for 10,000 points x 20 snapshots: file <= 25 MB, first paint <= 3 s,
+animation >= 30 fps at 10k points, measured in the browser. Thumbnails are 48 px patches
+cut from sklearn's two sample photographs at random scales (photo-like content, the
+hard case for the atlas size); a row with pure-noise thumbnails gives the worst case.
+
+* first paint: ``performance.now()`` when the page's first frame is drawn (milliseconds
+  since navigation start: reading, JSON parsing, first draw), median of 3 fresh loads;
+* fps: scatter draws counted over 3 s of playing at 1x with 3 points pinned (one draw per
+  ``requestAnimationFrame``; headless Chromium caps it at 60), and the mean draw time;
+* baseline: the matplotlib frames player (``.html`` before the interactive player) of the
+  same data, one 1280x720 PNG per snapshot: its size and its load-event time.
+
+Headless Chromium here rasterises on the CPU (``--disable-gpu``); a desktop browser with
+a GPU draws at least as fast.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSES = [str(c) for c in range(10)]  # the demo's numeric class names
+
+
+def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
+    """PlayerData of ``n`` points whose 10 classes separate over the snapshots."""
+    from matplotlib.colors import to_hex
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    from spotreview.figure import _class_colors, _limits
+    from spotreview.player import THUMB_PX, PlayerData
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    centers = rng.normal(0, 4, (10, 2))
+    spread = np.linspace(0, 1, n_snapshots)[:, None, None]
+    coords = (rng.normal(0, 1, (n, 2))[None] + spread * centers[labels][None]).astype(np.float32)
+    scores = rng.random((n_snapshots, n)) ** 3
+    ranks = np.argsort(np.argsort(scores, axis=1, kind="stable"), axis=1) + 1
+    if thumbs == "noise":
+        tiles = rng.integers(0, 256, (n, THUMB_PX, THUMB_PX, 3), dtype=np.uint8)
+    else:
+        photos = load_sample_images().images
+        tiles = np.empty((n, THUMB_PX, THUMB_PX, 3), np.uint8)
+        for i in range(n):
+            photo = photos[i % 2]
+            side = int(rng.integers(48, 300))
+            y, x = rng.integers(0, photo.shape[0] - side), rng.integers(0, photo.shape[1] - side)
+            patch = Image.fromarray(photo[y:y + side, x:x + side]).resize((THUMB_PX, THUMB_PX))
+            tiles[i] = np.asarray(patch)
+    steps = np.linspace(0, 2000, n_snapshots).astype(np.int64)
+    log_steps = np.arange(10, 2001, 10)
+    return PlayerData(
+        steps=steps, coords=coords, labels=labels, class_names=CLASSES,
+        ids=[f"validation-{i:06d}" for i in range(n)], scores=scores, ranks=ranks,
+        board=[np.argsort(s, kind="stable")[:8] for s in scores], thumbs=tiles,
+        limits=_limits(coords, (640, 504)), colors=[to_hex(c) for c in _class_colors(10)],
+        titles=[f"step {s:,}" for s in steps], subtitle="benchmark",
+        predictions=(labels[None] + (rng.random((n_snapshots, n)) < 0.2)) % 10,
+        epochs=steps / 1000, accuracy=np.linspace(0.1, 0.95, n_snapshots),
+        knn_accuracy=np.linspace(0.2, 0.97, n_snapshots),
+        loss=(log_steps, 2.3 * np.exp(-log_steps / 400) + 0.1),
+        excluded={"validation-000003": "benchmark"},
+    )
+
+
+def frames_player(data, out: Path) -> None:
+    """The matplotlib frames player of the same data (the baseline)."""
+    from spotreview.figure import DEFAULT_SIZE
+    from spotreview.scene import Scene
+    from spotreview.writers import write_animation
+
+    scene = Scene(
+        steps=data.steps, coords=data.coords, labels=data.labels, class_names=data.class_names,
+        titles=data.titles, subtitles=[data.subtitle] * len(data.steps), board=data.board,
+        board_scores=[data.scores[s, rows] for s, rows in enumerate(data.board)], ids=data.ids,
+        thumbs={int(r): data.thumbs[r] for rows in data.board for r in rows}, loss=data.loss,
+        loss_note="", top_k=8, tween=0, size=DEFAULT_SIZE, dpi=100.0,
+        order=np.random.default_rng(0).permutation(len(data.ids)),
+    )
+    write_animation(scene, out, fps=2, workers=1, quiet=True)
+
+
+def _first_paint_ms(driver, page: Path, loads: int = 3) -> tuple[float, float]:
+    """Median ms from navigation start to the first drawn frame, and to all thumbnails decoded."""
+    paint, thumbs = [], []
+    for _ in range(loads):
+        driver.get("about:blank")
+        driver.get(page.as_uri())
+        while not driver.execute_script("return window.player && player.stats.thumbsReadyMs"):
+            time.sleep(0.02)
+        paint.append(driver.execute_script("return player.stats.firstPaintMs"))
+        thumbs.append(driver.execute_script("return player.stats.thumbsReadyMs"))
+    return statistics.median(paint), statistics.median(thumbs)
+
+
+def _load_event_ms(driver, page: Path, loads: int = 3) -> float:
+    times = []
+    for _ in range(loads):
+        driver.get("about:blank")
+        driver.get(page.as_uri())  # returns after the load event
+        times.append(driver.execute_script(
+            "const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd"))
+    return statistics.median(times)
+
+
+def _fps(driver, page: Path) -> dict:
+    driver.get(page.as_uri())
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; player.measureFps(3000).then(done);")
+
+
+def run(quick: bool = False) -> list[dict]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import start_chromium  # the tests' headless Chromium
+
+    from spotreview.player import write_player
+
+    cases = [(359, 19, "photo"), (2_000, 10, "photo")] if quick else [
+        (359, 19, "photo"), (10_000, 20, "photo"), (10_000, 20, "noise")]
+    rows, bench = [], "player"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        try:
+            driver = start_chromium(tmp, (1400, 900))
+        except BaseException as e:  # pytest's Skipped outside pytest: no chromium here
+            return [dict(benchmark=bench, measure="all", value=None, note=f"skipped: {e}")]
+        try:
+            for n, n_snap, kind in cases:
+                size = f"{n:,} x {n_snap}" + (", noise thumbnails" if kind == "noise" else "")
+                data = synthetic(n, n_snap, kind)
+                page = tmp / f"p{n}{kind}.html"
+                start = time.perf_counter()
+                write_player(page, data, highlight=data.ids[:3])
+                written = time.perf_counter() - start
+                mb = page.stat().st_size / 1e6
+                if kind == "noise":
+                    rows.append(dict(benchmark=bench, measure=f"file size, {size}", value=mb,
+                                     unit="MB", target="<= 25", met=mb <= 25, note="worst case"))
+                    continue
+                frames = tmp / f"f{n}.html"
+                frames_player(data, frames)
+                base_mb = frames.stat().st_size / 1e6
+                big = n >= 10_000
+                rows.append(dict(benchmark=bench, measure=f"file size, {size}", value=mb, unit="MB",
+                                 baseline=base_mb, ratio=mb / base_mb,
+                                 target="<= 25" if big else None, met=mb <= 25 if big else None,
+                                 note=f"baseline: frames player; written in {written:.1f} s"))
+                paint, thumbs_ready = _first_paint_ms(driver, page)
+                base_paint = _load_event_ms(driver, frames)
+                rows.append(dict(benchmark=bench, measure=f"first paint, {size}", value=paint,
+                                 unit="ms", baseline=base_paint, ratio=paint / base_paint,
+                                 target="<= 3000" if big else None, met=paint <= 3000 if big else None,
+                                 note=f"baseline: frames player's load event; median of 3; "
+                                      f"all thumbnails decoded at {thumbs_ready:.0f} ms"))
+                fps = _fps(driver, page)
+                rows.append(dict(benchmark=bench, measure=f"animation fps, {size}", value=fps["fps"],
+                                 unit="frames/s", target=">= 30" if big else None,
+                                 met=fps["fps"] >= 30 if big else None,
+                                 note=f"draw {fps['drawMs']:.1f} ms/frame; 60 = display cap"))
+                if big:  # a HiDPI screen: 4x the pixels
+                    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                        "width": 1400, "height": 900, "deviceScaleFactor": 2, "mobile": False})
+                    fps = _fps(driver, page)
+                    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                        "width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+                    rows.append(dict(benchmark=bench, measure=f"animation fps, {size}, 2x pixel ratio",
+                                     value=fps["fps"], unit="frames/s",
+                                     note=f"draw {fps['drawMs']:.1f} ms/frame"))
+        finally:
+            driver.quit()
+    return rows

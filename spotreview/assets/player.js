@@ -1,0 +1,500 @@
+// spotreview's HTML player: a canvas 2-D scatter interpolated between snapshots.
+// Data: the JSON in #spotreview-data (see spotreview/player.py). Exposes window.player
+// (state, project, goTo, play, pause, pin, toggleClass, measureFps) for tests and users.
+(function () {
+  'use strict';
+  const D = JSON.parse(document.getElementById('spotreview-data').textContent);
+  const ATLAS_URIS = JSON.parse(document.getElementById('spotreview-atlas').textContent);
+  const S = D.snapshots.length, N = D.points.length, C = D.class_names.length;
+  const $ = (id) => document.getElementById(id);
+
+  // --- data as typed arrays -------------------------------------------------------------
+  const XY = [], RANK = [], SCORE = [];
+  for (let s = 0; s < S; s++) {
+    XY.push(new Float32Array(2 * N)); RANK.push(new Int32Array(N)); SCORE.push(new Float64Array(N));
+  }
+  const LABEL = new Int32Array(N), EXCLUDED = new Uint8Array(N), ROW = new Map();
+  const PRED = D.points.length && D.points[0].pred ? [] : null;
+  if (PRED) for (let s = 0; s < S; s++) PRED.push(new Int32Array(N));
+  D.points.forEach((p, i) => {
+    LABEL[i] = p.label; ROW.set(p.id, i);
+    if (Object.prototype.hasOwnProperty.call(D.excluded, p.id)) EXCLUDED[i] = 1;
+    for (let s = 0; s < S; s++) {
+      const xy = p.xy[s];
+      XY[s][2 * i] = xy[0] === null ? NaN : xy[0];
+      XY[s][2 * i + 1] = xy[1] === null ? NaN : xy[1];
+      RANK[s][i] = p.rank[s];
+      SCORE[s][i] = p.score[s] === null ? NaN : p.score[s];
+      if (PRED) PRED[s][i] = p.pred[s];
+    }
+  });
+  // A fixed shuffled drawing order, so no class always sits on top (as in the GIF).
+  const ORDER = new Int32Array(N).map((_, i) => i);
+  let seed = 12345;
+  for (let i = N - 1; i > 0; i--) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    const j = seed % (i + 1); const tmp = ORDER[i]; ORDER[i] = ORDER[j]; ORDER[j] = tmp;
+  }
+  const [X0, X1, Y0, Y1] = D.limits;
+  const ASPECT = (X1 - X0) / (Y1 - Y0);
+  // The GIF's marker: area clip(4000 / n, 2, 36) pt^2 on a 640 px wide axes box at 100 dpi.
+  const DIAM_GIF = Math.sqrt(Math.min(36, Math.max(2, 4000 / Math.max(N, 1)))) * 100 / 72;
+  const ALPHA = N > 2000 ? 0.8 : 0.9;
+  const fmtInt = (v) => v.toLocaleString('en-US');
+  const fmtScore = (v) => (Number.isFinite(v) ? Number(v.toPrecision(3)).toString() : 'n/a');
+  const className = (c) => (/^\d+$/.test(D.class_names[c]) ? 'label ' : '') + D.class_names[c];
+
+  // --- state -------------------------------------------------------------------------------
+  const state = {
+    t: 0, playing: false, speed: 1, hidden: new Set(), showExcluded: true,
+    pinned: D.highlight.slice(), hover: -1, target: null, holdUntil: 0,
+  };
+  const stats = { draws: 0, drawMs: 0, tracesDrawn: 0, firstPaintMs: null, thumbsReadyMs: null };
+
+  // --- geometry ------------------------------------------------------------------------------
+  const canvas = $('scatter'), ctx = canvas.getContext('2d');
+  let W = 0, H = 0, DPR = 1, SCALE = 1, R = 2;
+  const POS = new Float32Array(2 * N);  // current canvas (CSS px) positions
+  let posT = -1;
+
+  function ease(f) { return f * f * (3 - 2 * f); }
+  function segment(t) {
+    const i = Math.min(Math.floor(t), S - 1), f = t - i;
+    return i >= S - 1 ? [S - 1, 0] : [i, ease(f)];
+  }
+  function nearest() { return Math.min(S - 1, Math.round(state.t)); }
+  function stepAt(t) {
+    const [i, e] = segment(t);
+    return e === 0 ? D.snapshots[i].step : (1 - e) * D.snapshots[i].step + e * D.snapshots[i + 1].step;
+  }
+  function updatePositions() {
+    if (posT === state.t) return;
+    const [i, e] = segment(state.t);
+    const a = XY[i], b = e > 0 ? XY[i + 1] : a;
+    for (let k = 0; k < 2 * N; k += 2) {
+      const x = a[k] + e * (b[k] - a[k]), y = a[k + 1] + e * (b[k + 1] - a[k + 1]);
+      POS[k] = (x - X0) * SCALE; POS[k + 1] = (Y1 - y) * SCALE;
+    }
+    posT = state.t; gridT = -1;
+  }
+  function project(i) { updatePositions(); return [POS[2 * i], POS[2 * i + 1]]; }
+  function projectXY(s, i) { return [(XY[s][2 * i] - X0) * SCALE, (Y1 - XY[s][2 * i + 1]) * SCALE]; }
+
+  // Points are stamped into a pixel buffer (anti-aliased discs, alpha-blended in drawing
+  // order) and put on the canvas at once: ~10x faster than a drawImage or arc per point when
+  // the browser rasterises on the CPU, which keeps 10,000 points above 30 fps.
+  const RGB = D.colors.map((c) => [1, 3, 5].map((k) => parseInt(c.slice(k, k + 2), 16)));
+  let pixels = null, buf8 = null, buf32 = null;
+  function resize() {
+    const cssW = Math.max(200, canvas.parentElement.clientWidth);
+    DPR = window.devicePixelRatio || 1; W = cssW; H = Math.round(cssW / ASPECT);
+    canvas.style.height = H + 'px'; canvas.width = Math.round(W * DPR); canvas.height = Math.round(H * DPR);
+    SCALE = W / (X1 - X0); R = Math.max(1, DIAM_GIF * W / 640 / 2);
+    pixels = ctx.createImageData(canvas.width, canvas.height);
+    buf8 = pixels.data; buf32 = new Uint32Array(buf8.buffer);
+    posT = -1; drawLoss(); requestDraw();
+  }
+  function stampPoints() {
+    const cw = canvas.width, ch = canvas.height, rd = R * DPR, reach = Math.ceil(rd + 0.5);
+    buf32.fill(0xffffffff);
+    for (let k = 0; k < N; k++) {
+      const i = ORDER[k];
+      if (EXCLUDED[i] || state.hidden.has(LABEL[i])) continue;
+      const x = POS[2 * i] * DPR, y = POS[2 * i + 1] * DPR;
+      if (!(x === x)) continue;  // NaN
+      const [r, g, b] = RGB[LABEL[i]];
+      const xa = Math.max(0, Math.floor(x - reach)), xb = Math.min(cw - 1, Math.ceil(x + reach));
+      const ya = Math.max(0, Math.floor(y - reach)), yb = Math.min(ch - 1, Math.ceil(y + reach));
+      for (let py = ya; py <= yb; py++) {
+        const dy = py + 0.5 - y;
+        for (let px = xa; px <= xb; px++) {
+          const dx = px + 0.5 - x, cover = rd + 0.5 - Math.sqrt(dx * dx + dy * dy);
+          if (cover <= 0) continue;
+          const a = ALPHA * (cover < 1 ? cover : 1), o = 4 * (py * cw + px);
+          buf8[o] += (r - buf8[o]) * a; buf8[o + 1] += (g - buf8[o + 1]) * a; buf8[o + 2] += (b - buf8[o + 2]) * a;
+        }
+      }
+    }
+    ctx.putImageData(pixels, 0, 0);
+  }
+  function drawCross(x, y) {
+    const r = Math.max(R, 2.5); ctx.strokeStyle = '#555'; ctx.lineWidth = 1.2; ctx.beginPath();
+    ctx.moveTo(x - r, y - r); ctx.lineTo(x + r, y + r); ctx.moveTo(x + r, y - r); ctx.lineTo(x - r, y + r); ctx.stroke();
+  }
+
+  // --- hit testing: a uniform grid over the canvas, rebuilt when the points moved ----------
+  const CELL = 12;
+  let gridT = -1, gridCols = 0, gridStart = null, gridItems = new Int32Array(N);
+  function visible(i) {
+    return !state.hidden.has(LABEL[i]) && (state.showExcluded || !EXCLUDED[i]) && Number.isFinite(POS[2 * i]);
+  }
+  function buildGrid() {
+    updatePositions();
+    if (gridT === state.t) return;
+    gridCols = Math.ceil(W / CELL) + 1; const rows = Math.ceil(H / CELL) + 1;
+    const count = new Int32Array(gridCols * rows + 1), cellOf = new Int32Array(N).fill(-1);
+    for (let i = 0; i < N; i++) {
+      if (!visible(i)) continue;
+      const cx = Math.floor(POS[2 * i] / CELL), cy = Math.floor(POS[2 * i + 1] / CELL);
+      if (cx < 0 || cy < 0 || cx >= gridCols || cy >= rows) continue;
+      cellOf[i] = cy * gridCols + cx; count[cellOf[i] + 1]++;
+    }
+    for (let c = 1; c < count.length; c++) count[c] += count[c - 1];
+    gridStart = count.slice(); const fill = count.slice();
+    for (let i = 0; i < N; i++) if (cellOf[i] >= 0) gridItems[fill[cellOf[i]]++] = i;
+    gridT = state.t;
+  }
+  function hitTest(x, y) {
+    buildGrid();
+    const reach = Math.max(R + 3, 6), cx = Math.floor(x / CELL), cy = Math.floor(y / CELL);
+    const rows = gridStart.length / gridCols;
+    let best = -1, bestD = reach * reach;
+    for (let gy = cy - 1; gy <= cy + 1; gy++) for (let gx = cx - 1; gx <= cx + 1; gx++) {
+      if (gx < 0 || gy < 0 || gx >= gridCols || gy >= rows) continue;
+      const c = gy * gridCols + gx;
+      for (let k = gridStart[c]; k < gridStart[c + 1]; k++) {
+        const i = gridItems[k], dx = POS[2 * i] - x, dy = POS[2 * i + 1] - y, d = dx * dx + dy * dy;
+        if (d <= bestD) { bestD = d; best = i; }
+      }
+    }
+    return best;
+  }
+
+  // --- drawing the scatter -----------------------------------------------------------------
+  function ring(x, y, r, color, width) {
+    ctx.strokeStyle = color; ctx.lineWidth = width; ctx.beginPath(); ctx.arc(x, y, r, 0, 2 * Math.PI); ctx.stroke();
+  }
+  function label(text, x, y, bold) {
+    ctx.font = (bold ? 'bold ' : '') + '11px system-ui, sans-serif';
+    ctx.lineWidth = 3; ctx.strokeStyle = 'rgba(255,255,255,0.9)'; ctx.strokeText(text, x, y);
+    ctx.fillStyle = '#000'; ctx.fillText(text, x, y);
+  }
+  // Labels (pinned ids first, then ranks) must not pile up on clustered points: try a few
+  // spots around each point, keep the first that overlaps no placed label and stays inside
+  // the canvas; a label with no free spot is left out (its ring and tile still show it).
+  function placeLabels(items) {
+    const placed = [], h = 12;
+    for (const [text, x, y, bold] of items) {
+      ctx.font = (bold ? 'bold ' : '') + '11px system-ui, sans-serif';
+      const w = ctx.measureText(text).width + 2;
+      const spots = [];  // right, then left of the point, nearest rows first
+      for (const dy of [-6, 6, -18, 18, -30, 30, -42, 42]) spots.push([6, dy], [-w - 6, dy]);
+      let box = null;
+      for (const [dx, dy] of spots) {
+        const b = [x + dx, y + dy - h / 2, w, h];
+        if (b[0] < 0 || b[1] < 0 || b[0] + w > W || b[1] + h > H) continue;
+        if (!placed.some((p) => b[0] < p[0] + p[2] && p[0] < b[0] + w && b[1] < p[1] + p[3] && p[1] < b[1] + h)) { box = b; break; }
+      }
+      if (!box) continue;
+      placed.push(box); label(text, box[0] + 1, box[1] + h - 2, bold);
+    }
+    return placed;
+  }
+  // The path through every snapshot: solid up to where the point is now, dashed ahead of it.
+  function drawTrace(i) {
+    const pts = [];
+    for (let s = 0; s < S; s++) { const p = projectXY(s, i); pts.push(Number.isFinite(p[0]) ? p : null); }
+    const now = [POS[2 * i], POS[2 * i + 1]], cut = Math.floor(state.t);
+    const past = pts.slice(0, cut + 1).concat([now]), ahead = [now].concat(pts.slice(cut + 1));
+    ctx.lineJoin = 'round';
+    for (const [path, color, dash] of [[past, '#111', []], [ahead, '#777', [4, 3]]]) {
+      const line = path.filter((p) => p && Number.isFinite(p[0]));
+      ctx.setLineDash([]); ctx.strokeStyle = 'rgba(255,255,255,0.85)'; ctx.lineWidth = 4; polyline(line);
+      ctx.setLineDash(dash); ctx.strokeStyle = color; ctx.lineWidth = 1.6; polyline(line);
+    }
+    ctx.setLineDash([]); ctx.fillStyle = D.colors[LABEL[i]]; ctx.strokeStyle = '#111'; ctx.lineWidth = 1;
+    for (const p of pts) if (p) { ctx.beginPath(); ctx.arc(p[0], p[1], 2.5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke(); }
+    const x = POS[2 * i], y = POS[2 * i + 1];
+    if (!Number.isFinite(x)) return;
+    ring(x, y, Math.max(R + 4, 7), '#fff', 4); ring(x, y, Math.max(R + 4, 7), '#000', 2);
+    stats.tracesDrawn++;
+  }
+  function polyline(pts) {
+    ctx.beginPath(); pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke();
+  }
+  function drawScatter() {
+    const t0 = performance.now();
+    updatePositions();
+    stampPoints();
+    ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
+    if (state.showExcluded) {
+      for (let i = 0; i < N; i++) if (EXCLUDED[i] && !state.hidden.has(LABEL[i]) && POS[2 * i] === POS[2 * i]) drawCross(POS[2 * i], POS[2 * i + 1]);
+    }
+    const near = nearest(), board = D.snapshots[near].board, ranks = [];
+    board.forEach((i, k) => {
+      const x = POS[2 * i], y = POS[2 * i + 1];
+      if (!Number.isFinite(x) || state.hidden.has(LABEL[i])) return;
+      ring(x, y, Math.max(R * 2, 5), '#000', 1.2); ranks.push([String(k + 1), x, y, true]);
+    });
+    stats.tracesDrawn = 0;
+    for (const i of state.pinned) if (!state.hidden.has(LABEL[i])) drawTrace(i);
+    const pins = state.pinned.filter((i) => !state.hidden.has(LABEL[i]) && Number.isFinite(POS[2 * i]))
+      .map((i) => [D.points[i].id, POS[2 * i], POS[2 * i + 1], false]);
+    stats.labels = placeLabels(pins.concat(ranks));
+    if (state.hover >= 0 && Number.isFinite(POS[2 * state.hover])) {
+      ring(POS[2 * state.hover], POS[2 * state.hover + 1], Math.max(R + 3, 6), '#000', 2);
+    }
+    stats.draws++; stats.drawMs += performance.now() - t0;
+  }
+
+  // --- tooltip, leaderboard, pins --------------------------------------------------------------
+  let atlasesLoaded = 0;
+  const atlases = ATLAS_URIS.map((uri) => {
+    const im = new Image();
+    im.onload = () => {
+      if (++atlasesLoaded === ATLAS_URIS.length) stats.thumbsReadyMs = performance.now();
+      tipRow = -1; renderBoard(true); showTooltip();
+    };
+    im.src = uri; return im;
+  });
+  const T = D.thumbs.px, PER = D.thumbs.cols * D.thumbs.cols;
+  function drawThumb(c, i, side) {
+    c.width = c.height = Math.round(side * DPR); c.style.width = c.style.height = side + 'px';
+    const g = c.getContext('2d'), im = atlases[Math.floor(i / PER)], r = i % PER;
+    g.imageSmoothingEnabled = false; g.fillStyle = '#eee'; g.fillRect(0, 0, c.width, c.height);
+    if (im && im.complete && im.naturalWidth) {
+      g.drawImage(im, (r % D.thumbs.cols) * T, Math.floor(r / D.thumbs.cols) * T, T, T, 0, 0, c.width, c.height);
+    }
+  }
+  function describe(i) {
+    const s = nearest(), p = D.points[i], lines = [`<b>${escapeHtml(p.id)}</b>`, `${escapeHtml(className(LABEL[i]))}`];
+    if (PRED) {
+      const ok = PRED[s][i] === LABEL[i];
+      lines.push(`predicted ${escapeHtml(className(PRED[s][i]))} ${ok ? '&#x2713;' : '&#x2717;'}`);
+    }
+    lines.push(`outlier rank ${fmtInt(RANK[s][i])} of ${fmtInt(N)}`, `score ${fmtScore(SCORE[s][i])}`);
+    lines.push(`<span class="note">at step ${fmtInt(D.snapshots[s].step)}</span>`);
+    if (EXCLUDED[i]) lines.push(`<span style="color:#a00">excluded${D.excluded[p.id] ? ': ' + escapeHtml(D.excluded[p.id]) : ''}</span>`);
+    return lines.join('<br>');
+  }
+  function escapeHtml(s) {
+    return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+  }
+  const tip = $('tooltip');
+  let tipRow = -1, tipSnap = -1;
+  function showTooltip() {
+    const i = state.hover;
+    for (const tile of $('board').children) tile.classList.toggle('hover', Number(tile.dataset.row) === i);
+    if (i < 0 || !Number.isFinite(POS[2 * i])) { tip.hidden = true; tipRow = -1; return; }
+    if (tipRow !== i || tipSnap !== nearest()) {
+      drawThumb($('tip-thumb'), i, Math.max(2 * T, 96)); $('tip-text').innerHTML = describe(i); tipRow = i; tipSnap = nearest();
+    }
+    tip.hidden = false;
+    const x = POS[2 * i], y = POS[2 * i + 1], w = tip.offsetWidth, h = tip.offsetHeight;
+    tip.style.left = (x + 14 + w > W ? Math.max(0, x - 14 - w) : x + 14) + 'px';
+    tip.style.top = Math.min(Math.max(0, y - h / 2), Math.max(0, H - h)) + 'px';
+  }
+  let boardSnap = -1;
+  function renderBoard(force) {
+    const s = nearest();
+    if (!force && s === boardSnap) return;
+    boardSnap = s;
+    const el = $('board'); el.textContent = '';
+    D.snapshots[s].board.forEach((i, k) => {
+      const tile = document.createElement('div'); tile.className = 'tile' + (state.pinned.includes(i) ? ' pinned' : '');
+      tile.dataset.row = i; tile.dataset.id = D.points[i].id;
+      const c = document.createElement('canvas'); drawThumb(c, i, Math.max(Math.round(1.5 * T), 64));
+      tile.innerHTML = `<div class="head">#${k + 1} ${escapeHtml(className(LABEL[i]))}</div>`;
+      tile.appendChild(c);
+      tile.insertAdjacentHTML('beforeend', `<div>${fmtScore(SCORE[s][i])}</div><div class="id">${escapeHtml(D.points[i].id)}</div>`);
+      tile.addEventListener('click', () => pin(i, true));
+      tile.addEventListener('mouseenter', () => { state.hover = i; requestDraw(); });
+      tile.addEventListener('mouseleave', () => { if (state.hover === i) { state.hover = -1; requestDraw(); } });
+      el.appendChild(tile);
+    });
+    $('board-title').textContent = `Top ${D.snapshots[s].board.length} outliers of this snapshot`;
+  }
+  function renderPins() {
+    const el = $('pins'); el.textContent = '';
+    for (const i of state.pinned) {
+      const b = document.createElement('button'); b.textContent = D.points[i].id + ' \u00d7'; b.title = 'unpin';
+      b.addEventListener('click', () => pin(i, false)); el.appendChild(b);
+    }
+    $('pins-box').style.display = state.pinned.length ? '' : 'none';
+  }
+  function pin(i, on) {
+    const k = state.pinned.indexOf(i);
+    if (on === undefined) on = k < 0;
+    if (on && k < 0) state.pinned.push(i);
+    if (!on && k >= 0) state.pinned.splice(k, 1);
+    if (on && state.hidden.has(LABEL[i])) toggleClass(LABEL[i]);
+    renderPins(); renderBoard(true); requestDraw();
+  }
+
+  // --- loss and accuracy panel ----------------------------------------------------------------------
+  const lossCanvas = $('loss'), lctx = lossCanvas.getContext('2d');
+  const lastStep = Math.max(D.snapshots[S - 1].step, D.loss ? D.loss.step[D.loss.step.length - 1] : 0, 1);
+  const hasAcc = D.snapshots.some((s) => s.accuracy !== null || s.knn_accuracy !== null);
+  function niceTicks(lo, hi, n) {
+    const raw = (hi - lo) / n, mag = Math.pow(10, Math.floor(Math.log10(raw))), f = raw / mag;
+    const step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag, out = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) out.push(+v.toPrecision(6));
+    return out;
+  }
+  function drawLoss() {
+    const w = lossCanvas.clientWidth, h = lossCanvas.clientHeight;
+    if (!w) return;
+    if (lossCanvas.width !== Math.round(w * DPR)) { lossCanvas.width = Math.round(w * DPR); lossCanvas.height = Math.round(h * DPR); }
+    const g = lctx; g.setTransform(DPR, 0, 0, DPR, 0, 0); g.clearRect(0, 0, w, h);
+    const L = 44, Rm = hasAcc ? 40 : 10, T0 = 22, B = 28, pw = w - L - Rm, ph = h - T0 - B;
+    // Step 0 sits 2 % inside the axis, so the current-step marker never covers the y axis.
+    const sx = (v) => L + (v + 0.02 * lastStep) / (1.04 * lastStep) * pw;
+    g.font = '11px system-ui, sans-serif'; g.fillStyle = '#444'; g.strokeStyle = '#888'; g.lineWidth = 1;
+    g.beginPath(); g.moveTo(L, T0); g.lineTo(L, T0 + ph); g.lineTo(L + pw, T0 + ph); g.stroke();
+    g.textAlign = 'center'; g.textBaseline = 'top';
+    for (const v of niceTicks(0, lastStep, 5)) g.fillText(fmtInt(v), sx(v), T0 + ph + 8);
+    g.strokeStyle = '#999';
+    for (const snap of D.snapshots) { g.beginPath(); g.moveTo(sx(snap.step), T0 + ph); g.lineTo(sx(snap.step), T0 + ph + 5); g.stroke(); }
+    const now = stepAt(state.t);
+    g.textAlign = 'left'; g.textBaseline = 'middle';
+    if (D.loss) {
+      const lv = D.loss.loss.filter((v) => v !== null), top = Math.max(...lv) * 1.08, bot = Math.min(0, Math.min(...lv));
+      const sy = (v) => T0 + ph - (v - bot) / (top - bot) * ph;
+      g.textAlign = 'right';
+      for (const v of niceTicks(bot, top, 4)) g.fillText(String(v), L - 5, sy(v));
+      for (const [color, upto] of [['#c6dbef', Infinity], ['#1f77b4', now]]) {
+        g.strokeStyle = color; g.lineWidth = 1.5; g.beginPath(); let started = false;
+        D.loss.step.forEach((st, k) => {
+          const v = D.loss.loss[k]; if (v === null || st > upto) return;
+          if (started) g.lineTo(sx(st), sy(v)); else { g.moveTo(sx(st), sy(v)); started = true; }
+        });
+        g.stroke();
+      }
+      g.fillStyle = '#1f77b4'; g.textAlign = 'left'; g.fillText('training loss', L + 4, 8);
+    } else {
+      g.fillStyle = '#666'; g.textAlign = 'center'; g.fillText(D.loss_note || 'no loss curve', L + pw / 2, T0 + ph / 2);
+    }
+    if (hasAcc) {
+      const sy = (v) => T0 + ph - v * ph;
+      g.fillStyle = '#444'; g.textAlign = 'left';
+      for (const v of [0, 0.5, 1]) g.fillText(Math.round(v * 100) + '%', L + pw + 5, sy(v));
+      const series = [['accuracy', '#ff7f0e', 'eval accuracy'], ['knn_accuracy', '#2ca02c', 'kNN accuracy']];
+      let lx = L + 100;
+      for (const [key, color, name] of series) {
+        if (!D.snapshots.some((s) => s[key] !== null)) continue;
+        g.strokeStyle = g.fillStyle = color; g.lineWidth = 1.2; g.beginPath(); let started = false;
+        for (const snap of D.snapshots) {
+          if (snap[key] === null) continue;
+          const x = sx(snap.step), y = sy(snap[key]), shown = snap.step <= now + 1e-9;
+          if (started) g.lineTo(x, y); else { g.moveTo(x, y); started = true; }
+          g.globalAlpha = shown ? 1 : 0.25; g.fillRect(x - 2, y - 2, 4, 4); g.globalAlpha = 1;
+        }
+        g.globalAlpha = 0.5; g.stroke(); g.globalAlpha = 1;
+        g.fillText(name, lx, 8); lx += g.measureText(name).width + 16;
+      }
+    }
+    g.strokeStyle = '#d62728'; g.lineWidth = 1.2; g.beginPath(); g.moveTo(sx(now), T0 - 4); g.lineTo(sx(now), T0 + ph); g.stroke();
+  }
+
+  // --- controls and the animation loop -----------------------------------------------------------
+  const slider = $('slider'); slider.max = String(S - 1);
+  const playButton = $('play');
+  let legendButtons = [];
+  function renderHeader() {
+    const s = nearest(), snap = D.snapshots[s];
+    $('title').textContent = snap.title;
+    $('subtitle').textContent = `${D.subtitle ? D.subtitle + ': ' : ''}snapshot ${s + 1} of ${S}, ${fmtInt(N)} images`;
+    $('step').textContent = `step ${fmtInt(snap.step)} \u00b7 ${s + 1}/${S}`;
+    if (Number(slider.value) !== s && document.activeElement !== slider) slider.value = String(s);
+  }
+  function renderLegend() {
+    const el = $('legend'); el.textContent = '';
+    const counts = new Array(C).fill(0); LABEL.forEach((c) => counts[c]++);
+    legendButtons = D.class_names.map((name, c) => {
+      const b = document.createElement('button'); b.dataset.class = c;
+      b.innerHTML = `<span class="swatch" style="background:${D.colors[c]}"></span>${escapeHtml(name)}`;
+      b.title = `${fmtInt(counts[c])} images of ${className(c)}; click to hide or show them`;
+      b.addEventListener('click', () => toggleClass(c)); el.appendChild(b); return b;
+    });
+    const nEx = EXCLUDED.reduce((a, b) => a + b, 0);
+    if (nEx) {
+      const b = document.createElement('button'); b.id = 'toggle-excluded';
+      b.textContent = '\u00d7 excluded'; b.title = `${fmtInt(nEx)} images excluded by the reviewer; click to hide or show them`;
+      b.addEventListener('click', () => { state.showExcluded = !state.showExcluded; b.classList.toggle('off', !state.showExcluded); gridT = -1; requestDraw(); });
+      el.appendChild(b);
+    }
+  }
+  function toggleClass(c) {
+    if (state.hidden.has(c)) state.hidden.delete(c); else state.hidden.add(c);
+    legendButtons[c].classList.toggle('off', state.hidden.has(c));
+    if (state.hover >= 0 && state.hidden.has(LABEL[state.hover])) state.hover = -1;
+    gridT = -1; requestDraw();
+  }
+  function setPlaying(on) {
+    state.playing = on; state.target = null;
+    if (on && state.t >= S - 1) state.t = 0;
+    playButton.innerHTML = on ? '&#x275A;&#x275A;' : '&#x25B6;&#xFE0E;';
+    playButton.setAttribute('aria-label', on ? 'pause' : 'play');
+    last = null; requestDraw();
+  }
+  function goTo(s) {  // glide to snapshot s (a short eased move, not a jump)
+    state.playing = false; setPlaying(false);
+    state.target = Math.max(0, Math.min(S - 1, s)); requestDraw();
+  }
+
+  let pending = false, last = null, lastNear = -1, lastLossT = -1;
+  function requestDraw() { if (!pending) { pending = true; requestAnimationFrame(frame); } }
+  function frame(now) {
+    pending = false;
+    const dt = last === null ? 0 : Math.min(0.1, (now - last) / 1000); last = now;
+    if (state.playing) {
+      if (state.t >= S - 1) {
+        if (!state.holdUntil) state.holdUntil = now + 1500;  // hold the end state, then loop
+        else if (now >= state.holdUntil) { state.t = 0; state.holdUntil = 0; }
+      } else state.t = Math.min(S - 1, state.t + dt * D.pace * state.speed);
+    } else if (state.target !== null) {
+      const d = state.target - state.t, move = dt * Math.max(4, 6 * Math.abs(d));
+      state.t = Math.abs(d) <= move ? state.target : state.t + Math.sign(d) * move;
+      if (state.t === state.target) state.target = null;
+    }
+    drawScatter();
+    if (nearest() !== lastNear) { lastNear = nearest(); renderHeader(); renderBoard(); }
+    if (lastLossT !== state.t) { lastLossT = state.t; drawLoss(); }
+    showTooltip();
+    if (stats.firstPaintMs === null) { stats.firstPaintMs = performance.now(); document.body.dataset.ready = '1'; }
+    if (state.playing || state.target !== null || fpsProbe) requestDraw(); else last = null;
+  }
+
+  canvas.addEventListener('mousemove', (ev) => {
+    const r = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - r.left, ev.clientY - r.top);
+    if (i !== state.hover) { state.hover = i; requestDraw(); }
+  });
+  canvas.addEventListener('mouseleave', () => { state.hover = -1; requestDraw(); });
+  canvas.addEventListener('click', (ev) => {
+    const r = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - r.left, ev.clientY - r.top);
+    if (i >= 0) pin(i);
+  });
+  playButton.addEventListener('click', () => setPlaying(!state.playing));
+  $('prev').addEventListener('click', () => goTo(Math.ceil(state.t) - 1));
+  $('next').addEventListener('click', () => goTo(Math.floor(state.t) + 1));
+  slider.addEventListener('input', () => goTo(Number(slider.value)));
+  $('speed').addEventListener('change', (ev) => { state.speed = Number(ev.target.value); });
+  $('clear').addEventListener('click', () => { state.pinned.length = 0; renderPins(); renderBoard(true); requestDraw(); });
+  document.addEventListener('keydown', (ev) => {
+    if (ev.target.tagName === 'INPUT' || ev.target.tagName === 'SELECT') return;
+    if (ev.key === ' ') { ev.preventDefault(); setPlaying(!state.playing); }
+    if (ev.key === 'ArrowLeft') goTo(Math.ceil(state.t) - 1);
+    if (ev.key === 'ArrowRight') goTo(Math.floor(state.t) + 1);
+  });
+  window.addEventListener('resize', resize);
+
+  // measureFps(ms): play for ms and count the scatter draws (one per animation frame).
+  let fpsProbe = false;
+  function measureFps(ms) {
+    return new Promise((resolve) => {
+      const d0 = stats.draws, m0 = stats.drawMs, t0 = performance.now();
+      fpsProbe = true; setPlaying(true);
+      setTimeout(() => {
+        fpsProbe = false; const sec = (performance.now() - t0) / 1000, draws = stats.draws - d0;
+        resolve({ fps: draws / sec, drawMs: (stats.drawMs - m0) / Math.max(draws, 1), seconds: sec });
+      }, ms);
+    });
+  }
+
+  window.player = {
+    state, stats, project, goTo, pin, toggleClass, measureFps,
+    play: () => setPlaying(true), pause: () => setPlaying(false),
+    row: (id) => (ROW.has(id) ? ROW.get(id) : -1), nearest, size: () => [W, H],
+  };
+  renderLegend(); renderPins(); renderHeader(); resize();
+})();

@@ -1,0 +1,131 @@
+"""neighbors.py: exact cosine kNN (blocked GEMM + top-k, bf16 candidates), cleanlab's scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spotreview.neighbors import cleanlab_neighbors, cosine_knn, knn_accuracy, ood_scores
+
+
+def _clusters(n: int, dim: int, seed: int = 0, offset: float = 0.0, classes: int = 4):
+    """Seeded clustered float32 features and labels (continuous: no ties between neighbours)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    centres = rng.normal(0, 1, (classes, dim))
+    x = offset + 0.8 * centres[labels] + rng.normal(0, 1, (n, dim))
+    return x.astype(np.float32), labels
+
+
+def _brute_force(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """float64 cosine distances to all other rows, sorted: the reference search."""
+    xn = x.astype(np.float64)
+    xn /= np.linalg.norm(xn, axis=1, keepdims=True)
+    d = 1 - xn @ xn.T
+    np.fill_diagonal(d, np.inf)
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, idx, 1), idx
+
+
+def _fit_score(x: np.ndarray) -> np.ndarray:
+    from cleanlab.outlier import OutOfDistribution
+
+    return OutOfDistribution().fit_score(features=x, verbose=False)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp64"])
+@pytest.mark.parametrize("block_rows", [None, 37])  # 37: n is not a multiple of the block
+def test_neighbours_equal_brute_force(precision, block_rows):
+    x, _ = _clusters(500, 48, offset=1.5)
+    stats = {}
+    dist, idx = cosine_knn(x, 10, precision=precision, block_rows=block_rows, device="cpu", stats=stats)
+    ref_d, ref_i = _brute_force(x, 10)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(dist, ref_d, rtol=0, atol=1e-12)
+    assert dist.dtype == np.float64 and idx.dtype == np.int64
+    assert sum(stats.values()) == 500 and stats.get(precision) == 500
+
+
+def test_bf16_rows_without_certificate_are_searched_again():
+    """With no margin the bf16 candidates cannot prove most rows; those rows fall back to
+    float32 and the result is still exact."""
+    x, _ = _clusters(400, 32, offset=3.0, seed=1)
+    stats = {}
+    dist, idx = cosine_knn(x, 10, precision="bf16", margin=0, device="cpu", stats=stats)
+    assert stats.get("fp32", 0) > 0 and sum(stats.values()) == 400
+    np.testing.assert_array_equal(idx, _brute_force(x, 10)[1])
+
+
+def test_scores_equal_cleanlab_fit_score():
+    x, _ = _clusters(600, 64)
+    dist, idx, metric = cleanlab_neighbors(x, 10, precision="bf16", device="cpu")
+    scores = ood_scores(dist, metric)
+    assert metric == "cosine" and scores.dtype == np.float64
+    np.testing.assert_allclose(scores, _fit_score(x), rtol=0, atol=1e-6)  # cleanlab in float32
+    np.testing.assert_allclose(scores, _fit_score(x.astype(np.float64)), rtol=0, atol=1e-12)
+
+
+def test_exact_duplicates_are_corrected_as_cleanlab_does():
+    from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
+
+    x, _ = _clusters(200, 16, seed=2)
+    x[1] = x[0]  # a pair
+    x[20:35] = x[19]  # a set bigger than k + 1
+    x[50] = x[51] = 0  # zero rows: cosine distance 1 to everything, yet duplicates
+    x64 = x.astype(np.float64)
+    dist, idx, metric = cleanlab_neighbors(x, 10, device="cpu")
+    np.testing.assert_allclose(ood_scores(dist, metric), _fit_score(x64), rtol=0, atol=1e-12)
+    graph, _ = create_knn_graph_and_index(x64, n_neighbors=10)
+    ref_d, ref_i = graph.data.reshape(200, 10), graph.indices.reshape(200, 10)
+    for rows in ([0, 1], list(range(19, 35))):
+        np.testing.assert_array_equal(idx[rows], ref_i[rows])
+        np.testing.assert_allclose(dist[rows], ref_d[rows], atol=1e-12)
+    # a zero row is at distance 1 from every other row: only its duplicate is determined
+    np.testing.assert_array_equal(idx[[50, 51], 0], [51, 50])
+    np.testing.assert_allclose(dist[[50, 51]], ref_d[[50, 51]], atol=1e-12)
+    assert (dist[[0, 1], 0] == 0).all() and (dist[19:35] == 0).all()
+
+
+def test_knn_accuracy_equals_sklearn_vote_on_cleanlab_graph():
+    """The former implementation: KNeighborsClassifier voting on cleanlab's precomputed graph."""
+    import warnings
+
+    from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, labels = _clusters(400, 32, seed=3, classes=6)
+    labels = labels * 7 + 3  # not 0..C-1: classes are matched by value
+    x[5] = x[6]
+    dist, idx, _ = cleanlab_neighbors(x, 10, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph, _ = create_knn_graph_and_index(x.astype(np.float64), n_neighbors=10)
+        voter = KNeighborsClassifier(n_neighbors=5, metric="precomputed").fit(graph, labels)
+        expected = float((voter.predict(graph) == labels).mean())
+    assert 0.3 < expected < 1  # some votes wrong, some tied: the tie rule matters
+    assert knn_accuracy(idx, labels, 5) == expected
+
+
+def test_vote_ties_go_to_the_smallest_label():
+    labels = np.array([2, 7, 2, 2, 7, 7])
+    indices = np.array([[2, 3, 4, 5], [2, 3, 4, 5], [0, 3, 1, 4], [1, 4, 5, 0], [1, 5, 0, 2], [1, 4, 0, 3]])
+    # votes: 2 2 7 7 | 2 2 7 7 | 2 2 7 7 | 7 7 7 2 | 7 7 2 2 | 7 7 2 2 -> 2 2 2 7 2 2:
+    # right for rows 0 and 2 only (the largest label on ties would be right for 1, 4, 5)
+    assert knn_accuracy(indices, labels, 4) == pytest.approx(2 / 6)
+
+
+def test_low_dimensional_features_use_cleanlab_euclidean():
+    x, _ = _clusters(150, 3, seed=4)
+    dist, idx, metric = cleanlab_neighbors(x, 10, device="cpu")
+    assert metric == "euclidean"
+    np.testing.assert_allclose(ood_scores(dist, metric), _fit_score(x), rtol=0, atol=1e-12)
+
+
+def test_small_n_edges():
+    x, _ = _clusters(11, 8, seed=5)
+    dist, idx = cosine_knn(x, 10, precision="bf16", device="cpu")  # every other point is a neighbour
+    np.testing.assert_array_equal(idx, _brute_force(x, 10)[1])
+    with pytest.raises(ValueError, match="more than k points"):
+        cleanlab_neighbors(x[:10], 10)
+    with pytest.raises(ValueError, match="unknown precision"):
+        cosine_knn(x, 3, precision="fp16")

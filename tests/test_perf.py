@@ -1,0 +1,85 @@
+"""The fast embed path: tensor preprocessing equals the processor's, bf16 weights give the
+vectors bf16 autocast gives (in training), and the GPU benchmark path needs no datasets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from conftest import tiny_vit, vit_processor
+from PIL import Image
+
+from spotreview import pixels
+from spotreview.embedding import forward, preprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+PIL_PROCESSOR = getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)
+
+
+def _images(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+    images[1] = images[1].convert("L")  # modes other than RGB go through to_rgb first
+    return images
+
+
+@pytest.mark.parametrize("size", [16, 224])
+def test_tensor_preprocessing_equals_the_processor_to_one_level(size):
+    # up- and down-sampling, several source sizes in one batch (grouped by size)
+    images = _images([(32, 32), (32, 32), (40, 30), (300, 260), (32, 32), (7, 9)])
+    processor = PIL_PROCESSOR(size={"height": size, "width": size}, image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.3, 0.25])
+    assert pixels.plan(processor) is not None
+    expected = processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+    got = preprocess(images, processor, batch_size=4, quiet=True)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    levels = (got - expected).abs() * torch.tensor([0.2, 0.3, 0.25]).view(1, 3, 1, 1) * 255
+    assert levels.max() <= 1.0 + 1e-4  # PIL and torch round a resized uint8 pixel differently at most by 1
+    assert levels.mean() < 0.05
+
+
+def test_processors_that_do_more_go_through_the_processor_itself():
+    images = _images([(40, 30), (20, 15)])  # one aspect ratio: shortest-edge resizes agree in shape
+    for processor in (
+        PIL_PROCESSOR(size={"height": 16, "width": 16}, resample=3),  # bicubic: torch's differs from PIL's
+        PIL_PROCESSOR(size={"shortest_edge": 16}),
+    ):
+        assert pixels.plan(processor) is None
+        expected = processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+        assert torch.equal(preprocess(images, processor, quiet=True), expected)
+
+
+def test_bf16_weights_give_the_vectors_of_bf16_autocast_within_1e_2_cosine():
+    """Post hoc (bf16 weights: layer norms, GELU, softmax in bf16) against in training (fp32
+    weights under bf16 autocast, what EmbeddingRecorder runs): the same vectors to 1e-2."""
+    model = tiny_vit(3, intermediate_size=64).eval()
+    pix = preprocess(_images([(24, 24)] * 40, seed=1), vit_processor(), dtype=torch.bfloat16, quiet=True)
+    cpu = torch.device("cpu")
+    in_training, probs_a = forward(model, pix, device=cpu, autocast=torch.bfloat16, batch_size=16, quiet=True)
+    post_hoc, probs_b = forward(model.to(torch.bfloat16), pix, device=cpu, batch_size=16, quiet=True)
+    assert in_training.dtype == post_hoc.dtype == np.float32 and in_training.shape == (40, 16)
+    cosine = (in_training * post_hoc).sum(1) / np.linalg.norm(in_training, axis=1) / np.linalg.norm(post_hoc, axis=1)
+    assert cosine.min() >= 1 - 1e-2
+    assert np.abs(probs_a - probs_b).max() < 2e-2
+
+
+BLOCKED = """
+import sys
+for name in ("datasets", "cleanlab", "renumics", "pandas", "pyarrow", "sklearn"):
+    sys.modules[name] = None  # importing any of them now raises ImportError
+from benchmarks.bench_embed import throughput
+rows = throughput("cpu", 4, n_snapshots=1, batch_size=2, config=dict(image_size=32, hidden_size=32,
+                  num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+assert rows[0]["value"] > 0 and "tensor ops" in rows[0]["note"], rows
+print("ok")
+"""
+
+
+def test_the_gpu_benchmark_path_imports_no_datasets_cleanlab_or_spotlight():
+    out = subprocess.run([sys.executable, "-c", BLOCKED], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
