@@ -171,6 +171,8 @@ def analyze_cmd(run, align, top_k, quiet):
 
 # --- review / exclude / approve / status / layout -------------------------------------
 
+THRESHOLD = click.option("--outlier-threshold", type=click.IntRange(min=1), default=None, metavar="RANK",
+                         help="outlier_status: an outlier at rank <= RANK (default: max(top-k, 1% of images)).")
 LAYOUT = click.option("--layout", "layout_file", type=click.Path(dir_okay=False), default=None,
                       help="Spotlight layout file (default: the built-in layout, as in layouts/review.json).")
 
@@ -188,7 +190,7 @@ def _approved(record: dict) -> None:
 
 
 @cli.command("review")
-@RUN
+@click.argument("run", type=click.Path(exists=True))
 @LAYOUT
 @click.option("--host", default=D.HOST, show_default=True, help="Address to serve on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: a free one).")
@@ -198,19 +200,29 @@ def _approved(record: dict) -> None:
 @click.option("--analytics", is_flag=True, help="Allow Spotlight's usage analytics (off by default).")
 @click.option("--insecure", is_flag=True, help="Serve a non-local --host without TLS (trusted networks only).")
 @click.option("--no-approve-prompt", is_flag=True, help="Do not ask to approve when the review ends.")
+@THRESHOLD
+@click.option("--embeddings", is_flag=True,
+              help="Add the last snapshot's embedding (for Spotlight's similarity map; costs memory).")
 @QUIET
 def review_cmd(run, layout_file, host, port, no_browser, timeout, analytics, insecure,
-               no_approve_prompt, quiet):
-    """Review RUN's table in Renumics Spotlight (first vs last snapshot, outliers).
+               no_approve_prompt, outlier_threshold, embeddings, quiet):
+    """Review RUN (a run directory or a `spotreview bundle` zip) in Renumics Spotlight.
 
-    Runs until Ctrl-C or --timeout, then asks whether to approve the run for export.
+    Runs until Ctrl-C or --timeout, then asks whether to approve a run for export.
     """
     from .approval import approve
+    from .rundir import Run
     from .server import review
 
     result = review(run, layout=layout_file, host=host, port=port, open_browser=not no_browser,
-                    timeout=timeout, analytics=analytics, insecure=insecure, quiet=quiet)
+                    timeout=timeout, analytics=analytics, insecure=insecure, quiet=quiet,
+                    outlier_threshold=outlier_threshold, embeddings=embeddings)
     click.echo(f"review ended ({result['ended']})")
+    if result["bundle"]:
+        click.echo(f"exclusions made on this bundle are in {result['bundle']}; "
+                   f"apply them with `spotreview exclude RUN --from {result['bundle']}`")
+        return
+    run = Run(run)
     if no_approve_prompt or not _interactive() or not click.confirm(f"Approve {run.root} for export?"):
         click.echo(f"Not approved; {_later(run.root)}")
         return
@@ -218,17 +230,40 @@ def review_cmd(run, layout_file, host, port, no_browser, timeout, analytics, ins
 
 
 @cli.command("exclude")
-@RUN
+@click.argument("run", type=click.Path(exists=True))
 @click.argument("ids", nargs=-1)
 @click.option("--reason", default=None, help="Why these images are excluded.")
 @click.option("--clear", is_flag=True, help="Remove the given ids from the exclusions (all when none given).")
-def exclude_cmd(run, ids, reason, clear):
-    """Exclude evaluation images (ids from the review table) from RUN, or --clear them."""
-    from .exclusions import exclude
+@click.option("--from", "from_file", type=click.Path(dir_okay=False), default=None,
+              help="Apply a bundle's decisions file (REVIEW.decisions.json) to RUN.")
+def exclude_cmd(run, ids, reason, clear, from_file):
+    """Exclude evaluation images (ids from the review table) from RUN, or --clear them.
 
-    now = exclude(run, ids, reason=reason, clear=clear)
-    done = "cleared" if clear else "excluded"
-    click.echo(f"{done} {len(ids) if ids else 'all'}; {len(now)} image(s) now excluded in {run.root}")
+    RUN may be a review bundle (.zip): the exclusions then go to REVIEW.decisions.json
+    beside it, which `spotreview exclude RUN --from REVIEW.decisions.json` applies.
+    """
+    from .bundle import exclude_anywhere
+
+    if from_file is not None and (ids or clear):
+        raise click.UsageError("--from takes no ids and no --clear")
+    where, now = exclude_anywhere(run, ids, reason=reason, clear=clear, from_file=from_file)
+    done = f"{'cleared' if clear else 'excluded'} {len(ids) if ids else 'all'}"
+    click.echo(f"{f'applied {from_file}' if from_file else done}; {len(now)} image(s) now excluded in {where}")
+
+
+@cli.command("bundle")
+@RUN
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The bundle to write (.zip).")
+@LAYOUT
+@THRESHOLD
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def bundle_cmd(run, out, layout_file, outlier_threshold, force):
+    """Write RUN's review (table, images, layout, summary, approval) as one zip for a teammate."""
+    from .bundle import write_bundle
+
+    path = write_bundle(run, out, layout=layout_file, outlier_threshold=outlier_threshold, force=force)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); "
+               f"open it anywhere with `spotreview review {path}`")
 
 
 @cli.command("approve")

@@ -20,6 +20,8 @@ from .rundir import write_text
 # Names of the widgets in the default layout; the browser test finds the plots by them.
 FIRST_PLOT = "first snapshot (aligned PCA)"
 LAST_PLOT = "last snapshot (aligned PCA)"
+LABEL_QUALITY_PLOT = "label quality, last (lower = worse)"
+LABEL_ISSUES_TABLE = "likely mislabelled first"
 
 
 # --- Spotlight import ------------------------------------------------------------------
@@ -52,42 +54,42 @@ def import_spotlight(analytics: bool = False):
 # --- layouts ---------------------------------------------------------------------------
 
 
-def default_layout():
+#: Inspector lenses of the default layout: (lens kind, column, title), in reading order.
+INSPECTOR_LENSES = (
+    ("image", "image", "image"),
+    ("markdown", "summary", "what decides (label, prediction, outlier rank, label quality)"),
+    ("sequences", "outlier_rank_trajectory", "outlier rank over training (1 = most atypical)"),
+    ("sequences", "outlier_score_trajectory", "outlier score over training (lower = more atypical)"),
+)
+
+
+def default_layout(columns: Iterable[str] | None = None):
     """The default review layout (a ``renumics.spotlight.layout.nodes.Layout``).
 
     Top: the first and the last snapshot as scatterplots of the aligned PCA columns,
     coloured by label (not Spotlight's similarity map, whose PCA would re-project and undo
-    the alignment), and an inspector with the image. Bottom: the table, most atypical
-    images at the last snapshot first, and histograms of the outlier scores.
+    the alignment), and an inspector: the image, titled values that help a decision, and
+    the image's outlier rank and score over every snapshot as line plots. Bottom: the
+    table, most atypical images at the last snapshot first; histograms of the outlier
+    scores; the images most likely mislabelled first (cleanlab label quality, lower =
+    worse) as a table and a histogram, and the outlier status.
+
+    ``columns``: the table's columns; widgets and lenses naming others are left out (a
+    run without probabilities has no predictions or label quality). None: everything.
     """
     import_spotlight()
     from renumics.spotlight import layout as L
     from renumics.spotlight.layout import lenses
 
-    def lens(make, column):
-        view = make(column, name=column)
+    have = (lambda *cs: True) if columns is None else (lambda *cs, _c=set(columns): set(cs) <= _c)
+
+    def lens(kind, column, title):
+        view = getattr(lenses, kind)(column, name=title)
         view.id = f"lens-{column}"  # a fixed key (default: a random uuid) keeps the JSON stable
         return view
 
     inspector = L.inspector(
-        "image",
-        [
-            lens(lenses.image, "image"),
-            *(
-                lens(lenses.scalar, c)
-                for c in (
-                    "id",
-                    "label",
-                    "prediction_first",
-                    "prediction_last",
-                    "outlier_rank_first",
-                    "outlier_rank_last",
-                    "exclude",
-                    "exclude_reason",
-                )
-            ),
-        ],
-        num_columns=2,
+        "image", [lens(*spec) for spec in INSPECTOR_LENSES if have(spec[1])], num_columns=1
     )
     plots = [
         L.scatterplot(name, f"pca_{w}_x", f"pca_{w}_y", color_by_column="label")
@@ -96,18 +98,36 @@ def default_layout():
     table = L.table(
         "review table", sort_by_columns=[("outlier_rank_last", "ascending")]
     )
-    histograms = [
+    scores = [
         L.histogram(f"outlier score, {w} snapshot", f"outlier_score_{w}", "label")
         for w in ("last", "first")
     ]
+    issues = [
+        L.table(
+            LABEL_ISSUES_TABLE,
+            visible_columns=["id", "label", "prediction_last", "label_quality_last", "is_label_issue_last"],
+            sort_by_columns=[("label_quality_last", "ascending")],
+        )
+    ] if have("label_quality_last") else []
+    issues += [
+        L.histogram(title, column, "label")
+        for title, column in (
+            (LABEL_QUALITY_PLOT, "label_quality_last"),
+            ("outlier status (first -> last)", "outlier_status"),
+        )
+        if have(column)
+    ]
+    bottom = [L.tab(table, weight=52), L.tab(*scores, weight=24)]
+    if issues:
+        bottom.append(L.tab(*issues, weight=24))
     return L.layout(
         L.split(
-            L.tab(plots[0], weight=36),
-            L.tab(plots[1], weight=36),
-            L.tab(inspector, weight=28),
-            weight=55,
+            L.tab(plots[0], weight=33),
+            L.tab(plots[1], weight=33),
+            L.tab(inspector, weight=34),
+            weight=62,
         ),
-        L.split(L.tab(table, weight=65), L.tab(*histograms, weight=35), weight=45),
+        L.split(*bottom, weight=38),
     )
 
 
@@ -173,3 +193,41 @@ def load_layout(path: str | os.PathLike):
         )
     return layout
 
+
+
+# Keys of a layout (as saved, by alias) whose string value names a table column.
+_COLUMN_KEYS = ("xAxisColumn", "yAxisColumn", "colorBy", "sizeBy", "columnKey", "stackByColumnKey")
+
+
+def layout_columns(layout) -> set[str]:
+    """The table columns a layout's widgets and lenses name (scatterplot axes and colours,
+    histogram columns, table sorting, inspector lenses, similarity-map inputs)."""
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key in _COLUMN_KEYS and isinstance(value, str):
+                    found.add(value)
+                elif key in ("columns", "placeBy", "visibleColumns") and isinstance(value, list):
+                    found.update(v for v in value if isinstance(v, str))
+                elif key == "sorting" and isinstance(value, list):
+                    found.update(s[0] for s in value if isinstance(s, list) and s and isinstance(s[0], str))
+                else:
+                    walk(value)
+
+    walk(json.loads(layout.model_dump_json(by_alias=True)))
+    return found
+
+
+def check_layout_columns(layout, columns: Iterable[str], where) -> None:
+    """ReviewError naming the columns ``layout`` (from ``where``) uses that the table lacks."""
+    missing = sorted(layout_columns(layout) - set(columns))
+    if missing:
+        raise ReviewError(
+            f"layout {where} names column(s) the review table does not have: "
+            f"{', '.join(missing)}; edit the layout or start from `spotreview layout save FILE`"
+        )

@@ -19,33 +19,91 @@ import time
 
 from .defaults import HOST
 from .errors import ReviewError, SpotreviewError
-from .layouts import default_layout, import_spotlight, load_layout
+from .layouts import check_layout_columns, default_layout, import_spotlight, load_layout
 from .rundir import Run
-from .table import CATEGORY_COLUMNS, build_table
+from .table import (
+    CATEGORY_COLUMNS,
+    EMBEDDING_COLUMN,
+    STATUSES,
+    TRAJECTORY_COLUMNS,
+    absolute_images,
+    build_table,
+)
 
 logger = logging.getLogger(__name__)
 
 
-def _dtypes(df, spotlight) -> dict:
-    dtype = {"image": spotlight.Image}
-    dtype.update({c: spotlight.Category for c in CATEGORY_COLUMNS if c in df.columns})
+def _dtypes(df) -> dict:
+    """Spotlight dtypes of the review table's columns.
+
+    Class-name columns get an explicit ``CategoryDType`` with every class name: Spotlight
+    1.8.2 infers ``categories: None`` for numeric-looking names ("0".."9"), which leaves
+    the cells empty and the points grey.
+    """
+    from renumics.spotlight import dtypes as sd
+
+    names = df.attrs.get("class_names") or sorted(
+        {str(v) for c in CATEGORY_COLUMNS if c in df for v in df[c]}
+    )
+    classes = {str(name): code for code, name in enumerate(names)}
+    dtype = {"image": sd.image_dtype}
+    dtype.update({c: sd.CategoryDType(classes) for c in CATEGORY_COLUMNS if c in df})
+    if "outlier_status" in df:
+        dtype["outlier_status"] = sd.CategoryDType(list(STATUSES))
+    for col, what in zip(TRAJECTORY_COLUMNS, ("outlier score", "outlier rank")):
+        if col in df:
+            dtype[col] = sd.Sequence1DDType("training step", what)
+    if EMBEDDING_COLUMN in df:
+        dtype[EMBEDDING_COLUMN] = sd.EmbeddingDType(len(df[EMBEDDING_COLUMN].iloc[0]))
     return dtype
 
 
-class ReviewSession:
-    """A running Spotlight server on a run's review table.
+class RunSource:
+    """What a review serves from a run directory: its review table, rebuilt when
+    ``exclusions.json`` or the analysis changes, images from the run."""
 
-    ``refresh()`` re-serves the table when ``exclusions.json`` or the stored analysis
-    changed; ``wait()`` polls for that until a timeout, ``stop()`` or Ctrl-C; ``close()``
+    def __init__(self, run: Run, *, outlier_threshold: int | None = None, embeddings: bool = False):
+        self.run, self.name = run, run.root
+        self._threshold, self._embeddings = outlier_threshold, embeddings
+        self.watched = (
+            run.exclusions,
+            run.analysis_dir / "aligned.npz",
+            run.analysis_dir / "summary.json",
+        )
+        self.default_layout = None
+
+    def table(self):
+        df = build_table(self.run, outlier_threshold=self._threshold, embeddings=self._embeddings)
+        return absolute_images(df, self.run.root)
+
+
+def _source(target, *, outlier_threshold, embeddings):
+    """A run directory or a review bundle (``.zip``, see :mod:`spotreview.bundle`)."""
+    from pathlib import Path
+
+    if Path(target).is_file():
+        from .bundle import BundleSource
+
+        if embeddings:
+            raise ReviewError(f"{target} is a bundle, which holds no embeddings; drop --embeddings")
+        return BundleSource(target)
+    return RunSource(Run(target).require(), outlier_threshold=outlier_threshold, embeddings=embeddings)
+
+
+class ReviewSession:
+    """A running Spotlight server on a run's (or a bundle's) review table.
+
+    ``refresh()`` re-serves the table when its source's watched files (``exclusions.json``
+    and the analysis of a run, the decisions file of a bundle) changed; ``wait()`` polls for that until a timeout, ``stop()`` or Ctrl-C; ``close()``
     stops the server. Use ``start_review`` to make one; it is also a context manager.
     """
 
-    def __init__(self, run: Run, viewer, spotlight, layout, quiet: bool):
-        self.run = run
+    def __init__(self, source, viewer, layout, quiet: bool):
+        self.source = source
+        self.run = getattr(source, "run", None)
         self.viewer = viewer
         self.layout = layout
         self.refreshes = 0
-        self._spotlight = spotlight
         self._quiet = quiet
         self._stop = threading.Event()
         self._seen = self._signature()
@@ -55,13 +113,8 @@ class ReviewSession:
         return self.viewer.url
 
     def _signature(self) -> tuple:
-        files = (
-            self.run.exclusions,
-            self.run.analysis_dir / "aligned.npz",
-            self.run.analysis_dir / "summary.json",
-        )
         sig = []
-        for f in files:
+        for f in self.source.watched:
             try:
                 st = f.stat()
                 sig.append((st.st_mtime_ns, st.st_size))
@@ -79,7 +132,7 @@ class ReviewSession:
         if sig == self._seen and not force:
             return False
         try:
-            df = build_table(self.run)
+            df = self.source.table()
         except SpotreviewError as e:
             if not self._quiet:
                 logger.info("review table not refreshed: %s", e)
@@ -88,12 +141,12 @@ class ReviewSession:
             with contextlib.redirect_stdout(io.StringIO()):  # Spotlight prints its URL again
                 # No layout here: passing one would reset every open browser's layout.
                 self.viewer.show(
-                    df, dtype=_dtypes(df, self._spotlight), no_browser=True, wait=False
+                    df, dtype=_dtypes(df), no_browser=True, wait=False
                 )
         except Exception as e:  # Spotlight closes its server when an update fails
             raise ReviewError(
                 f"Spotlight could not show the refreshed table ({type(e).__name__}: {e}); "
-                f"start the review again with `spotreview review {self.run.root}`"
+                f"start the review again with `spotreview review {self.source.name}`"
             ) from e
         self._seen = sig
         self.refreshes += 1
@@ -138,16 +191,27 @@ def start_review(
     analytics: bool = False,
     insecure: bool = False,
     quiet: bool = False,
+    outlier_threshold: int | None = None,
+    embeddings: bool = False,
 ) -> ReviewSession:
     """Build the review table and serve it in Spotlight without blocking.
 
-    ``layout``: a layout file (validated), or None for ``default_layout()``. ``port``:
+    ``run``: a run directory, or a review bundle (``spotreview bundle``, a ``.zip``).
+    ``layout``: a layout file (validated, and checked against the table's columns), or
+    None for the bundle's layout or ``default_layout()``. ``outlier_threshold``,
+    ``embeddings``: see ``table.build_table`` (runs only). ``port``:
     None picks a free one. ``insecure`` lets Spotlight serve a non-local ``host`` without
     TLS (trusted networks only). Returns a running ``ReviewSession``; close it when done.
     """
-    run = Run(run).require()
-    df = build_table(run)  # first: a missing analysis is the likeliest error, and cheap
-    parsed = load_layout(layout) if layout is not None else default_layout()
+    source = _source(run, outlier_threshold=outlier_threshold, embeddings=embeddings)
+    df = source.table()  # first: a missing analysis is the likeliest error, and cheap
+    if layout is not None:
+        parsed = load_layout(layout)
+        check_layout_columns(parsed, df.columns, layout)
+    elif source.default_layout is not None:
+        parsed = load_layout(source.default_layout)
+    else:
+        parsed = default_layout(df.columns)
     spotlight = import_spotlight(analytics)
     from renumics.spotlight.server import MissingTLSCertificate, MissingTLSKey
 
@@ -157,7 +221,7 @@ def start_review(
             viewer.show(
                 df,
                 layout=parsed,
-                dtype=_dtypes(df, spotlight),
+                dtype=_dtypes(df),
                 no_browser=not open_browser,
                 allow_filebrowsing=False,
                 wait=False,
@@ -178,7 +242,7 @@ def start_review(
             f"Spotlight refuses to serve on {host} without TLS; use --host 127.0.0.1 "
             f"(e.g. behind an SSH tunnel), or --insecure on a trusted network"
         ) from e
-    return ReviewSession(run, viewer, spotlight, layout, quiet)
+    return ReviewSession(source, viewer, layout, quiet)
 
 
 def review(
@@ -193,6 +257,8 @@ def review(
     insecure: bool = False,
     poll: float = 1.0,
     quiet: bool = False,
+    outlier_threshold: int | None = None,
+    embeddings: bool = False,
 ) -> dict:
     """Serve ``run``'s review table in Spotlight until Ctrl-C or ``timeout`` seconds.
 
@@ -209,16 +275,18 @@ def review(
         analytics=analytics,
         insecure=insecure,
         quiet=quiet,
+        outlier_threshold=outlier_threshold,
+        embeddings=embeddings,
     )
     url = session.url
     try:  # from here on, Ctrl-C ends the review cleanly
         if not quiet:
             until = "Ctrl-C" if timeout is None else f"Ctrl-C or {timeout:g} s"
-            logger.info("Spotlight review of %s: %s  (stops on %s)", session.run.root, url, until)
+            logger.info("Spotlight review of %s: %s  (stops on %s)", session.source.name, url, until)
             logger.info(
                 "exclude rows with `spotreview exclude %s ID... --reason TEXT`; "
                 "this review refreshes to show them",
-                session.run.root,
+                session.source.name,
             )
         ended = session.wait(timeout, poll=poll)
     except KeyboardInterrupt:
@@ -230,4 +298,5 @@ def review(
         "layout": None if layout is None else str(layout),
         "refreshes": session.refreshes,
         "ended": ended,
+        "bundle": getattr(session.source, "decisions", None),
     }

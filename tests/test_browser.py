@@ -9,17 +9,23 @@ is printed in the test output.
 
 from __future__ import annotations
 
+import json
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import make_synthetic_run, start_chromium
+from conftest import make_synthetic_run
 
 from spotreview.analysis import analyze
 from spotreview.exclusions import exclude
 from spotreview.layouts import FIRST_PLOT, LAST_PLOT
 from spotreview.server import start_review
+from spotreview.table import build_table
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "build" / "test-artifacts" / "review.png"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
 
 # Per scatterplot widget (found by its tab name): canvas pixels in saturated colours, and how
 # many distinct coarse colours they have. The background (#fafcfe) is not saturated.
@@ -29,68 +35,172 @@ for (const button of document.querySelectorAll('.flexlayout__tab_button[data-lay
   const path = button.getAttribute('data-layout-path').replace(/\\/tb(\\d+)$/, '/t$1');
   const tab = document.querySelector(`.flexlayout__tab[data-layout-path="${path}"]`);
   if (!tab) continue;
-  let pixels = 0; const colours = new Set();
+  let pixels = 0; const colours = new Map();
   for (const canvas of tab.querySelectorAll('canvas')) {
     if (!canvas.width || !canvas.height) continue;
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
     for (let i = 0; i < data.length; i += 4) {
       const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
       if (a > 0 && Math.max(r, g, b) - Math.min(r, g, b) > 40) {
-        pixels++; colours.add(`${r >> 5},${g >> 5},${b >> 5}`);
+        pixels++; const key = `${r >> 5},${g >> 5},${b >> 5}`;
+        colours.set(key, (colours.get(key) || 0) + 1);
       }
     }
   }
-  out[button.textContent.trim()] = {pixels, colours: colours.size};
+  // a colour counts when it fills at least a small point (not an anti-aliased edge)
+  out[button.textContent.trim()] = {pixels, colours: [...colours.values()].filter(n => n >= 12).length};
 }
 return out;
 """
 
 
-def _rendered(counts: dict) -> bool:
+# Texts of the cells under the table's "label" header (by horizontal position; Spotlight's
+# table is not an HTML table).
+LABEL_CELLS_JS = """
+// the review table is the leftmost of the bottom tables (the label-issues table has one too)
+const header = [...document.querySelectorAll('div, span')].filter(
+  e => e.children.length === 0 && e.textContent.trim() === 'label'
+    && e.getBoundingClientRect().top > window.innerHeight * 0.5)
+  .sort((a, b) => a.getBoundingClientRect().left - b.getBoundingClientRect().left)[0];
+if (!header) return [];
+let cell = header;  // the header cell: the first ancestor as wide as a column
+while (cell.parentElement && cell.getBoundingClientRect().width < 80) cell = cell.parentElement;
+const h = cell.getBoundingClientRect();
+const texts = [];
+for (const e of document.querySelectorAll('div, span')) {
+  if (e.children.length) continue;
+  const r = e.getBoundingClientRect();
+  const cx = r.left + r.width / 2;
+  const t = e.textContent.trim();
+  if (t && r.top > h.bottom && r.bottom < window.innerHeight - 30 && cx > h.left && cx < h.right)
+    texts.push(t);
+}
+return texts;
+"""
+
+# The inspector's sequence lenses draw their lines as SVG paths.
+SEQUENCE_PATHS_JS = """
+return [...document.querySelectorAll('svg path')].filter(p => {
+  const r = p.getBoundingClientRect();
+  return r.width > 20 && r.left > window.innerWidth * 0.6 && r.top < window.innerHeight * 0.6;
+}).length;
+"""
+
+
+def _rendered(counts: dict, n_classes: int) -> bool:
     return all(
-        counts.get(name, {}).get("pixels", 0) >= 300 and counts[name]["colours"] >= 3
+        counts.get(name, {}).get("pixels", 0) >= 300
+        and counts[name]["colours"] >= min(n_classes, PALETTE)
         for name in (FIRST_PLOT, LAST_PLOT)
     )
 
 
+PALETTE = 10  # distinct category colours we require at most (Spotlight's palette has more)
+
+CLASS_NAMES = {
+    "numeric": tuple(str(d) for d in range(10)),  # the digits demo's class names
+    "words": ("cat", "dog", "frog"),
+}
+
+
 @pytest.mark.slow
-def test_review_page_renders_both_scatterplots(tmp_path, capsys):
+@pytest.mark.parametrize("kind", list(CLASS_NAMES))
+def test_review_page_shows_and_colours_classes(tmp_path, capsys, kind):
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    run = make_synthetic_run(tmp_path / "run")
+    names = CLASS_NAMES[kind]
+    run = make_synthetic_run(tmp_path / "run", class_names=names, n_per_class=36 // len(names) + 1)
     analyze(run, quiet=True)
-    exclude(run, ["img-0002"], reason="blurry")
+    table = build_table(run, save=False)
+    top = table.sort_values("outlier_rank_last").iloc[0]["id"]
+    exclude(run, [table.iloc[2]["id"]], reason="blurry")
+    screenshot = SCREENSHOTS / f"review-{kind}.png"
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-', dir=tmp_path)}",
+        "--window-size=1600,1000",
+    ):
+        options.add_argument(arg)
 
     with start_review(run, open_browser=False, quiet=True) as session:
-        driver = start_chromium(tmp_path, (1600, 1000))
+        # The served table: every class-name column has the class names as categories.
+        api = json.load(urllib.request.urlopen(session.url + "api/table/", timeout=10))
+        cols = {c["name"]: c for c in api["columns"]}
+        for col in ("label", "prediction_first", "prediction_last"):
+            assert set(cols[col]["dtype"]["categories"]) == set(names), cols[col]["dtype"]
+        for col in ("outlier_rank_trajectory", "outlier_score_trajectory"):
+            assert cols[col]["dtype"]["name"] == "Sequence1D"
+        assert set(cols["outlier_status"]["dtype"]["categories"]) == {"persistent", "resolved", "emerging", "none"}
+        row = list(table["id"]).index(top)
+        cell = urllib.request.urlopen(
+            f"{session.url}api/table/label/{row}?generation_id={api['generation_id']}", timeout=10
+        ).read()
+        assert json.loads(cell) == list(names).index(table.iloc[row]["label"])
+
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         try:
+            # The window size includes browser chrome; pin the page's viewport itself.
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+            )
             driver.get(session.url)
             counts: dict = {}
 
             def drawn(d):
                 counts.update(d.execute_script(DRAWN_POINTS_JS))
-                return _rendered(counts)
+                return _rendered(counts, len(names))
 
             try:
                 WebDriverWait(driver, 120, poll_frequency=0.5).until(drawn)
             except TimeoutException:
-                raise AssertionError(f"scatterplots did not draw their points: {counts}") from None
+                raise AssertionError(f"scatterplots did not draw {len(names)} colours: {counts}") from None
+
+            labels: list = []
+            WebDriverWait(driver, 30).until(lambda d: labels.extend(d.execute_script(LABEL_CELLS_JS)) or labels)
+            # The table is sorted by outlier rank at the last snapshot: its first label cells
+            # show those rows' class names.
+            expected = list(table.sort_values("outlier_rank_last")["label"][:5])
+            assert labels[:5] == expected, (labels, expected)
 
             # Select the most atypical image at the last snapshot (the table's first row):
-            # both plots highlight it and the inspector shows its image.
-            driver.find_element(By.XPATH, "//div[text()='img-0035']").click()
+            # both plots highlight it, the inspector shows its image and its trajectories.
+            driver.find_element(By.XPATH, f"//div[text()='{top}']").click()
             WebDriverWait(driver, 30).until(
                 lambda d: d.execute_script(
                     "return [...document.querySelectorAll('img')]"
                     ".some(i => i.naturalWidth > 0 && i.getBoundingClientRect().width > 50)"
                 )
             )
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            assert driver.save_screenshot(str(SCREENSHOT))
+            time.sleep(1)  # let the sequence lenses draw
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            assert driver.save_screenshot(str(screenshot))
+            lines = driver.execute_script(SEQUENCE_PATHS_JS)
+            text = driver.find_element(By.TAG_NAME, "body").text
+            # The inspector names every value it shows (Markdown summary) and plots the
+            # image's outlier rank and score over every snapshot.
+            summary = table.set_index("id").at[top, "summary"]
+            for line in ("image id " + top, "outlier rank (1 = most atypical) first"):
+                assert line in text and line.replace("**", "") in summary.replace("**", ""), line
+            assert lines >= 1, f"inspector line plots: {lines}"  # the second is scrolled below
         finally:
             driver.quit()
     with capsys.disabled():
         drawn_px = {name: counts[name] for name in (FIRST_PLOT, LAST_PLOT)}
-        print(f"\nreview page screenshot: {SCREENSHOT}  (canvas pixels drawn: {drawn_px})")
+        print(f"\nreview page screenshot: {screenshot}  (canvas: {drawn_px}; label cells {sorted(set(labels))}; "
+              f"inspector svg paths {lines})")

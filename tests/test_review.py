@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_synthetic_run
+from conftest import cli_error, make_synthetic_run
 
 from spotreview.analysis import analyze
 from spotreview.approval import approval_status, approve
@@ -78,7 +78,37 @@ def test_default_layout_widgets():
     inspector = next(w for w in widgets.values() if w.type == "inspector")
     assert ("ImageView", ["image"]) in [(v.type, v.columns) for v in inspector.config.lenses]
     hist = {w.config.column for w in widgets.values() if w.type == "histogram"}
-    assert hist == {"outlier_score_first", "outlier_score_last"}
+    assert hist == {"outlier_score_first", "outlier_score_last", "label_quality_last", "outlier_status"}
+    views = {v.columns[0]: (v.type, v.name) for v in inspector.config.lenses}
+    assert views["outlier_rank_trajectory"][0] == views["outlier_score_trajectory"][0] == "SequenceView"
+    assert views["summary"][0] == "MarkdownLens"  # named values: a scalar lens shows no title
+    assert views["outlier_rank_trajectory"][1] == "outlier rank over training (1 = most atypical)"
+    assert all(name for _, name in views.values())  # every lens says what it shows
+    assert set(views) == {"image", "summary", "outlier_rank_trajectory", "outlier_score_trajectory"}
+    issues = widgets["likely mislabelled first"].config
+    assert issues.sort_by_columns == [["label_quality_last", "ASC"]]
+
+
+def test_default_layout_leaves_out_columns_the_table_lacks():
+    from spotreview.layouts import layout_columns
+
+    full = layout_columns(default_layout())
+    no_probs = {"prediction_last", "label_quality_last", "is_label_issue_last"}
+    assert no_probs <= full
+    assert layout_columns(default_layout(full - no_probs)) <= full - no_probs
+    assert {"pca_last_x", "outlier_rank_trajectory", "outlier_status"} <= layout_columns(default_layout(full - no_probs))
+
+
+def test_layout_naming_missing_columns(analysed, tmp_path):
+    layout = json.loads(layout_json(default_layout()))
+    layout["children"][0]["children"][0]["children"][0]["config"]["colorBy"] = "species"
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(layout))
+    result = invoke("review", str(analysed.root), "--layout", str(path), "--no-browser", "--timeout", "1")
+    assert cli_error(result) == (
+        f"Error: layout {path} names column(s) the review table does not have: species; "
+        "edit the layout or start from `spotreview layout save FILE`"
+    )
 
 
 def test_layout_save_command(tmp_path):
@@ -132,6 +162,10 @@ def test_layout_saved_from_spotlight_ui_loads(tmp_path):
     widgets = list(_widgets(load_layout(path)))
     assert [w.type for w in widgets] == ["scatterplot", "table"]
     assert widgets[0].config.x_column == "pca_last_x"
+    from spotreview.layouts import check_layout_columns, layout_columns
+
+    assert layout_columns(load_layout(path)) == {"pca_last_x", "pca_last_y", "label"}
+    check_layout_columns(load_layout(path), ["pca_last_x", "pca_last_y", "label", "id"], path)
 
 
 def test_layout_errors(tmp_path):
@@ -310,7 +344,7 @@ def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     # The default layout is identified by the spotreview version, a file by its content.
     assert record["parts"]["layout"] != approve(fresh, by="bo")["parts"]["layout"]
     record = approve(fresh, by="bo", layout=layout)
-    layout.write_text(layout.read_text().replace('"weight": 36', '"weight": 40', 1))
+    layout.write_text(layout.read_text().replace('"weight": 33', '"weight": 40', 1))
     status = approval_status(fresh)
     assert status.message == (
         f"stale: the layout changed since bo approved it at {record['at']}; {again}"
@@ -418,7 +452,7 @@ def test_real_spotlight_server_serves_the_table_and_shows_exclusions(analysed):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPOTLIGHT_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "spotreview", "review", str(root), "--no-browser",
-         "--port", str(port), "--timeout", "300"],
+         "--port", str(port), "--timeout", "300", "--embeddings"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, env=env, start_new_session=True,
     )  # fmt: skip
@@ -438,6 +472,8 @@ def test_real_spotlight_server_serves_the_table_and_shows_exclusions(analysed):
             assert dtypes[name] == "float"
         assert dtypes["outlier_rank_first"] == dtypes["outlier_rank_last"] == "int"
         assert (dtypes["exclude"], dtypes["exclude_reason"], dtypes["id"]) == ("bool", "str", "str")
+        assert dtypes["embedding_last"] == "Embedding"  # --embeddings
+        assert dtypes["outlier_rank_trajectory"] == dtypes["outlier_score_trajectory"] == "Sequence1D"
         assert not any(cols["exclude"]["values"])
         assert _server_env_ok(proc.pid)
 
@@ -477,3 +513,28 @@ def test_real_spotlight_server_serves_the_table_and_shows_exclusions(analysed):
     assert "Traceback" not in out
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=5)
+
+
+def test_embeddings_need_the_embedding_files(analysed):
+    analysed.embedding_path(100).unlink()
+    line = cli_error(invoke("review", str(analysed.root), "--embeddings", "--no-browser", "--timeout", "1"))
+    assert line.startswith("Error: ") and f"spotreview analyze {analysed.root}" in line
+
+
+def test_any_class_names_become_explicit_categories(tmp_path):
+    """Numeric-looking, unicode and spaced names: each column gets every class as a category
+    and every cell converts to its class's code (Spotlight infers none for "0".."9")."""
+    from renumics.spotlight.dtypes.conversion import convert_to_dtype
+
+    from spotreview.server import _dtypes
+    from spotreview.table import build_table
+
+    names = ("0", "10", "chat noir", "Æble", "7")
+    run = make_synthetic_run(tmp_path / "run", class_names=names, n_per_class=6)
+    analyze(run, quiet=True)
+    df = build_table(run, save=False)
+    dtypes = _dtypes(df)
+    for col in ("label", "prediction_first", "prediction_last"):
+        assert dtypes[col].categories == {n: i for i, n in enumerate(names)}
+        assert [convert_to_dtype(v, dtypes[col]) for v in df[col]] == [names.index(v) for v in df[col]]
+    assert set(df["label"]) == set(names)

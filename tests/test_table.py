@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import subprocess
+
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +18,14 @@ from spotreview.analysis import analyze
 from spotreview.analysis_store import load_analysis
 from spotreview.errors import AnalysisError
 from spotreview.exclusions import exclude
-from spotreview.table import build_table
+from spotreview.table import (
+    EMBEDDING_COLUMN,
+    TRAJECTORY_COLUMNS,
+    build_table,
+    default_threshold,
+    outlier_status,
+    read_table,
+)
 
 COLUMNS = [
     "id",
@@ -32,6 +44,12 @@ COLUMNS = [
     "movement",
     "exclude",
     "exclude_reason",
+    "correct_last",
+    "label_quality_last",
+    "is_label_issue_last",
+    "outlier_status",
+    "outlier_score_trajectory",
+    "outlier_rank_trajectory",
 ]
 
 
@@ -46,8 +64,9 @@ def test_columns_rows_and_images(analysed):
     ev = analysed.read_eval()
     assert list(df["id"]) == list(ev["id"])
     assert list(df["label"]) == list(ev["class_name"])
-    for path in df["image"]:
-        assert Path(path).is_absolute() and Path(path).is_file()
+    for path in df["image"]:  # relative to the run, so the table can be handed on
+        assert not Path(path).is_absolute() and (analysed.root / path).is_file()
+    assert str(analysed.root) not in pd.read_parquet(analysed.review_table).to_csv()
     assert df["exclude"].dtype == bool and not df["exclude"].any()
     assert (df["exclude_reason"] == "").all()
 
@@ -82,7 +101,11 @@ def test_exclusions_and_saved_parquet(analysed_run):
     assert row.loc["img-0003", "exclude"] and row.loc["img-0003", "exclude_reason"] == "blurry"
     assert row.loc["img-0004", "exclude"] and row.loc["img-0004", "exclude_reason"] == ""
     assert df["exclude"].sum() == 2
-    pd.testing.assert_frame_equal(pd.read_parquet(run.review_table), df)
+    back = read_table(run.review_table)
+    pd.testing.assert_frame_equal(back.drop(columns=list(TRAJECTORY_COLUMNS)), df.drop(columns=list(TRAJECTORY_COLUMNS)))
+    for col in TRAJECTORY_COLUMNS:
+        np.testing.assert_array_equal(np.stack(back[col]), np.stack(df[col]))
+    assert back.attrs == df.attrs == {"class_names": ["cat", "dog", "frog"], "outlier_threshold": 8}
 
 
 def test_no_probabilities_means_no_prediction_columns(tmp_path):
@@ -91,8 +114,10 @@ def test_no_probabilities_means_no_prediction_columns(tmp_path):
         run.probs_path(step).unlink()
     analyze(run, quiet=True)
     df = build_table(run)
-    assert "prediction_first" not in df and "prediction_last" not in df
-    assert set(COLUMNS) - {"prediction_first", "prediction_last"} <= set(df.columns)
+    no_probs = {"prediction_first", "prediction_last", "correct_last", "label_quality_last",
+                "is_label_issue_last"}  # fmt: skip
+    assert not no_probs & set(df.columns)
+    assert set(COLUMNS) - no_probs <= set(df.columns)
 
 
 def test_run_without_analysis(synthetic_run):
@@ -101,3 +126,81 @@ def test_run_without_analysis(synthetic_run):
         build_table(synthetic_run)
     assert str(e.value) == f"{root} has no analysis; run `spotreview analyze {root}` first"
     assert not synthetic_run.review_table.exists()
+
+
+def test_trajectories_cover_every_snapshot(analysed):
+    df = build_table(analysed, save=False)
+    a = load_analysis(analysed)
+    for col, values in (("outlier_score_trajectory", a.scores), ("outlier_rank_trajectory", a.ranks)):
+        cells = np.stack(df[col])  # (n, 2, S): row 0 the steps, row 1 the values
+        assert cells.shape == (len(df), 2, 5)
+        assert (cells[:, 0] == [0, 5, 10, 20, 100]).all()
+        np.testing.assert_array_equal(cells[:, 1], values.T)
+
+
+def test_outlier_status_and_threshold(analysed):
+    assert default_threshold(36, 8) == 8 and default_threshold(10_000, 8) == 100
+    assert list(outlier_status([1, 1, 9, 9], [1, 9, 1, 9], 8)) == ["persistent", "resolved", "emerging", "none"]
+    df = build_table(analysed, save=False, outlier_threshold=3)
+    first, last = df["outlier_rank_first"] <= 3, df["outlier_rank_last"] <= 3
+    assert (df["outlier_status"] == "persistent").sum() == (first & last).sum()
+    assert (df.loc[last & ~first, "outlier_status"] == "emerging").all()
+    assert df.set_index("id").at["img-0035", "outlier_status"] in ("persistent", "emerging")
+    assert df.attrs["outlier_threshold"] == 3
+
+
+def test_label_issues_find_flipped_labels(tmp_path):
+    """Labels flipped in eval.csv after the probabilities were made: cleanlab must rank them
+    worst and flag them; correct_last is the last prediction against the label."""
+    run = make_synthetic_run(tmp_path / "run")
+    ev = run.read_eval()
+    flipped = [0, 13, 26]  # one per class, moved to the next class
+    for i in flipped:
+        ev.loc[i, "label"] = (ev.loc[i, "label"] + 1) % 3
+        ev.loc[i, "class_name"] = ["cat", "dog", "frog"][ev.loc[i, "label"]]
+    ev.to_csv(run.eval_csv, index=False)
+    analyze(run, quiet=True)
+    df = build_table(run, save=False)
+    worst = set(df.nsmallest(3, "label_quality_last")["id"])
+    assert worst == {f"img-{i:04d}" for i in flipped}
+    assert set(df.loc[df["is_label_issue_last"], "id"]) >= worst
+    assert not df.set_index("id").loc[sorted(worst), "correct_last"].any()
+    assert df["label_quality_last"].between(0, 1).all()
+
+
+def test_embeddings_column_is_served_not_saved(analysed):
+    df = build_table(analysed, embeddings=True)
+    x = np.load(analysed.embedding_path(100))
+    np.testing.assert_array_equal(np.stack(df[EMBEDDING_COLUMN]), x)
+    assert EMBEDDING_COLUMN not in read_table(analysed.review_table)
+    analysed.embedding_path(100).rename(analysed.root / "elsewhere.npy")
+    with pytest.raises(Exception):  # the analysis is now out of date or the file missing
+        build_table(analysed, embeddings=True)
+
+
+@contextlib.contextmanager
+def read_only(path: Path):
+    """``path`` read-only: a read-only bind mount as root (who ignores modes), else chmod."""
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(0o755)
+        return
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(path), str(path)], capture_output=True).returncode:
+        pytest.skip("cannot make a read-only bind mount here")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_read_only_run_gets_its_table_in_the_cache(analysed, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with read_only(analysed.root), caplog.at_level(logging.INFO, logger="spotreview"):
+        df = build_table(analysed)
+    assert not analysed.review_table.exists()
+    cached = list((tmp_path / "cache" / "spotreview" / "tables").glob("*/review.parquet"))
+    assert len(cached) == 1 and "read-only; review table written to" in caplog.text
+    assert list(read_table(cached[0])["id"]) == list(df["id"])
