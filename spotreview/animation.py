@@ -24,6 +24,7 @@ from .errors import ExportError, SpotreviewError
 from .figure import DEFAULT_SIZE
 from .rundir import Run, write_json
 from .scene import build_scene
+from .traininglog import warn_if_unfinished
 from .writers import FORMATS, FPS_RANGE, MAX_SIDE, ffmpeg_exe, write_animation, write_still
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def export(
     ``"frames"`` (matplotlib's player over the GIF's frames); ``highlight`` ids start pinned.
     """
     run = Run(run).require()
+    warn_if_unfinished(run, "exporting")
     anim = None
     if out is not None or still is None:
         anim = Path(out) if out is not None else run.root / "animation.gif"

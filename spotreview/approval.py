@@ -20,6 +20,7 @@ from .analysis_store import Analysis, analysis_digest, load_analysis
 from .errors import SpotreviewError
 from .layouts import load_layout
 from .rundir import Run, sha256_bytes, sha256_file, write_json
+from .traininglog import warn_if_unfinished
 
 PARTS = ("analysis", "exclusions", "layout", "class_names", "eval_set", "images", "loss_log")
 # How ``status`` names each part when it changed.
@@ -142,6 +143,7 @@ def approve(
     from . import __version__
 
     run = Run(run)
+    warn_if_unfinished(run, "approving")
     record = approval_parts(run, layout=layout, analysis=analysis)
     record.update(
         by=by or os_user(),

@@ -80,7 +80,8 @@ LAYOUT = click.option("--layout", "layout_file", type=click.Path(dir_okay=False)
 DEVICE = click.option("--device", type=click.Choice(D.DEVICES), default=D.DEVICES[0], show_default=True,
                       help="auto: CUDA when available, else CPU.")
 EVAL_SIZE = click.option("--eval-size", type=click.IntRange(min=1), default=None, help="A seeded, stratified "
-                         "subset of this many evaluation images (default: the whole test split).")
+                         "subset of this many evaluation images (default: the whole test/validation split; a "
+                         "dataset with only train gets this many images, default 20 %, split off for evaluation).")
 
 
 @cli.command("finetune")
@@ -98,9 +99,11 @@ EVAL_SIZE = click.option("--eval-size", type=click.IntRange(min=1), default=None
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Default: 1e-3 for the built-in ViT, 5e-5 for a pretrained --model.")
 @click.option("--seed", type=int, default=D.SEED, show_default=True)
-@click.option("--keep-checkpoints", is_flag=True, help="Also keep a checkpoint-STEP directory per snapshot.")
+@click.option("--keep-checkpoints", is_flag=True,
+              help="Keep a checkpoint-STEP directory per snapshot, and checkpoint-0 (before fine-tuning).")
 @DEVICE
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a run already in --out (an unfinished one made with the same options resumes without).")
 @QUIET
 def finetune_cmd(out, model, dataset, eval_size, save_steps, epochs, batch_size, learning_rate, seed,
                  keep_checkpoints, device, overwrite, quiet):
@@ -117,21 +120,33 @@ def finetune_cmd(out, model, dataset, eval_size, save_steps, epochs, batch_size,
 @cli.command("embed")
 @RUN
 @click.option("--dataset", default=None,
-              help="For a folder without eval.csv: embed this dataset's test split (name, save_to_disk dir or image folder).")
+              help="For a folder without eval.csv: embed this dataset's evaluation split (test or validation; "
+                   "without one, a seeded split of train) - a name, save_to_disk dir or image folder.")
 @click.option("--images", "images_dir", default=None, type=click.Path(file_okay=False),
               help="For a folder without eval.csv: embed every image in this folder (sub-folders = classes).")
 @EVAL_SIZE
+@click.option("--base-model", default=None,
+              help="The model before fine-tuning (directory or hub id), embedded as step 0.")
+@click.option("--processor", default=None,
+              help="Image processor (directory or hub id) when neither RUN nor its checkpoints have one.")
+@click.option("--overwrite", is_flag=True,
+              help="Start RUN's evaluation set afresh (removes its embeddings, analysis and approval).")
 @DEVICE
 @click.option("--precision", type=click.Choice(D.PRECISIONS), default=D.PRECISIONS[0], show_default=True,
               help="auto: bf16 autocast where the hardware runs bf16 natively (CUDA, AMX/AVX512-BF16 CPUs), else fp32.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=D.EMBED_BATCH_SIZE, show_default=True)
 @QUIET
-def embed_cmd(run, dataset, images_dir, eval_size, device, precision, batch_size, quiet):
-    """Embed the eval images at every checkpoint-STEP of RUN (or any folder of HF checkpoints)."""
+def embed_cmd(run, dataset, images_dir, eval_size, base_model, processor, overwrite, device, precision, batch_size,
+              quiet):
+    """Embed the eval images at every checkpoint-STEP of RUN (or any folder of HF checkpoints).
+
+    Also writes log.csv from the newest trainer_state.json when RUN has none.
+    """
     from .embedding import embed
 
-    done = embed(run, dataset=dataset, images=images_dir, eval_size=eval_size, device=device,
-                 precision=precision, batch_size=batch_size, quiet=quiet)
+    done = embed(run, dataset=dataset, images=images_dir, eval_size=eval_size, base_model=base_model,
+                 processor=processor, overwrite=overwrite, device=device, precision=precision,
+                 batch_size=batch_size, quiet=quiet)
     total = run.snapshots()
     if done:
         click.echo(f"Embedded {len(done)} snapshots (steps {', '.join(map(str, done))}) into {run.embeddings_dir}")

@@ -11,7 +11,7 @@ Sources (``dataset`` argument of :func:`load_images`):
 The last three go through the same code once loaded (:func:`_from_datasets`): the image
 column is found by its ``Image`` feature, the label column by its ``ClassLabel`` feature or
 the name ``label``/``labels``; the evaluation split is ``test``, else ``validation``, else a
-seeded stratified 20 % of ``train``. Every image is converted to RGB; sizes may differ (the
+seeded stratified part of ``train``: ``eval_size`` images, or 20 % without one. Every image is converted to RGB; sizes may differ (the
 model's image processor resizes).
 
 Evaluation ids are ``SPLIT-INDEX`` with INDEX the row in the source split (``test-00042``),
@@ -273,9 +273,15 @@ def _from_datasets(dd, dataset: str, *, eval_size, seed, all_eval) -> ImageSet:
         train_name, eval_name = eval_name, None
     train_labels = labels[train_name]
     train_idx = np.arange(len(train_labels))
-    if eval_name is None:
+    if eval_name is None:  # carve the evaluation split out of train: eval_size images, else 20 %
         eval_name = train_name
-        train_idx, eval_idx = _split(train_labels, 0.2, seed)
+        n = len(train_labels)
+        if eval_size is not None and eval_size >= n:
+            raise DataError(
+                f"eval size {eval_size} leaves no training images: {dataset!r} has {n} images and no evaluation "
+                f"split; use --eval-size {n - 1} or less"
+            )
+        train_idx, eval_idx = _split(train_labels, eval_size / n if eval_size else 0.2, seed)
     else:
         eval_idx = np.arange(len(labels[eval_name]))
     eval_idx = _subset(eval_idx, labels[eval_name], eval_size, seed, f"split '{eval_name}' of {dataset!r}")

@@ -38,9 +38,18 @@ from .defaults import EMBED_BATCH_SIZE, SEED
 
 PREPROCESS_BATCH_SIZE = 256  # images converted at once: bounds the float32 working copy (~150 MB at 224 px)
 from .errors import DataError, RunDirError, SpotreviewError
-from .evalset import eval_images_for
-from .models import load_checkpoint, load_processor, resolve_device, resolve_precision, transformers_bars
+from .evalset import clear_eval_set, eval_images_for
+from .models import (
+    label_order,
+    load_base_model,
+    load_checkpoint,
+    load_processor,
+    resolve_device,
+    resolve_precision,
+    transformers_bars,
+)
 from .rundir import Run, save_npy
+from .traininglog import log_from_trainer_state, record_snapshot
 
 # --- preprocessing and the forward pass ----------------------------------------------
 
@@ -156,6 +165,9 @@ def embed(
     images: str | Path | None = None,
     eval_size: int | None = None,
     seed: int = SEED,
+    base_model: str | Path | None = None,
+    processor: str | Path | None = None,
+    overwrite: bool = False,
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = EMBED_BATCH_SIZE,
@@ -165,14 +177,20 @@ def embed(
 
     ``run``: a run directory, or any folder of Hugging Face checkpoints (``checkpoint-STEP/``);
     in a folder without ``eval.csv``, ``dataset`` (a name, save_to_disk dir or image folder:
-    its evaluation split) or ``images`` (a folder: all of its images) says what to embed, cut
-    to ``eval_size`` (seeded, stratified). ``checkpoints``: only these steps.
+    its evaluation split, i.e. ``test``/``validation``, or a seeded split of ``train``) or
+    ``images`` (a folder: all of its images) says what to embed, cut to ``eval_size``
+    (seeded, stratified). A run holds one evaluation set: given again, it must be the same
+    (else a one-line error) unless ``overwrite`` starts it afresh. ``checkpoints``: only these
+    steps. ``base_model`` (a directory or hub id): the model before fine-tuning, embedded as
+    step 0. ``processor`` (a directory or hub id): the image processor, when neither the run
+    nor the checkpoints have one.
     Writes ``embeddings/step-STEP.npy`` ``(n, dim)`` float32 and, for classifiers,
-    ``embeddings/step-STEP.probs.npy`` ``(n, n_classes)`` float32.
+    ``embeddings/step-STEP.probs.npy`` ``(n, n_classes)`` float32 with the classes in the
+    run's order (matched by name through the checkpoint's ``id2label``); ``snapshots.csv``;
+    and ``log.csv`` from the newest ``trainer_state.json`` when the run has none.
     Returns the steps newly embedded, ascending; snapshots already embedded are skipped.
+    Under ``torchrun`` the processes share the checkpoints (process k embeds every k-th).
     """
-    from tqdm.auto import tqdm
-
     run = Run(run).require()
     if batch_size < 1:
         raise SpotreviewError(f"batch size must be at least 1, got {batch_size}")
@@ -185,6 +203,8 @@ def embed(
         if missing:
             raise RunDirError(f"{run.root} has no checkpoint-{missing[0]}; it has steps {[s for s, _ in found]}")
         found = [(s, p) for s, p in found if s in wanted]
+    if base_model is not None and not any(s == 0 for s, _ in found):
+        found = [(0, None)] + found  # None: load base_model
     if not found:
         if run.snapshots():
             return []  # recorded during training; nothing left to compute
@@ -198,16 +218,47 @@ def embed(
             "`spotreview finetune` or a folder of Trainer checkpoints"
         )
 
-    eval_images = eval_images_for(
-        run, dataset=dataset, images=images, eval_size=eval_size, seed=seed, quiet=quiet
-    )
-    todo = [(s, p) for s, p in found if not run.embedding_path(s).is_file()]
+    had_eval_set = run.eval_csv.is_file()
+    try:
+        return _embed_checkpoints(
+            run, found, dataset=dataset, images=images, eval_size=eval_size, seed=seed, base_model=base_model,
+            processor=processor, overwrite=overwrite, dev=dev, autocast=autocast, batch_size=batch_size, quiet=quiet,
+        )
+    except BaseException:
+        if not had_eval_set and not run.snapshots() and _world()[0] == 0:  # nothing left to block a retry
+            clear_eval_set(run)
+            if run.manifest.is_file() and run.read_manifest().get("created_by") == "spotreview embed":
+                run.manifest.unlink()
+        raise
+
+
+def _embed_checkpoints(run, found, *, dataset, images, eval_size, seed, base_model, processor, overwrite, dev,
+                       autocast, batch_size, quiet) -> list[int]:
+    """:func:`embed` once the checkpoints to embed are known."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    rank, world = _world()
+    eval_images = eval_images_for(run, dataset=dataset, images=images, eval_size=eval_size, seed=seed,
+                                  quiet=quiet, overwrite=overwrite, write=rank == 0)
+    if rank == 0:
+        log_from_trainer_state(run)
+        for step, path in found:  # the epoch of every snapshot, from the Trainer's state where saved
+            state = None if path is None else path / "trainer_state.json"
+            epoch = json.loads(state.read_text()).get("epoch") if state is not None and state.is_file() else None
+            record_snapshot(run, step, 0.0 if step == 0 else epoch)
+    # under torchrun every process takes its share of the checkpoints, split before looking at
+    # what is embedded already (another process may be writing), so the shares never overlap
+    todo = [(s, p) for s, p in found[rank::world] if not run.embedding_path(s).is_file()]
     if not todo:
         return []
 
-    processor = load_processor(run, todo[0][1])
+    first_checkpoint = next((p for _, p in todo if p is not None), found[-1][1])
+    proc = load_processor(run, first_checkpoint, processor)
     # Preprocessed once, on the device (the eval set is reused for every snapshot).
-    pixels = preprocess(eval_images, processor, dtype=autocast or torch.float32, device=dev, quiet=quiet)
+    pixels = preprocess(eval_images, proc, dtype=autocast or torch.float32, device=dev, quiet=quiet)
+    class_names = run.read_manifest().get("class_names") if run.manifest.is_file() else None
 
     done = []
     started = time.perf_counter()
@@ -215,18 +266,29 @@ def embed(
         with transformers_bars(False):  # one bar per snapshot is enough
             # bf16 weights, not autocast: layer norms, GELU and softmax run in bf16 too (autocast
             # keeps them in float32 and converts around them); within 1e-2 cosine (tested).
-            model = load_checkpoint(path).to(dev, dtype=autocast or torch.float32)
+            model = load_checkpoint(path) if path is not None else load_base_model(base_model)
+            model = model.to(dev, dtype=autocast or torch.float32)
         emb, probs = forward(model, pixels, device=dev, batch_size=batch_size, quiet=quiet, desc=f"step {step}")
+        if probs is not None and class_names:
+            order = label_order(model.config, class_names, str(path or base_model))
+            probs = probs if order is None else probs[:, order]
         write_snapshot(run, step, emb, probs)
         done.append(step)
         del model
-    if run.manifest.is_file():
+    if run.manifest.is_file() and world == 1:
         run.update_manifest(embed={
             "device": dev.type,
             "precision": "bf16" if autocast else "fp32",
             "batch_size": batch_size,
             "seconds": round(time.perf_counter() - started, 2),
             "steps": done,
+            **({"base_model": str(base_model)} if base_model is not None else {}),
         })
     return done
 
+
+def _world() -> tuple[int, int]:
+    """``(rank, world size)`` from the launcher's environment (torchrun / accelerate launch)."""
+    import os
+
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))

@@ -4,14 +4,20 @@ and read back for every snapshot that is embedded."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from .data import ImageSet, load_images, to_rgb
 from .errors import DataError, RunDirError, first_line
 from .models import versions
-from .rundir import Run, atomic_path, write_json, write_text
+from .rundir import Run, atomic_path, sha256_bytes, write_json, write_text
+
+# What a run derives from its evaluation set; a new evaluation set starts these afresh.
+_DERIVED = ("eval.csv", "images", "embeddings", "analysis", "snapshots.csv", "log.csv", "review.parquet",
+            "approval.json", "export.json", "exclusions.json")
 
 
 def write_eval_set(run: Run, images: ImageSet, *, quiet: bool = False) -> None:
@@ -57,21 +63,22 @@ def read_eval_images(run: Run) -> list:
     return images
 
 
-def eval_images_for(run: Run, *, dataset, images, eval_size, seed, quiet) -> list:
+def eval_images_for(run: Run, *, dataset, images, eval_size, seed, quiet, overwrite: bool = False,
+                    write: bool = True) -> list:
     """The evaluation images of ``run``, writing eval.csv + images/ + manifest first when
-    the folder has none (checkpoints trained elsewhere) and ``dataset``/``images`` say what to embed."""
+    the folder has none (checkpoints trained elsewhere) and ``dataset``/``images`` say what to embed.
+
+    When the run has an eval set and ``dataset``/``images`` are given too, they must be the
+    same images, ids and labels (checked, one-line error naming the first difference) unless
+    ``overwrite``: then the run's eval set and everything derived from it start afresh.
+    ``write=False`` (processes other than 0 of a distributed job) only reads.
+    """
     if dataset is not None and images is not None:
         raise DataError("give either --dataset or --images, not both")
     source = {"dataset": dataset, "images": None if images is None else str(images), "eval_size": eval_size}
-    if run.eval_csv.is_file():
-        given = {k: v for k, v in source.items() if v is not None}
-        if given:  # fine when it repeats what made the eval set (a resumed command line)
-            recorded = run.read_manifest() if run.manifest.is_file() else {}
-            if any(recorded.get(k) != v for k, v in given.items()):
-                raise RunDirError(
-                    f"{run.root} already has its evaluation set (eval.csv); run `spotreview embed {run.root}` "
-                    "without --dataset/--images/--eval-size, or embed into another folder"
-                )
+    if run.eval_csv.is_file() and dataset is None and images is None:
+        if eval_size is not None:
+            check_eval_set(run, count=eval_size)
         return read_eval_images(run)
     if dataset is None and images is None:
         raise RunDirError(
@@ -86,8 +93,16 @@ def eval_images_for(run: Run, *, dataset, images, eval_size, seed, quiet) -> lis
         imageset = load_images(str(images), eval_size=eval_size, seed=seed, all_eval=True, quiet=quiet)
     else:
         imageset = load_images(dataset, eval_size=eval_size, seed=seed, quiet=quiet)
+    if not write:
+        return list(imageset.eval_images)
+    if run.eval_csv.is_file():
+        if not overwrite:
+            check_eval_set(run, count=len(imageset.eval_ids), ids=imageset.eval_ids, labels=imageset.eval_labels,
+                           class_names=imageset.class_names, images=imageset.eval_images)
+            return read_eval_images(run)
+        clear_eval_set(run)
     write_eval_set(run, imageset, quiet=quiet)
-    if not run.manifest.is_file():
+    if overwrite or not run.manifest.is_file():
         write_json(
             run.manifest,
             {
@@ -102,3 +117,56 @@ def eval_images_for(run: Run, *, dataset, images, eval_size, seed, quiet) -> lis
             },
         )
     return list(imageset.eval_images)
+
+
+def image_digest(image) -> str:
+    """sha256 of an image's RGB pixels (and size): the same for a PIL image and its PNG file."""
+    im = to_rgb(image)
+    return sha256_bytes(repr(im.size).encode() + im.tobytes())
+
+
+def check_eval_set(
+    run: Run,
+    *,
+    count: int,
+    ids: Sequence[str] | None = None,
+    labels: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    images: Sequence | None = None,
+) -> None:
+    """Raise a one-line ``RunDirError`` unless what is given is the run's ``eval.csv``: the same
+    number of images, ids, labels (and class names) and image pixels, in the same order."""
+    table = run.read_eval()
+    other = (f"{run.root} holds another evaluation set (eval.csv)")
+    fix = "; give the run's own images, or start a new run (overwrite=True / --overwrite, or another folder)"
+    if count != len(table):
+        raise RunDirError(f"{other}: {count} images given, eval.csv has {len(table)}{fix}")
+    stored_ids = table["id"].tolist()
+
+    def first_difference(given, stored, what):
+        for i, (a, b) in enumerate(zip(given, stored)):
+            if a != b:
+                raise RunDirError(f"{other}: {what} of row {i} ({stored_ids[i]}) is {a!r}, eval.csv has {b!r}{fix}")
+
+    if ids is not None:
+        first_difference([str(i) for i in ids], stored_ids, "the id")
+    if labels is not None:
+        first_difference([int(k) for k in labels], table["label"].astype(int).tolist(), "the label")
+        if class_names is not None:
+            first_difference([class_names[int(k)] for k in labels], table["class_name"].tolist(), "the class name")
+    if images is not None:
+        for i, (image, stored) in enumerate(zip(images, read_eval_images(run))):
+            if image_digest(image) != image_digest(stored):
+                raise RunDirError(f"{other}: image {i} ({stored_ids[i]}) differs from {table['image'][i]}{fix}")
+
+
+def clear_eval_set(run: Run) -> None:
+    """Remove what the run derived from its evaluation set (``eval.csv``, ``images/``,
+    ``embeddings/``, analysis, review, approval, export record, logs) before a new one is
+    written; checkpoints and the manifest stay."""
+    for name in _DERIVED:
+        path = run.root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

@@ -13,6 +13,8 @@ torch and transformers are imported inside the functions, so importing this modu
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,9 @@ from .rundir import Run
 
 if TYPE_CHECKING:
     import torch
+
+logger = logging.getLogger(__name__)
+_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -178,10 +183,70 @@ def load_checkpoint(path: str | Path):
     return model.eval()
 
 
-def load_processor(run: Run, checkpoint: Path | None):
-    """The run's ``processor/`` if saved, else the checkpoint's own processor files."""
+def load_base_model(name: str | Path):
+    """The model before fine-tuning (``embed --base-model``): a ``save_pretrained`` directory
+    or a hub id, loaded like a checkpoint."""
+    from transformers import AutoConfig
+
+    if Path(name).is_dir():
+        return load_checkpoint(name)
+    why = hub_unreachable()
+    if why:
+        raise ModelError(f"--base-model {name} is not a model directory and the hub is unreachable ({why})")
+    try:
+        config = AutoConfig.from_pretrained(name)
+        model = image_model_class(config, str(name)).from_pretrained(name)
+    except ModelError:
+        raise
+    except Exception as e:
+        raise ModelError(f"--base-model {name} is not a model ({first_line(e)}); give a checkpoint directory "
+                         "or a hub id") from e
+    return model.eval()
+
+
+def label_order(config, class_names, where: str):
+    """How to read a classifier's outputs in the run's class order, by class *name*.
+
+    Returns None when output column k already is ``class_names[k]`` (or the model has only
+    generic names ``LABEL_k``: then index order is assumed, with a warning), else the index
+    array ``order`` with ``probs[:, order]`` in the run's order. Names that do not match the
+    run's raise a one-line ``ModelError`` listing the difference.
+    """
+    import numpy as np
+
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(config.num_labels)]
+    class_names = [str(c) for c in class_names]
+    if names == class_names:
+        return None
+    if all(_GENERIC_LABEL.match(n) for n in names):
+        logger.warning("%s has no class names (id2label: %s, ...); its outputs are taken in the dataset's class "
+                    "order %s", where, names[0], class_names[:3])
+        return None
+    missing = [c for c in class_names if c not in names]
+    unknown = [n for n in names if n not in class_names]
+    if missing or unknown or len(set(names)) != len(names):
+        raise ModelError(
+            f"the class names of {where} do not match the run's: the model lacks {missing[:5]} and has "
+            f"{unknown[:5]} the dataset lacks; embed the dataset that model was trained on"
+        )
+    logger.info("%s orders its classes differently; probabilities are reordered by class name", where)
+    return np.array([names.index(c) for c in class_names])
+
+
+def load_processor(run: Run, checkpoint: Path | None, processor: str | Path | None = None):
+    """``processor`` (a directory or hub id) if given, else the run's ``processor/`` if saved,
+    else the checkpoint's own processor files."""
     from transformers import AutoImageProcessor
 
+    if processor is not None:
+        try:
+            return AutoImageProcessor.from_pretrained(processor)
+        except Exception as e:
+            raise ModelError(
+                f"--processor {processor} is not an image processor ({first_line(e)}); give a directory with "
+                "preprocessor_config.json (processor.save_pretrained) or a hub id"
+            ) from e
     for where in (run.processor_dir, checkpoint):
         if where is not None and (Path(where) / "preprocessor_config.json").is_file():
             try:

@@ -1,16 +1,23 @@
-"""Trainer callbacks that record a run while it trains.
+"""The Trainer callback that records a run while it trains: :class:`EmbeddingRecorder`.
 
-* :class:`EmbeddingRecorder`: ``embeddings/step-STEP.npy`` (+ ``.probs.npy``) at step 0
-  and at every save, so checkpoints need not be kept;
-* :class:`LossLogger`: ``log.csv``, one row per Trainer log.
+It writes ``embeddings/step-STEP.npy`` (+ ``.probs.npy``) at step 0, at every save the
+Trainer makes (whatever ``save_strategy``), at the last step and at its own cadence; the
+step and epoch of each snapshot into ``snapshots.csv``; and ``log.csv`` from the Trainer's
+logs. It never changes what the Trainer does (saves, best model, resume).
 
-transformers loads with this module (the callbacks subclass ``TrainerCallback``); only the
+Under ``torchrun`` / ``accelerate launch`` every process embeds its share of the evaluation
+set and process 0 gathers the shares in evaluation order and writes every file.
+
+transformers loads with this module (the callback subclasses ``TrainerCallback``); only the
 commands that train import it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
+import math
+import os
+import time
 from typing import Sequence
 
 import numpy as np
@@ -20,31 +27,48 @@ from transformers import TrainerCallback
 from .data import ImageSet
 from .defaults import EMBED_BATCH_SIZE
 from .embedding import forward, preprocess, write_snapshot
-from .errors import SpotreviewError
-from .evalset import write_eval_set
-from .models import resolve_precision
-from .rundir import Run, write_text
+from .errors import DataError, SpotreviewError
+from .evalset import check_eval_set, clear_eval_set, write_eval_set
+from .models import label_order, resolve_precision
+from .rundir import Run, sha256_bytes
+from .traininglog import log_row, record_snapshot, write_log
+
+logger = logging.getLogger(__name__)
+
+
+def _world() -> tuple[int, int]:
+    """``(rank, world size)`` of the torch.distributed job, ``(0, 1)`` outside one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class EmbeddingRecorder(TrainerCallback):
-    """Embed the evaluation images with the live model at every Trainer save.
+    """Embed the evaluation images with the live model while any ``transformers.Trainer`` trains.
 
-    Add it to any ``transformers.Trainer``::
+    Add it to your Trainer::
 
         recorder = EmbeddingRecorder("runs/mine", images=eval_images, processor=processor,
                                      labels=eval_labels, class_names=names)
-        Trainer(..., args=TrainingArguments(save_strategy="steps", save_steps=20, ...),
-                callbacks=[recorder]).train()
+        Trainer(..., callbacks=[recorder]).train()
 
-    * ``on_train_begin`` records step 0: the model before fine-tuning.
-    * ``on_step_end`` records step STEP whenever the Trainer is about to save (``control.should_save``,
-      set by ``DefaultFlowCallback``, which runs before user callbacks; it is also set at the
-      last step with ``save_strategy="steps"``). With ``keep_checkpoints=False`` the save is
-      then cancelled, so only the embedding files are written.
+    Snapshots are recorded
+
+    * at step 0 (``on_train_begin``): the model before fine-tuning;
+    * after every checkpoint the Trainer saves (``on_save``), whatever ``save_strategy``
+      (``steps``, ``epoch``, ``best``); the recorder never asks for, cancels or needs a save;
+    * at the last step (``max_steps``), before ``load_best_model_at_end`` swaps the weights;
+    * every ``every_steps`` optimizer steps and every ``every_epochs`` epochs, if given.
 
     Give either ``pixel_values`` ``(n, 3, H, W)`` (already preprocessed) or ``images`` + ``processor``.
     With ``labels`` (and ``class_names``, ``ids``) and no ``eval.csv`` in the run yet, the
-    evaluation set is written too, so ``spotreview analyze`` can read it.
+    evaluation set is written too, so ``spotreview analyze`` can read it. A run holds one
+    evaluation set: if it has an ``eval.csv`` already, what is given must match it (count,
+    ids, labels, image pixels) or the recorder refuses, unless ``overwrite=True`` starts the
+    run's evaluation set, embeddings and logs afresh (checkpoints are never touched).
+    ``write_log``: write ``log.csv`` (one row per Trainer log) from ``on_log``.
     """
 
     def __init__(
@@ -57,15 +81,22 @@ class EmbeddingRecorder(TrainerCallback):
         labels: Sequence[int] | None = None,
         class_names: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
-        keep_checkpoints: bool = False,
+        every_steps: int | None = None,
+        every_epochs: int | None = None,
+        write_log: bool = True,
+        overwrite: bool = False,
         batch_size: int = EMBED_BATCH_SIZE,
         precision: str = "auto",
         quiet: bool = True,
     ):
         if pixel_values is None and (images is None or processor is None):
             raise SpotreviewError("EmbeddingRecorder needs pixel_values, or images and their processor")
+        for name, value in (("every_steps", every_steps), ("every_epochs", every_epochs)):
+            if value is not None and value < 1:
+                raise SpotreviewError(f"{name} must be at least 1, got {value}")
         self.run = Run(run)
-        self.keep_checkpoints = keep_checkpoints
+        self.every_steps, self.every_epochs = every_steps, every_epochs
+        self.write_log = write_log
         self.batch_size = batch_size
         self.precision = precision
         self.quiet = quiet
@@ -74,10 +105,22 @@ class EmbeddingRecorder(TrainerCallback):
         self._processor = processor
         self._device = None
         self._autocast = None
+        self._order = False  # probability columns in the run's class order (models.label_order), once known
+        self._class_names = list(class_names) if class_names is not None else None
         self.recorded: list[int] = []
-        if labels is not None and images is not None and not self.run.eval_csv.is_file():
+        self.processes = 1  # processes that shared the last snapshot (torchrun / accelerate launch)
+        self.seconds = 0.0  # spent recording (preprocessing, forward passes, gathering, writing)
+        count = len(pixel_values) if pixel_values is not None else len(images)
+        writer = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK in every process
+        if self.run.eval_csv.is_file() and overwrite:
+            if writer:
+                clear_eval_set(self.run)
+        elif self.run.eval_csv.is_file():
+            check_eval_set(self.run, count=count, ids=ids, labels=labels, class_names=class_names, images=images)
+            return
+        if labels is not None and images is not None and writer:
             labels = np.asarray(labels, dtype=np.int64)
-            names = list(class_names) if class_names is not None else [str(k) for k in range(labels.max() + 1)]
+            names = self._class_names or [str(k) for k in range(labels.max() + 1)]
             given = ImageSet(
                 train_images=[],
                 train_labels=np.zeros(0, np.int64),
@@ -90,6 +133,7 @@ class EmbeddingRecorder(TrainerCallback):
             )
             write_eval_set(self.run, given, quiet=quiet)
 
+    # --- embedding ---------------------------------------------------------------
     def _prepare(self, model) -> None:
         device = next(model.parameters()).device
         if self._device == device:
@@ -98,56 +142,111 @@ class EmbeddingRecorder(TrainerCallback):
         self._autocast = resolve_precision(self.precision, device)
         dtype = self._autocast or torch.float32
         if self._pixels is None:
-            self._pixels = preprocess(
-                self._images, self._processor, dtype=dtype, batch_size=self.batch_size, quiet=True
-            )
+            self._pixels = preprocess(self._images, self._processor, dtype=dtype, device=device, quiet=True)
         self._pixels = self._pixels.to(device=device, dtype=dtype)
+        _same_on_every_rank(self._pixels)
 
-    def record(self, step: int, model) -> None:
-        """Embed with ``model`` as it is now and write ``step-STEP`` files."""
+    def _run_class_names(self) -> list[str] | None:
+        if self.run.manifest.is_file() and self.run.read_manifest().get("class_names"):
+            return list(self.run.read_manifest()["class_names"])
+        if self.run.eval_csv.is_file():
+            pairs = dict(zip(*[self.run.read_eval()[c].tolist() for c in ("label", "class_name")]))
+            if sorted(pairs) == list(range(len(pairs))):  # every class has an image: the names are complete
+                return [pairs[k] for k in range(len(pairs))]
+        return None
+
+    def record(self, step: int, model, epoch: float | None = None) -> None:
+        """Embed with ``model`` as it is now and write ``step-STEP`` files (every process of a
+        distributed job must call this together; process 0 writes)."""
+        if step in self.recorded:
+            return
+        started = time.perf_counter()
+        try:
+            self._record(step, model, epoch)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _record(self, step: int, model, epoch: float | None) -> None:
         self._prepare(model)
+        rank, world = _world()
+        self.processes = world
+        n = len(self._pixels)
+        share = math.ceil(n / world)  # every process runs as many batches (FSDP needs all in each forward)
+        rows = torch.arange(rank * share, (rank + 1) * share).clamp(max=n - 1).to(self._pixels.device)
         was_training = model.training
         model.eval()  # no dropout: the embedding of the weights, not of one noisy pass
         try:
             emb, probs = forward(
-                model, self._pixels, device=self._device, autocast=self._autocast,
-                batch_size=self.batch_size, quiet=self.quiet, desc=f"record step {step}",
+                model, self._pixels[rows] if world > 1 else self._pixels, device=self._device,
+                autocast=self._autocast, batch_size=self.batch_size, quiet=self.quiet, desc=f"record step {step}",
             )
         finally:
             model.train(was_training)
-        write_snapshot(self.run, step, emb, probs)
+        if world > 1:
+            emb, probs = _gather(emb, probs, rank, world, n)
         self.recorded.append(step)
+        if rank != 0:
+            return
+        if probs is not None and self._order is False:
+            names = self._class_names or self._run_class_names()
+            self._order = label_order(model.config, names, "the model being trained") if names else None
+        if probs is not None and self._order is not None:
+            probs = probs[:, self._order]
+        write_snapshot(self.run, step, emb, probs)
+        record_snapshot(self.run, step, epoch)
 
+    # --- Trainer events ------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step == 0 and state.is_world_process_zero:
-            self.record(0, model)
+        if state.global_step == 0:
+            self.record(0, model, 0.0)
+        elif not self.run.embedding_path(state.global_step).is_file():
+            # resumed from a checkpoint saved just before the process stopped, before on_save recorded it
+            self.record(state.global_step, model, state.epoch)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if control.should_save:
-            if state.is_world_process_zero:
-                self.record(state.global_step, model)
-            if not self.keep_checkpoints:
-                control.should_save = False
-        return control
+        step = state.global_step
+        if (self.every_steps and step % self.every_steps == 0) or step >= state.max_steps:
+            self.record(step, model, state.epoch)
 
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        if self.every_epochs and round(state.epoch or 0) % self.every_epochs == 0:
+            self.record(state.global_step, model, state.epoch)
 
-class LossLogger(TrainerCallback):
-    """Writes ``log.csv``: one row per Trainer log with step, epoch, loss, learning_rate and
-    every other number logged. The whole file is rewritten atomically at every log, with the
-    union of the columns seen so far (logs are few: one per ``logging_steps``)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.rows: list[dict] = []
+    def on_save(self, args, state, control, model=None, **kwargs):
+        self.record(state.global_step, model, state.epoch)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        import pandas as pd
+        # log_history holds every log of this training, also those before a resume
+        if self.write_log and state.is_world_process_zero:
+            write_log(self.run, [log_row(h.get("step", 0), h.get("epoch"), h) for h in state.log_history])
 
-        if not state.is_world_process_zero:
-            return
-        row = {"step": state.global_step, "epoch": state.epoch, "loss": np.nan, "learning_rate": np.nan}
-        for key, value in (logs or {}).items():
-            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                row[key] = float(value)
-        self.rows.append(row)
-        write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+
+def _same_on_every_rank(pixels: torch.Tensor) -> None:
+    """Refuse a distributed job whose processes were given different evaluation sets."""
+    import torch.distributed as dist
+
+    rank, world = _world()
+    if world == 1:
+        return
+    digest = sha256_bytes(pixels.detach().float().cpu().numpy().tobytes())
+    digests = [None] * world
+    dist.all_gather_object(digests, (len(pixels), digest))
+    differs = next((r for r in range(world) if digests[r] != digests[0]), None)
+    if differs is not None:
+        raise DataError(
+            f"the processes of this distributed job were given different evaluation sets (process {differs}: "
+            f"{digests[differs][0]} images, process 0: {digests[0][0]}); give every process the same images"
+        )
+
+
+def _gather(emb, probs, rank: int, world: int, n: int):
+    """Process 0 gets every process's share, concatenated in evaluation order (the padding cut)."""
+    import torch.distributed as dist
+
+    shares = [None] * world if rank == 0 else None
+    dist.gather_object((emb, probs), shares, dst=0)
+    if rank != 0:
+        return None, None
+    emb = np.concatenate([s[0] for s in shares])[:n]
+    probs = None if shares[0][1] is None else np.concatenate([s[1] for s in shares])[:n]
+    return emb, probs

@@ -6,6 +6,7 @@
       manifest.json                    model, dataset, class names, seed, versions, parameters
       eval.csv                         id,label,class_name,image  (image: path relative to the run)
       log.csv                          step,epoch,loss,learning_rate,...  (one row per Trainer log)
+      snapshots.csv                    step,epoch of every recorded snapshot
       images/ID.png                    evaluation images as files, for Spotlight and the leaderboard
       processor/                       the image processor used for every snapshot
       checkpoint-STEP/                 HF checkpoints, when kept
@@ -61,6 +62,7 @@ class Run:
     manifest = property(lambda self: self.root / "manifest.json")
     eval_csv = property(lambda self: self.root / "eval.csv")
     log_csv = property(lambda self: self.root / "log.csv")
+    snapshots_csv = property(lambda self: self.root / "snapshots.csv")
     images_dir = property(lambda self: self.root / "images")
     processor_dir = property(lambda self: self.root / "processor")
     embeddings_dir = property(lambda self: self.root / "embeddings")

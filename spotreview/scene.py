@@ -22,6 +22,7 @@ from .errors import RunDirError
 from .figure import DEFAULT_SIZE, DESIGN_DPI, frame_layout, placeholder_tile, thumbnail
 from .rundir import Run
 from .text import plural
+from .traininglog import read_snapshot_epochs
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,8 @@ def build_scene(
         why = why or f"{run.log_csv} has no loss values"
         logger.warning("%s; rendering without the loss curve", why)
     epochs = _epochs(log, steps)
+    recorded = read_snapshot_epochs(run)  # snapshots.csv: the epoch each snapshot was taken at
+    epochs = np.array([recorded.get(int(s), np.nan) if np.isnan(e) else e for s, e in zip(steps, epochs)])
 
     accuracy = np.asarray(getattr(analysis, "accuracy", np.full(n_snap, np.nan)), dtype=float)
     titles, subtitles = [], []

@@ -9,6 +9,7 @@ from .approval import approval_status
 from .errors import SpotreviewError
 from .rundir import Run
 from .text import sig
+from .traininglog import unfinished
 
 
 def run_status(run) -> dict:
@@ -18,12 +19,14 @@ def run_status(run) -> dict:
     str | None, "exclusions": {id: reason}, "approval": ApprovalStatus}``; ``analysis`` has
     ``align`` and ``first``/``last`` dicts with ``step``, ``accuracy``, ``knn_accuracy``,
     ``disparity``, ``top`` (ids of the most atypical images at that snapshot) and
-    ``top_scores`` (their outlier scores).
+    ``top_scores`` (their outlier scores); ``unfinished``: whether the manifest says training
+    has not finished.
     """
     run = Run(run).require()
     out: dict[str, Any] = {
         "run": str(run.root),
         "snapshots": run.snapshots(),
+        "unfinished": unfinished(run),
         "analysis": None,
         "analysis_error": None,
         "exclusions": run.read_exclusions(),
@@ -57,6 +60,8 @@ def format_status(status: dict) -> str:
     lines.append(
         f"snapshots:   {len(steps)} (steps {steps[0]} .. {steps[-1]})" if steps else "snapshots:   none"
     )
+    if status.get("unfinished"):
+        lines.append("training:    unfinished; re-run the same `spotreview finetune` command to resume it")
     a = status["analysis"]
     if a is None:
         lines.append(f"analysis:    {status['analysis_error']}")

@@ -2,13 +2,16 @@
 
 :func:`finetune` builds (or loads) an image classifier (:mod:`spotreview.models`), writes
 the run directory's ``manifest.json``, ``eval.csv``, ``images/`` and ``processor/``, then
-trains with the two callbacks of :mod:`spotreview.recorder`: ``LossLogger`` (``log.csv``)
-and ``EmbeddingRecorder`` (``embeddings/step-STEP.npy`` at step 0 and every save).
-Checkpoints are only written with ``keep_checkpoints=True``. Returns a :class:`Finetuned`.
+trains with :class:`spotreview.recorder.EmbeddingRecorder` (``embeddings/step-STEP.npy`` at
+step 0 and every save, ``snapshots.csv``, ``log.csv``). While it trains, the Trainer keeps one
+rolling checkpoint so that re-running the same command after a crash resumes from it; the
+checkpoints are deleted when training ends unless ``keep_checkpoints=True`` (which also saves
+``checkpoint-0``, the model before fine-tuning). Returns a :class:`Finetuned`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import time
@@ -20,7 +23,6 @@ import numpy as np
 from .data import load_images
 from .defaults import DATASET, EPOCHS, RUN_DIR, SAVE_STEPS, SEED, TRAIN_BATCH_SIZE
 from .errors import RunDirError, SpotreviewError
-from .evalset import write_eval_set
 from .models import (
     PRETRAINED_LR,
     SMALL_VIT,
@@ -33,6 +35,8 @@ from .models import (
     versions,
 )
 from .rundir import Run, write_json
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,22 +88,32 @@ def finetune(
     ``learning_rate``: None picks 1e-3 for the built-in ViT and 5e-5 for pretrained models.
     A snapshot is recorded at step 0 and every ``save_steps`` optimizer steps (and the last
     step). ``out`` must not hold a run already unless ``overwrite`` (then it is replaced once
-    the data and model have loaded); a non-empty folder that is not a run is never touched.
-    Returns a :class:`Finetuned` record (its ``run`` is the :class:`Run`).
+    the data and model have loaded), or an unfinished run made with the same settings: then
+    training resumes from its last checkpoint. A non-empty folder that is not a run is never
+    touched. Returns a :class:`Finetuned` record (its ``run`` is the :class:`Run`).
     """
     import torch
     import transformers
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
-    from .recorder import EmbeddingRecorder, LossLogger
+    from .analysis import OOD_K
+    from .recorder import EmbeddingRecorder
 
     for name, value in (("save steps", save_steps), ("batch size", batch_size)):
         if value < 1:
             raise SpotreviewError(f"{name} must be at least 1, got {value}")
     if not epochs > 0:
         raise SpotreviewError(f"epochs must be positive, got {epochs}")
+    if eval_size is not None and eval_size < OOD_K + 1:
+        raise SpotreviewError(
+            f"eval size {eval_size} is too small: `spotreview analyze` compares each image with its {OOD_K} "
+            f"nearest neighbours; use --eval-size {OOD_K + 1} or more"
+        )
+    command = {"model": model, "dataset": dataset, "eval_size": eval_size, "save_steps": save_steps,
+               "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+               "keep_checkpoints": keep_checkpoints}
     run = Run(out)
-    _check_out(run, overwrite)
+    resume = _check_out(run, overwrite, command)
     dev = resolve_device(device)
 
     images = load_images(dataset, eval_size=eval_size, seed=seed, quiet=quiet)
@@ -117,6 +131,7 @@ def finetune(
     if overwrite and run.root.exists():
         shutil.rmtree(run.root)
     run.root.mkdir(parents=True, exist_ok=True)
+    checkpoint = _last_checkpoint(run) if resume else None
     steps_per_epoch = math.ceil(len(images.train_labels) / batch_size)
     parameters = {
         "save_steps": save_steps,
@@ -145,13 +160,24 @@ def finetune(
         "seed": seed,
         "versions": versions(),
         "parameters": parameters,
+        "command": command,
         "finished": False,
     }
-    write_json(run.manifest, manifest)
-    write_eval_set(run, images, quiet=quiet)
-    processor.save_pretrained(run.processor_dir)
+    if resume:
+        manifest = {**run.read_manifest(), "finished": False}
+        if not quiet:
+            logger.info("resuming the unfinished run in %s from %s", run.root,
+                        checkpoint.name if checkpoint else "the start (no checkpoint was saved)")
+    else:
+        write_json(run.manifest, manifest)  # the recorder writes eval.csv and images/
+        processor.save_pretrained(run.processor_dir)
+        if keep_checkpoints:  # the model before fine-tuning, for re-embedding later
+            with transformers_bars(not quiet):
+                net.save_pretrained(run.checkpoint_path(0))
+            processor.save_pretrained(run.checkpoint_path(0))
 
-    recorder = EmbeddingRecorder(run, images=images.eval_images, processor=processor, keep_checkpoints=keep_checkpoints)
+    recorder = EmbeddingRecorder(run, images=images.eval_images, processor=processor, labels=images.eval_labels,
+                                 ids=images.eval_ids, class_names=images.class_names)
     args = TrainingArguments(
         output_dir=str(run.root),
         num_train_epochs=epochs,
@@ -161,6 +187,7 @@ def finetune(
         weight_decay=0.01,
         save_strategy="steps",
         save_steps=save_steps,
+        save_total_limit=None if keep_checkpoints else 1,  # one rolling checkpoint to resume from
         logging_strategy="steps",
         logging_steps=max(1, save_steps // 2),
         eval_strategy="no",
@@ -173,13 +200,13 @@ def finetune(
         dataloader_pin_memory=dev.type == "cuda",
         remove_unused_columns=False,
     )
-    trainer = Trainer(
+    trainer = _Trainer(
         model=net,
         args=args,
         train_dataset=_TrainSet(images.train_images, images.train_labels),
         data_collator=_Collate(processor),
         processing_class=processor,  # saved into kept checkpoints, so `embed` finds it there too
-        callbacks=[LossLogger(run.log_csv), recorder],
+        callbacks=[recorder],
     )
     if quiet:
         from transformers.trainer_callback import PrinterCallback
@@ -187,12 +214,16 @@ def finetune(
         trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
     started = time.perf_counter()
     with transformers_bars(not quiet):
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
+    if not keep_checkpoints:  # finished: the rolling checkpoint is not needed any more
+        for _, path in run.checkpoints():
+            shutil.rmtree(path)
     steps = run.snapshots()
     manifest.update(
         finished=True,
         seconds=round(time.perf_counter() - started, 1),
+        record_seconds=round(recorder.seconds, 1),  # of which recording snapshots
         snapshots=steps,
         accuracy={str(s): _accuracy(run, s, images.eval_labels) for s in (steps[0], steps[-1])},
     )
@@ -209,26 +240,44 @@ def finetune(
     )
 
 
-def _check_out(run: Run, overwrite: bool) -> None:
+def _check_out(run: Run, overwrite: bool, command: dict) -> bool:
+    """Whether to resume the unfinished run in ``run`` (made with the same ``command``); raise
+    when ``run`` cannot be written."""
     root = run.root
     if not root.exists():
-        return
+        return False
     if not root.is_dir():
         raise RunDirError(f"{root} is a file; choose another --out")
     if not any(root.iterdir()):
-        return
+        return False
     if not run.manifest.is_file():
         raise RunDirError(f"{root} exists, is not empty and is not a spotreview run; choose another --out")
-    if not overwrite:
-        try:
-            finished = run.read_manifest().get("finished")
-        except (ValueError, RunDirError):  # an unreadable manifest is still somebody's run
-            finished = None
-        state = {True: "a finished", False: "an unfinished"}.get(finished, "a")
+    if overwrite:
+        return False
+    try:
+        manifest = run.read_manifest()
+    except (ValueError, RunDirError):  # an unreadable manifest is still somebody's run
+        manifest = {}
+    finished = manifest.get("finished")
+    if finished is False and manifest.get("command") == command:
+        return True
+    if finished is False and "command" in manifest:
+        key = next(k for k in command if manifest["command"].get(k) != command[k])
         raise RunDirError(
-            f"{root} already holds {state} run with {len(run.snapshots())} snapshots; "
-            "choose another --out, or pass --overwrite to replace it"
+            f"{root} holds an unfinished run made with other settings ({key} {manifest['command'].get(key)!r}, "
+            f"now {command[key]!r}); repeat its command to resume it, or pass --overwrite to replace it"
         )
+    state = {True: "a finished", False: "an unfinished"}.get(finished, "a")
+    raise RunDirError(
+        f"{root} already holds {state} run with {len(run.snapshots())} snapshots; "
+        "choose another --out, or pass --overwrite to replace it"
+    )
+
+
+def _last_checkpoint(run: Run) -> Path | None:
+    """The newest complete checkpoint (the Trainer writes ``trainer_state.json`` last)."""
+    done = [p for _, p in run.checkpoints() if (p / "trainer_state.json").is_file()]
+    return done[-1] if done else None
 
 
 def _accuracy(run: Run, step: int, labels: np.ndarray) -> float | None:
@@ -236,6 +285,26 @@ def _accuracy(run: Run, step: int, labels: np.ndarray) -> float | None:
     if not path.is_file():
         return None
     return round(float((np.load(path).argmax(1) == labels).mean()), 4)
+
+
+def _Trainer(**kwargs):
+    """A ``Trainer`` whose resume loads the checkpoint's weights with ``from_pretrained``.
+
+    transformers 5.24's ``Trainer._load_from_checkpoint`` reads ``model.safetensors`` with a plain
+    ``load_state_dict``; ``save_pretrained`` writes ViT weights under their legacy names
+    (``vit.encoder.layer.0...``) while the model's own are ``vit.layers.0...``, so a resumed ViT
+    silently kept its initial weights. ``from_pretrained`` converts the names.
+    """
+    from transformers import Trainer
+
+    class ResumingTrainer(Trainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            model = model or self.model
+            with transformers_bars(False):
+                saved = type(model).from_pretrained(resume_from_checkpoint)
+            model.load_state_dict(saved.state_dict())
+
+    return ResumingTrainer(**kwargs)
 
 
 class _TrainSet:

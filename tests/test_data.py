@@ -102,6 +102,15 @@ def test_train_only_dataset_gets_a_seeded_stratified_split(tmp_path):
     assert len(s.train_labels) == 24
     assert load_images(str(tmp_path / "d"), seed=0, quiet=True).eval_ids == s.eval_ids
     assert load_images(str(tmp_path / "d"), seed=1, quiet=True).eval_ids != s.eval_ids
+    sized = load_images(str(tmp_path / "d"), eval_size=12, seed=0, quiet=True)  # carved to --eval-size
+    assert len(sized.eval_ids) == 12 and len(sized.train_labels) == 18
+    assert np.bincount(sized.eval_labels).tolist() == [4, 4, 4]
+    with pytest.raises(DataError) as e:
+        load_images(str(tmp_path / "d"), eval_size=30, quiet=True)
+    assert str(e.value) == (
+        f"eval size 30 leaves no training images: '{tmp_path / 'd'}' has 30 images and no evaluation split; "
+        "use --eval-size 29 or less"
+    )
 
 
 def test_mixed_modes_and_sizes_become_rgb(tmp_path):

@@ -18,11 +18,18 @@ from spotreview.rundir import Run
 STEPS = (0, 20, 100)  # 100 sorts before 20 as text
 
 
+def named(model, names=("dark", "light")):
+    """``model`` with the class names of :func:`image_folder` in its config, as a Trainer checkpoint has."""
+    model.config.id2label = dict(enumerate(names))
+    model.config.label2id = {c: k for k, c in enumerate(names)}
+    return model
+
+
 def save_checkpoints(root, steps=STEPS, *, head=True, processor_in="checkpoint"):
     """checkpoint-STEP dirs of a tiny ViT (different weights each) as a Trainer would leave them."""
     for k, step in enumerate(steps):
         path = root / f"checkpoint-{step}"
-        tiny_vit(k, head=head).save_pretrained(path)
+        named(tiny_vit(k, head=head, num_labels=2)).save_pretrained(path)
         if processor_in == "checkpoint":
             vit_processor().save_pretrained(path)
     if processor_in == "run":
@@ -58,7 +65,7 @@ def test_embeds_every_checkpoint_of_a_foreign_folder_in_step_order(tmp_path, ima
     for step in STEPS:
         emb, probs = np.load(run.embedding_path(step)), np.load(run.probs_path(step))
         assert emb.shape == (10, 16) and emb.dtype == np.float32
-        assert probs.shape == (10, 3) and probs.dtype == np.float32
+        assert probs.shape == (10, 2) and probs.dtype == np.float32
         assert np.allclose(probs.sum(1), 1, atol=1e-5)
     assert not np.allclose(np.load(run.embedding_path(0)), np.load(run.embedding_path(100)))
 
@@ -198,12 +205,41 @@ def test_folder_without_eval_set_needs_images(tmp_path, image_folder):
         f"Error: images folder {tmp_path / 'nope'} does not exist; "
         "expected a folder of images (one sub-folder per class)"
     )
+    assert not (tmp_path / "eval.csv").exists() and not (tmp_path / "images").exists()  # nothing left over
     embed(tmp_path, images=image_folder, quiet=True)
-    for other in (["--dataset", "digits"], ["--eval-size", "3"]):
+    fix = "give the run's own images, or start a new run (overwrite=True / --overwrite, or another folder)"
+    for other, given in ((["--dataset", "digits"], 359), (["--eval-size", "3"], 3)):
         assert run_cli(tmp_path, *other) == (
-            f"Error: {tmp_path} already has its evaluation set (eval.csv); run `spotreview embed {tmp_path}` "
-            "without --dataset/--images/--eval-size, or embed into another folder"
+            f"Error: {tmp_path} holds another evaluation set (eval.csv): {given} images given, eval.csv has 10; {fix}"
         )
+    assert embed(tmp_path, images=image_folder, quiet=True) == []  # the same images again: fine
+
+
+def test_another_eval_set_is_refused_by_first_difference_unless_overwrite(tmp_path, image_folder):
+    """Same count, other labels or pixels: refused, naming the first row that differs."""
+    import shutil
+
+    save_checkpoints(tmp_path, steps=(1,))
+    embed(tmp_path, images=image_folder, quiet=True)
+    first = np.load(tmp_path / "embeddings" / "step-1.npy")
+    other = tmp_path.parent / f"{tmp_path.name}-other"
+    shutil.copytree(image_folder, other)
+    (other / "light" / "00.png").rename(other / "dark" / "00.png")  # one image changes class
+    fix = "give the run's own images, or start a new run (overwrite=True / --overwrite, or another folder)"
+    message = run_cli(tmp_path, "--images", other)
+    assert message.startswith(f"Error: {tmp_path} holds another evaluation set (eval.csv): the label of row ")
+    assert message.endswith(f"is 0, eval.csv has 1; {fix}")
+    shutil.rmtree(other)
+    shutil.copytree(image_folder, other)
+    with Image.open(other / "light" / "00.png") as im:
+        im.rotate(90).save(other / "light" / "00.png")  # same ids and labels, other pixels
+    message = run_cli(tmp_path, "--images", other)
+    assert message.startswith(f"Error: {tmp_path} holds another evaluation set (eval.csv): image ")
+    assert message.endswith(fix) and "differs from images/" in message
+    np.testing.assert_array_equal(np.load(tmp_path / "embeddings" / "step-1.npy"), first)  # nothing lost
+    result = CliRunner().invoke(cli, ["embed", str(tmp_path), "--images", str(other), "--overwrite", "-q"])
+    assert result.exit_code == 0, result.output
+    assert not np.array_equal(np.load(tmp_path / "embeddings" / "step-1.npy"), first)  # a new run
 
 
 def test_checkpoint_without_weights(tmp_path, image_folder):
@@ -257,3 +293,73 @@ def test_asking_for_a_step_that_has_no_checkpoint(tmp_path):
     save_checkpoints(tmp_path, steps=(1,))
     with pytest.raises(RunDirError, match=r"has no checkpoint-7; it has steps \[1\]$"):
         embed(tmp_path, checkpoints=[7], quiet=True)
+
+
+def test_probabilities_follow_the_class_names_of_the_checkpoint(tmp_path, image_folder, caplog):
+    """A checkpoint whose head and id2label are permuted together is the same model: same probabilities."""
+    save_checkpoints(tmp_path, steps=(1,))
+    swapped = tiny_vit(0, num_labels=2)
+    head = swapped.classifier
+    with torch.no_grad():
+        head.weight.copy_(head.weight.flip(0))
+        head.bias.copy_(head.bias.flip(0))
+    named(swapped, ("light", "dark")).save_pretrained(tmp_path / "checkpoint-2")
+    vit_processor().save_pretrained(tmp_path / "checkpoint-2")
+    assert embed(tmp_path, images=image_folder, quiet=True) == [1, 2]
+    run = Run(tmp_path)
+    np.testing.assert_allclose(np.load(run.probs_path(2)), np.load(run.probs_path(1)), atol=1e-6)
+
+    named(tiny_vit(0, num_labels=2), ("cat", "dark")).save_pretrained(tmp_path / "checkpoint-3")  # no processor
+    assert run_cli(tmp_path, "--processor", tmp_path / "nope").startswith(
+        f"Error: --processor {tmp_path / 'nope'} is not an image processor ("
+    )
+    assert run_cli(tmp_path, "--processor", tmp_path / "checkpoint-1") == (
+        f"Error: the class names of {tmp_path / 'checkpoint-3'} do not match the run's: the model lacks "
+        "['light'] and has ['cat'] the dataset lacks; embed the dataset that model was trained on"
+    )
+    assert not run.embedding_path(3).exists()
+
+    tiny_vit(0, num_labels=2).save_pretrained(tmp_path / "checkpoint-4")  # LABEL_0, LABEL_1: no names
+    with caplog.at_level("WARNING", logger="spotreview"):
+        assert embed(tmp_path, checkpoints=[4], processor=tmp_path / "checkpoint-1", quiet=True) == [4]
+    assert "has no class names (id2label: LABEL_0, ...); its outputs are taken in the dataset's class order" in (
+        caplog.text
+    )
+
+
+def test_base_model_is_embedded_as_step_0(tmp_path, image_folder):
+    save_checkpoints(tmp_path, steps=(5,))
+    named(tiny_vit(7, num_labels=2)).save_pretrained(tmp_path.parent / "base")
+    assert run_cli(tmp_path, "--images", image_folder, "--base-model", tmp_path / "nope").startswith(
+        f"Error: --base-model {tmp_path / 'nope'} is not a model directory and the hub is unreachable ("
+    )
+    assert not (tmp_path / "eval.csv").exists()  # a failed embed leaves nothing behind
+    assert embed(tmp_path, images=image_folder, base_model=tmp_path.parent / "base", quiet=True) == [0, 5]
+    import pandas as pd
+
+    assert pd.read_csv(Run(tmp_path).snapshots_csv)["step"].tolist() == [0, 5]
+    assert Run(tmp_path).read_manifest()["embed"]["base_model"] == str(tmp_path.parent / "base")
+
+
+@pytest.mark.slow
+def test_embed_under_torchrun_splits_the_checkpoints(tmp_path, image_folder):
+    """`torchrun --nproc_per_node 2 -m spotreview embed`: every checkpoint embedded once, as in one process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    save_checkpoints(tmp_path / "two", steps=(1, 2, 3))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "spotreview", "embed",
+         str(tmp_path / "two"), "--images", str(image_folder), "--precision", "fp32", "-q"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    save_checkpoints(tmp_path / "one", steps=(1, 2, 3))
+    assert embed(tmp_path / "one", images=image_folder, precision="fp32", quiet=True) == [1, 2, 3]
+    two, one = Run(tmp_path / "two"), Run(tmp_path / "one")
+    assert two.snapshots() == [1, 2, 3] and two.eval_csv.read_bytes() == one.eval_csv.read_bytes()
+    for step in (1, 2, 3):
+        np.testing.assert_allclose(np.load(two.embedding_path(step)), np.load(one.embedding_path(step)), atol=1e-5)

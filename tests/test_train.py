@@ -67,7 +67,7 @@ def test_finetune_digits_end_to_end(tmp_path):
     assert (run.processor_dir / "preprocessor_config.json").is_file()
 
     log = pd.read_csv(run.log_csv)
-    assert list(log.columns[:4]) == ["step", "epoch", "loss", "learning_rate"]  # LossLogger's own order
+    assert list(log.columns[:4]) == ["step", "epoch", "loss", "learning_rate"]  # log.csv's own order (traininglog.log_row)
     assert log["step"].tolist()[:6] == [1, 2, 3, 4, 5, 6]  # logging_steps = save_steps // 2
     assert log["loss"].iloc[:6].notna().all()
     # lr 1e-3 with warmup_steps=0.1 read as a ratio (transformers 5): ceil(0.6) = 1 warmup
@@ -84,21 +84,22 @@ def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
 
     done = spotreview.finetune(tmp_path / "r", keep_checkpoints=True, **TINY)
     run = done.run
-    assert isinstance(done, spotreview.Finetuned) and done.checkpoints == 3
-    assert [s for s, _ in run.checkpoints()] == [2, 4, 6]
-    recorded = {s: np.load(run.embedding_path(s)) for s in (2, 4, 6)}
-    for s in (2, 4, 6):
+    assert isinstance(done, spotreview.Finetuned) and done.checkpoints == 4
+    assert [s for s, _ in run.checkpoints()] == [0, 2, 4, 6]  # checkpoint-0: the model before fine-tuning
+    recorded = {s: np.load(run.embedding_path(s)) for s in (0, 2, 4, 6)}
+    for s in (0, 2, 4, 6):
         run.embedding_path(s).unlink()
-    assert spotreview.embed(run, quiet=True) == [2, 4, 6]  # processor from the run's processor/ dir
+    assert spotreview.embed(run, quiet=True) == [0, 2, 4, 6]  # processor from the run's processor/ dir
     assert spotreview.EmbeddingRecorder is EmbeddingRecorder
-    for s in (2, 4, 6):  # bf16 weights post hoc vs bf16 autocast in training: 1e-2 cosine (issue 12)
+    for s in (0, 2, 4, 6):  # bf16 weights post hoc vs bf16 autocast in training: 1e-2 cosine (issue 12)
         post_hoc = np.load(run.embedding_path(s))
         cosine = (post_hoc * recorded[s]).sum(1) / np.linalg.norm(post_hoc, axis=1) / np.linalg.norm(recorded[s], axis=1)
         assert cosine.min() >= 1 - 1e-2, (s, cosine.min())
 
 
 def test_recorder_in_a_plain_trainer_script(tmp_path):
-    """EmbeddingRecorder with anyone's Trainer: step 0, every save, the last step; no checkpoints."""
+    """EmbeddingRecorder with anyone's Trainer: step 0, every save, the last step; the Trainer's
+    own checkpoints are left as they are; snapshots.csv has each snapshot's epoch, log.csv the logs."""
     from transformers import Trainer, TrainingArguments
 
     model = tiny_vit(0, num_labels=2, intermediate_size=16)
@@ -117,7 +118,10 @@ def test_recorder_in_a_plain_trainer_script(tmp_path):
 
     run = Run(tmp_path)
     assert recorder.recorded == [0, 2, 4, 5] and run.snapshots() == [0, 2, 4, 5]
-    assert run.checkpoints() == []
+    assert [s for s, _ in run.checkpoints()] == [2, 4, 5]  # the Trainer saves as it would without it
+    snapshots = pd.read_csv(run.snapshots_csv)
+    assert snapshots["step"].tolist() == [0, 2, 4, 5] and snapshots["epoch"].tolist() == [0, 1, 2, 2.5]
+    assert pd.read_csv(run.log_csv)["step"].tolist() == [5]  # the Trainer's one log: the summary at the end
     assert run.read_eval()["class_name"].tolist() == ["no", "yes"] * 4
     assert np.load(run.embedding_path(5)).shape == (8, 16)
 
@@ -169,7 +173,7 @@ def test_model_that_is_not_an_image_model(tmp_path):
 
     BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=8)).save_pretrained(tmp_path / "bert")
-    assert finetune_error("--out", tmp_path / "r", "--model", tmp_path / "bert", "--eval-size", "10") == (
+    assert finetune_error("--out", tmp_path / "r", "--model", tmp_path / "bert", "--eval-size", "11") == (
         f"Error: {tmp_path / 'bert'} is a bert model, not an image-classification model; give an image model "
         "such as google/vit-base-patch16-224-in21k, or leave --model out for the built-in small ViT"
     )
@@ -208,3 +212,95 @@ def test_dataset_errors_reach_the_cli_as_one_line(tmp_path):
         "use --eval-size 359 or less"
     )
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_finetune_resumes_after_kill_9(tmp_path):
+    """kill -9 after a checkpoint, then the same command again: it resumes from the rolling checkpoint
+    and ends with every snapshot; status/approve/export meanwhile say the run is unfinished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    args = ["finetune", "--eval-size", "30", "--epochs", "1", "--batch-size", "64", "--save-steps", "4", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "spotreview", *args, "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint-8" / "trainer_state.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run = Run(out)
+    assert run.read_manifest()["finished"] is False and 4 in run.snapshots() and 20 not in run.snapshots()
+    result = CliRunner().invoke(cli, ["status", str(out)])
+    assert "training:    unfinished; re-run the same `spotreview finetune` command to resume it" in result.output
+
+    other = CliRunner().invoke(cli, [*args, "--out", str(out), "--epochs", "2"])
+    assert cli_error(other) == (
+        f"Error: {out} holds an unfinished run made with other settings (epochs 1.0, now 2.0); "
+        "repeat its command to resume it, or pass --overwrite to replace it"
+    )
+    again = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert run.snapshots() == [0, 4, 8, 12, 16, 20, 23] and run.checkpoints() == []
+    assert run.read_manifest()["finished"] is True
+    log = pd.read_csv(run.log_csv)
+    assert log.dropna(subset=["loss"])["step"].tolist() == list(range(2, 24, 2))  # the whole loss curve
+
+    whole = finetune(tmp_path / "whole", eval_size=30, epochs=1, batch_size=64, save_steps=4, quiet=True).run
+    assert whole.snapshots() == run.snapshots()
+    for step in whole.snapshots():  # byte-identical to the uninterrupted run
+        assert whole.embedding_path(step).read_bytes() == run.embedding_path(step).read_bytes(), step
+
+
+def test_recorder_refuses_another_eval_set_unless_overwrite(tmp_path):
+    """One evaluation set per run: other labels or pixels are refused (nothing touched), overwrite starts afresh."""
+    processor = vit_processor()
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(6)]
+    given = dict(processor=processor, class_names=["no", "yes"])
+    EmbeddingRecorder(tmp_path, images=images, labels=[0, 1] * 3, **given).record(0, tiny_vit(0, num_labels=2))
+    run = Run(tmp_path)
+    before = run.eval_csv.read_bytes(), run.embedding_path(0).read_bytes()
+    EmbeddingRecorder(tmp_path, images=images, labels=[0, 1] * 3, **given)  # the same set: fine
+    fix = "give the run's own images, or start a new run (overwrite=True / --overwrite, or another folder)"
+    with pytest.raises(RunDirError) as e:
+        EmbeddingRecorder(tmp_path, images=images[:5], labels=[0, 1, 0, 1, 0], **given)
+    assert str(e.value) == f"{tmp_path} holds another evaluation set (eval.csv): 5 images given, eval.csv has 6; {fix}"
+    with pytest.raises(RunDirError) as e:
+        EmbeddingRecorder(tmp_path, images=images, labels=[0, 1, 1, 1, 0, 1], **given)
+    assert str(e.value) == (
+        f"{tmp_path} holds another evaluation set (eval.csv): the label of row 2 (eval-00002) is 1, "
+        f"eval.csv has 0; {fix}"
+    )
+    with pytest.raises(RunDirError) as e:
+        EmbeddingRecorder(tmp_path, images=images[::-1], labels=[0, 1] * 3, **given)  # same labels, other pixels
+    assert str(e.value) == (
+        f"{tmp_path} holds another evaluation set (eval.csv): image 0 (eval-00000) differs from "
+        f"images/eval-00000.png; {fix}"
+    )
+    assert (run.eval_csv.read_bytes(), run.embedding_path(0).read_bytes()) == before  # nothing lost
+    EmbeddingRecorder(tmp_path, images=images[:5], labels=[0, 1, 0, 1, 0], overwrite=True, **given)
+    assert len(run.read_eval()) == 5 and run.snapshots() == []
+
+
+def test_approve_and_export_warn_about_an_unfinished_run(analysed_run, caplog):
+    from spotreview.animation import export
+    from spotreview.approval import approve
+    from spotreview.rundir import write_json
+
+    write_json(analysed_run.manifest, {**analysed_run.read_manifest(), "finished": False})
+    with caplog.at_level("WARNING", logger="spotreview"):
+        approve(analysed_run, by="ana")
+        export(analysed_run, still=analysed_run.root / "still.png", quiet=True)
+    warned = [r.getMessage() for r in caplog.records if "has not finished" in r.getMessage()]
+    assert warned == [
+        f"{doing} {analysed_run.root} although its training has not finished; re-run the same "
+        "`spotreview finetune` command to resume it"
+        for doing in ("approving", "exporting")
+    ]

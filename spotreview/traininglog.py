@@ -1,0 +1,100 @@
+"""The training log of a run: ``log.csv`` (one row per Trainer log) and ``snapshots.csv``
+(the step and epoch of every recorded snapshot).
+
+``log.csv`` is written by :class:`spotreview.recorder.EmbeddingRecorder` from the Trainer's
+``on_log``, or, for checkpoints trained elsewhere, from the newest ``trainer_state.json``'s
+``log_history`` (:func:`log_from_trainer_state`, called by ``spotreview embed``). Both files
+are rewritten whole and atomically: they are small.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from .rundir import Run, write_text
+
+logger = logging.getLogger(__name__)
+
+FIRST_COLUMNS = ("step", "epoch", "loss", "learning_rate")
+
+
+def log_row(step: int, epoch: float | None, logs: dict) -> dict:
+    """One ``log.csv`` row: step, epoch, loss, learning_rate, then every other number logged."""
+    row = {"step": int(step), "epoch": math.nan if epoch is None else float(epoch), "loss": math.nan,
+           "learning_rate": math.nan}
+    for key, value in (logs or {}).items():
+        if key in ("step", "epoch"):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[key] = float(value)
+        elif hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+            row[key] = float(value.item())
+    return row
+
+
+def write_log(run: Run, rows: list[dict]) -> None:
+    """``log.csv`` from ``rows`` (the union of their columns, the first four in a fixed order)."""
+    import pandas as pd
+
+    write_text(run.log_csv, pd.DataFrame(rows).to_csv(index=False))
+
+
+def log_from_trainer_state(run: Run) -> bool:
+    """Write ``log.csv`` from the ``log_history`` of the newest checkpoint's ``trainer_state.json``
+    when the run has no ``log.csv``. Returns whether it wrote one."""
+    if run.log_csv.is_file():
+        return False
+    states = [p / "trainer_state.json" for _, p in reversed(run.checkpoints())]
+    state = next((s for s in states if s.is_file()), None)
+    if state is None:
+        return False
+    try:
+        history = json.loads(state.read_text(encoding="utf-8")).get("log_history") or []
+    except (OSError, ValueError) as e:
+        logger.warning("%s cannot be read (%s); no log.csv written", state, e)
+        return False
+    rows = [log_row(h.get("step", 0), h.get("epoch"), h) for h in history if isinstance(h, dict)]
+    if not rows:
+        return False
+    write_log(run, rows)
+    logger.info("wrote %s from %s (%d log entries)", run.log_csv, state, len(rows))
+    return True
+
+
+def record_snapshot(run: Run, step: int, epoch: float | None) -> None:
+    """Add (or replace) the row of ``step`` in ``snapshots.csv``: step,epoch."""
+    rows = read_snapshot_epochs(run)
+    rows[int(step)] = math.nan if epoch is None else float(epoch)
+    lines = ["step,epoch"] + [f"{s},{'' if math.isnan(e) else repr(e)}" for s, e in sorted(rows.items())]
+    write_text(run.snapshots_csv, "\n".join(lines) + "\n")
+
+
+def read_snapshot_epochs(run: Run) -> dict[int, float]:
+    """``{step: epoch}`` from ``snapshots.csv`` (NaN where the epoch is unknown); {} without one."""
+    path = Path(run.snapshots_csv)
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        step, _, epoch = line.partition(",")
+        if step.strip():
+            out[int(step)] = float(epoch) if epoch.strip() else math.nan
+    return out
+
+
+def unfinished(run: Run) -> bool:
+    """Whether the run's manifest says its training has not finished (``"finished": false``)."""
+    try:
+        return run.manifest.is_file() and run.read_manifest().get("finished") is False
+    except ValueError:
+        return False
+
+
+def warn_if_unfinished(run: Run, doing: str) -> None:
+    """Log a warning line when ``doing`` (approve, export) a run whose training has not finished."""
+    if unfinished(run):
+        logger.warning("%s %s although its training has not finished; re-run the same `spotreview finetune` "
+                       "command to resume it", doing, run.root)
