@@ -118,22 +118,12 @@ def _read_log(run: Run):
 
 def _read_trainer_state(run: Run):
     """``(log DataFrame or None, reason)`` from the newest checkpoint's ``trainer_state.json``."""
-    import json
-
     import pandas as pd
 
-    states = [p / "trainer_state.json" for _, p in run.checkpoints()]
-    states = [p for p in states if p.is_file()]
-    if not states:
-        return None, f"{run.log_csv} is missing"
-    try:
-        history = json.loads(states[-1].read_text("utf-8")).get("log_history") or []
-        log = pd.DataFrame([row for row in history if isinstance(row, dict)])
-    except (OSError, ValueError, AttributeError) as e:
-        return None, f"{run.log_csv} is missing and {states[-1]} cannot be read ({str(e).splitlines()[0]})"
-    if "step" not in log.columns:
-        return None, f"{run.log_csv} is missing and {states[-1]} has no logged steps"
-    return log, ""
+    from .traininglog import trainer_state_log
+
+    rows, _, why = trainer_state_log(run)
+    return (pd.DataFrame(rows), "") if rows else (None, why)
 
 
 def highlight_rows(ids: list[str], highlight: Iterable[str]) -> np.ndarray:

@@ -42,22 +42,30 @@ def write_log(run: Run, rows: list[dict]) -> None:
     write_text(run.log_csv, pd.DataFrame(rows).to_csv(index=False))
 
 
-def log_from_trainer_state(run: Run) -> bool:
-    """Write ``log.csv`` from the ``log_history`` of the newest checkpoint's ``trainer_state.json``
-    when the run has no ``log.csv``. Returns whether it wrote one."""
-    if run.log_csv.is_file():
-        return False
+def trainer_state_log(run: Run) -> tuple[list[dict], Path | None, str]:
+    """``(rows, state, why)``: ``log.csv`` rows from the ``log_history`` of the newest checkpoint's
+    ``trainer_state.json`` (``state``, None when there is none); ``why`` says why there are no rows."""
     states = [p / "trainer_state.json" for _, p in reversed(run.checkpoints())]
     state = next((s for s in states if s.is_file()), None)
     if state is None:
-        return False
+        return [], None, f"{run.log_csv} is missing"
     try:
         history = json.loads(state.read_text(encoding="utf-8")).get("log_history") or []
-    except (OSError, ValueError) as e:
-        logger.warning("%s cannot be read (%s); no log.csv written", state, e)
-        return False
+    except (OSError, ValueError, AttributeError) as e:
+        return [], state, f"{run.log_csv} is missing and {state} cannot be read ({str(e).splitlines()[0]})"
     rows = [log_row(h.get("step", 0), h.get("epoch"), h) for h in history if isinstance(h, dict)]
+    return rows, state, "" if rows else f"{run.log_csv} is missing and {state} has no logged steps"
+
+
+def log_from_trainer_state(run: Run) -> bool:
+    """Write ``log.csv`` from :func:`trainer_state_log` when the run has no ``log.csv``.
+    Returns whether it wrote one."""
+    if run.log_csv.is_file():
+        return False
+    rows, state, why = trainer_state_log(run)
     if not rows:
+        if state is not None:
+            logger.warning("%s; no log.csv written", why)
         return False
     write_log(run, rows)
     logger.info("wrote %s from %s (%d log entries)", run.log_csv, state, len(rows))
