@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -88,7 +89,14 @@ class EmbeddingRecorder(TrainerCallback):
         batch_size: int = EMBED_BATCH_SIZE,
         precision: str = "auto",
         quiet: bool = True,
+        keep_checkpoints: bool | None = None,
     ):
+        if keep_checkpoints is not None:  # 0.1's README passed it; the recorder no longer touches saves
+            warnings.warn(
+                "EmbeddingRecorder(keep_checkpoints=...) has no effect: the recorder never changes what "
+                "the Trainer saves; limit checkpoints with TrainingArguments(save_total_limit=...)",
+                FutureWarning, stacklevel=2,
+            )
         if pixel_values is None and (images is None or processor is None):
             raise SpotreviewError("EmbeddingRecorder needs pixel_values, or images and their processor")
         for name, value in (("every_steps", every_steps), ("every_epochs", every_epochs)):

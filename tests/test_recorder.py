@@ -215,3 +215,14 @@ def test_ddp_processes_given_different_eval_sets_are_refused(tmp_path):
                 "process 0: 4); give every process the same images")
     assert [(tmp_path / "errors" / f"rank{r}").read_text() for r in (0, 1)] == [expected, expected]
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_keep_checkpoints_is_accepted_and_changes_nothing(tmp_path):
+    """0.1's README passed keep_checkpoints=False; such scripts keep working, told it has no effect."""
+    import torch
+
+    from spotreview.recorder import EmbeddingRecorder
+
+    with pytest.warns(FutureWarning, match=r"keep_checkpoints=\.\.\.\) has no effect.*save_total_limit"):
+        recorder = EmbeddingRecorder(tmp_path / "run", pixel_values=torch.zeros(2, 3, 16, 16), keep_checkpoints=False)
+    assert not hasattr(recorder, "keep_checkpoints")
