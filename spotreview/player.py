@@ -85,7 +85,8 @@ def player_data(analysis, *, exclude: Mapping[str, str] | Iterable[str] = (), to
     """
     from matplotlib.colors import to_hex
 
-    from .figure import DEFAULT_SIZE, _class_colors, _limits, frame_layout, placeholder_tile, thumbnail
+    from .figure import DEFAULT_SIZE, _class_colors, _limits, frame_layout
+    from .thumbnails import placeholder_tile, thumbnail
     from .scene import _epochs, _read_log, build_scene
 
     exclude = dict(exclude) if isinstance(exclude, Mapping) else {i: "" for i in exclude}

@@ -19,7 +19,8 @@ import numpy as np
 from .defaults import TOP_K
 from .errors import ExportError
 from .errors import RunDirError
-from .figure import DEFAULT_SIZE, DESIGN_DPI, frame_layout, placeholder_tile, thumbnail
+from .figure import DEFAULT_SIZE, DESIGN_DPI, frame_layout
+from .thumbnails import placeholder_tile, thumbnail
 from .rundir import Run
 from .text import plural
 from .traininglog import read_snapshot_epochs
