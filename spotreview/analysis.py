@@ -207,14 +207,29 @@ def _outlier_scores_and_knn_accuracy(x: np.ndarray, labels: np.ndarray) -> tuple
 
 
 def _pca_2d(x: np.ndarray) -> np.ndarray:
-    """(n, 2) float64 PCA coordinates; covariance_eigh has no randomness and sklearn fixes signs."""
-    from sklearn.decomposition import PCA
+    """(n, 2) float64 PCA coordinates, as ``PCA(2, svd_solver="covariance_eigh").fit_transform``.
+
+    sklearn's covariance-eigh solver written out with the same operations in the same order
+    (no randomness, signs fixed the way sklearn's ``svd_flip`` fixes them; a test checks equality),
+    which spares every ``analyze`` process the ~0.8 s import of ``sklearn.decomposition``.
+    """
     from threadpoolctl import threadpool_limits
 
     # Multi-threaded OpenBLAS eigh stalls badly when the cores are busy (measured 0.2 s ->
     # 13 s at 10k x 768 on 2 shared cores); one thread costs ~0.25 s and never stalls.
     with threadpool_limits(limits=1, user_api="blas"):
-        return PCA(n_components=2, svd_solver="covariance_eigh").fit_transform(x).astype(np.float64)
+        n = len(x)
+        mean = x.mean(axis=0)
+        cov = x.T @ x
+        cov -= n * mean[:, None] * mean[None, :]
+        cov /= n - 1
+        _, vectors = np.linalg.eigh(cov)
+        components = vectors[:, ::-1].T[:2]  # largest eigenvalue first
+        signs = np.sign(components[np.arange(2), np.argmax(np.abs(components), axis=1)])
+        components = components * signs[:, None]
+        coords = x @ components.T
+        coords -= mean[None, :] @ components.T
+    return coords.astype(np.float64)
 
 
 def _check_shapes(run: Run, steps: list[int], n_eval: int) -> None:

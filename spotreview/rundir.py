@@ -150,6 +150,22 @@ class Run:
             )
         return full
 
+    def inside_all(self, rels, *, source: str | os.PathLike | None = None) -> list[Path]:
+        """:meth:`inside` for many paths, at one ``lstat`` each instead of a ``realpath``: every
+        distinct parent folder is resolved once, and a file is resolved only if it is a symlink."""
+        parents: dict[Path, Path] = {}
+        out = []
+        for rel in rels:
+            rel = Path(rel)
+            if rel.is_absolute() or ".." in rel.parts:
+                self.inside(rel, source=source)  # raises, naming it
+            parent = parents.get(rel.parent)
+            if parent is None:
+                parent = parents[rel.parent] = self.inside(rel.parent, source=source)
+            full = parent / rel.name
+            out.append(self.inside(rel, source=source) if full.is_symlink() else full)
+        return out
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on the run (``RUN/.lock``, ``flock``) for a read-modify-write."""
@@ -243,8 +259,7 @@ class Run:
         if wrong.any():
             expected = f"0 .. {high} (the class names in manifest.json)" if names else ">= 0"
             raise self._bad(path, f"has label {int(table['label'][wrong].iloc[0])}, expected {expected}")
-        for rel in table["image"]:
-            self.inside(rel, source=path)
+        self.inside_all(table["image"], source=path)
         return table
 
     def read_exclusions(self) -> dict[str, str]:

@@ -378,3 +378,18 @@ def test_progress_bar_is_quiet_when_asked(synthetic_run, capsys):
     os.utime(synthetic_run.embedding_path(0))  # same content: nothing recomputed, bar still shown
     analyze(synthetic_run)
     assert "analyze" in capsys.readouterr().err
+
+
+def test_pca_is_sklearns_covariance_eigh_to_the_bit():
+    """_pca_2d writes sklearn's solver out (no sklearn import per analyze); same bits, same signs."""
+    from sklearn.decomposition import PCA
+    from threadpoolctl import threadpool_limits
+
+    from spotreview.analysis import _pca_2d
+
+    rng = np.random.default_rng(0)
+    for n, dim, dtype in ((500, 64, np.float32), (40, 5, np.float64)):
+        x = (2 + rng.normal(size=(n, dim)) * rng.uniform(0.1, 3, dim)).astype(dtype)
+        with threadpool_limits(limits=1, user_api="blas"):
+            expected = PCA(n_components=2, svd_solver="covariance_eigh").fit_transform(x).astype(np.float64)
+        np.testing.assert_array_equal(_pca_2d(x), expected)
