@@ -204,14 +204,13 @@ def exclude_in_bundle(bundle, ids, *, reason: str | None = None, clear: bool = F
 def apply_decisions(run, path) -> dict[str, str]:
     """Apply a bundle's decisions file to the original ``run`` (as ``exclude`` would, one
     call per reason); every id must be in the run. Returns the run's exclusions."""
-    from .exclusions import exclude
+    from .exclusions import exclude, unknown_ids
 
     run, path = Run(run).require(), Path(path)
     if not path.is_file():
         raise ReviewError(f"decisions file {path} not found")
     decided = _parse_decisions(path)
-    known = set(run.read_eval()["id"])
-    unknown = [i for i in decided if i not in known]
+    unknown = unknown_ids(run, decided)  # all checked before any is applied
     if unknown:
         raise ReviewError(
             f"{path} names {len(unknown)} image id(s) {run.root} does not have "

@@ -18,6 +18,12 @@ def _few(items: list[str], n: int = 5) -> str:
     return shown + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
+def unknown_ids(run: Run, ids: Iterable[str]) -> list[str]:
+    """The ``ids`` that are not in the run's evaluation set (``eval.csv``), in order."""
+    known = set(run.read_eval()["id"])
+    return [i for i in ids if i not in known]
+
+
 def exclude(
     run, ids: Iterable[str], *, reason: str | None = None, clear: bool = False
 ) -> dict[str, str]:
@@ -34,8 +40,7 @@ def exclude(
             "give at least one image id to exclude (ids are in the review table's `id` column), "
             "or --clear to remove all exclusions"
         )
-    known = set(run.read_eval()["id"])
-    unknown = [i for i in ids if i not in known]
+    unknown = unknown_ids(run, ids)
     if unknown:
         raise ReviewError(
             f"{len(unknown)} unknown image id(s) for {run.root}: {_few(unknown)}; "
