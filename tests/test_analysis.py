@@ -390,6 +390,6 @@ def test_pca_is_sklearns_covariance_eigh_to_the_bit():
     rng = np.random.default_rng(0)
     for n, dim, dtype in ((500, 64, np.float32), (40, 5, np.float64)):
         x = (2 + rng.normal(size=(n, dim)) * rng.uniform(0.1, 3, dim)).astype(dtype)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: one summation order for both
             expected = PCA(n_components=2, svd_solver="covariance_eigh").fit_transform(x).astype(np.float64)
-        np.testing.assert_array_equal(_pca_2d(x), expected)
+            np.testing.assert_array_equal(_pca_2d(x), expected)

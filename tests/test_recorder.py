@@ -198,6 +198,9 @@ def _rank_with_its_own_eval_set(rank: int, port: int, errors) -> None:
         except DataError as e:
             Path(errors, f"rank{rank}").write_text(str(e))
     finally:
+        # Both processes leave together: a gloo peer torn down while the other still
+        # tears down can abort it ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
 
 
