@@ -35,8 +35,8 @@ PART_NAMES = {
 }
 
 
-def _file_digest(path: Path) -> str:
-    return sha256_file(path) if path.is_file() else "missing"
+def _file_digest(path: str | os.PathLike) -> str:
+    return sha256_file(path) if os.path.isfile(path) else "missing"
 
 
 def _images_digest(run: Run) -> str:

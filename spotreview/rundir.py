@@ -150,20 +150,21 @@ class Run:
             )
         return full
 
-    def inside_all(self, rels, *, source: str | os.PathLike | None = None) -> list[Path]:
-        """:meth:`inside` for many paths, at one ``lstat`` each instead of a ``realpath``: every
-        distinct parent folder is resolved once, and a file is resolved only if it is a symlink."""
-        parents: dict[Path, Path] = {}
+    def inside_all(self, rels, *, source: str | os.PathLike | None = None) -> list[str]:
+        """:meth:`inside` for many paths (as strings), at one ``lstat`` each instead of a
+        ``realpath``: each distinct parent folder is resolved once, and a file only if it is a
+        symlink. String operations, not ``Path`` objects: 50k eval rows are checked in ~0.1 s."""
+        parents: dict[str, str] = {}
         out = []
-        for rel in rels:
-            rel = Path(rel)
-            if rel.is_absolute() or ".." in rel.parts:
+        for rel in map(str, rels):
+            if os.path.isabs(rel) or ".." in rel.replace(os.sep, "/").split("/"):
                 self.inside(rel, source=source)  # raises, naming it
-            parent = parents.get(rel.parent)
+            head, name = os.path.split(rel)
+            parent = parents.get(head)
             if parent is None:
-                parent = parents[rel.parent] = self.inside(rel.parent, source=source)
-            full = parent / rel.name
-            out.append(self.inside(rel, source=source) if full.is_symlink() else full)
+                parent = parents[head] = str(self.inside(head or ".", source=source))
+            full = os.path.join(parent, name)
+            out.append(str(self.inside(rel, source=source)) if os.path.islink(full) else full)
         return out
 
     @contextlib.contextmanager

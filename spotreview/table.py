@@ -144,7 +144,8 @@ def build_table(
             f"re-run `spotreview embed {run.root}` and `spotreview analyze {run.root}`"
         )
     root = run.root.resolve()  # paths relative to the run, each checked to stay inside it
-    images = [p.relative_to(root).as_posix() for p in run.inside_all(ev.loc[a.ids, "image"], source=run.eval_csv)]
+    paths = run.inside_all(ev.loc[a.ids, "image"], source=run.eval_csv)
+    images = [Path(os.path.relpath(p, root)).as_posix() for p in paths]
     names = np.asarray([str(c) for c in a.class_names], dtype=object)
     exclusions = run.read_exclusions()
     n = len(a.ids)
