@@ -10,13 +10,12 @@ is printed in the test output.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import make_synthetic_run
+from conftest import make_synthetic_run, start_chromium
 
 from spotreview.analysis import analyze
 from spotreview.exclusions import exclude
@@ -24,7 +23,6 @@ from spotreview.layouts import FIRST_PLOT, LAST_PLOT
 from spotreview.server import start_review
 from spotreview.table import build_table
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
 
 # Per scatterplot widget (found by its tab name): canvas pixels in saturated colours, and how
@@ -106,11 +104,8 @@ CLASS_NAMES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(CLASS_NAMES))
 def test_review_page_shows_and_colours_classes(tmp_path, capsys, kind):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
+    pytest.importorskip("selenium.webdriver")
     from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -122,20 +117,6 @@ def test_review_page_shows_and_colours_classes(tmp_path, capsys, kind):
     exclude(run, [table.iloc[2]["id"]], reason="blurry")
     screenshot = SCREENSHOTS / f"review-{kind}.png"
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-', dir=tmp_path)}",
-        "--window-size=1600,1000",
-    ):
-        options.add_argument(arg)
 
     with start_review(run, open_browser=False, quiet=True) as session:
         # The served table: every class-name column has the class names as categories.
@@ -152,13 +133,8 @@ def test_review_page_shows_and_colours_classes(tmp_path, capsys, kind):
         ).read()
         assert json.loads(cell) == list(names).index(table.iloc[row]["label"])
 
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        driver = start_chromium(tmp_path, (1600, 1000))  # the page's viewport pinned to 1600x1000
         try:
-            # The window size includes browser chrome; pin the page's viewport itself.
-            driver.execute_cdp_cmd(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
-            )
             driver.get(session.url)
             counts: dict = {}
 
