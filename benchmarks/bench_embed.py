@@ -185,7 +185,7 @@ def run(quick: bool = False, device: str = "auto", images: int | None = None, **
     from spotreview.models import resolve_precision
     from spotreview.rundir import Run
 
-    n_images, n_snapshots = (48, 2) if quick else (160, 3)
+    n_images, n_snapshots = (48, 2) if quick else (512, 2)  # the size: >= 512 images x 2
     image_size = 224
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
