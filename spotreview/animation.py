@@ -217,7 +217,7 @@ def export(
     if interactive:
         from .player import player_data, write_player
 
-        data = player_data(analysis, exclude=exclusions, top_k=top_k)
+        data = player_data(analysis, exclude=exclusions, top_k=top_k, scene=scene)
         write_player(anim, data, snapshots_per_second=fps / (tween + 1),
                      highlight=[scene.ids[r] for r in scene.highlight])
         frames = len(data.steps)  # key frames: the page interpolates between them

@@ -77,20 +77,22 @@ class PlayerData:
 
 
 def player_data(analysis, *, exclude: Mapping[str, str] | Iterable[str] = (), top_k: int = 8,
-                thumb_px: int = THUMB_PX) -> PlayerData:
+                thumb_px: int = THUMB_PX, scene=None) -> PlayerData:
     """Collect the page's data from an ``Analysis``, its run's log.csv and images.
 
-    Titles, leaderboard, loss curve, axes and colours are the GIF's (same functions);
-    unreadable images become blank thumbnails, with one warning line.
+    Titles, leaderboard, loss curve, epochs, axes and colours are the GIF's: ``scene`` (built
+    here unless the caller has one for the same ``exclude`` and ``top_k``) and the same
+    functions. Unreadable images become blank thumbnails, with one warning line.
     """
     from matplotlib.colors import to_hex
 
     from .figure import DEFAULT_SIZE, _class_colors, _limits, frame_layout
     from .thumbnails import placeholder_tile, thumbnail
-    from .scene import _epochs, _read_log, build_scene
+    from .scene import build_scene
 
     exclude = dict(exclude) if isinstance(exclude, Mapping) else {i: "" for i in exclude}
-    scene = build_scene(analysis, exclude=exclude, top_k=top_k)
+    if scene is None:
+        scene = build_scene(analysis, exclude=exclude, top_k=top_k)
     run = Run(analysis.run)
     tiles, missing = [], 0
     for image_id in scene.ids:
@@ -113,7 +115,7 @@ def player_data(analysis, *, exclude: Mapping[str, str] | Iterable[str] = (), to
         colors=[to_hex(c) for c in _class_colors(len(scene.class_names))],
         titles=scene.titles, subtitle=scene.subtitles[0].split(":")[0],
         predictions=analysis.predictions,
-        epochs=_epochs(_read_log(run)[0], scene.steps),
+        epochs=scene.epochs,
         accuracy=np.asarray(getattr(analysis, "accuracy", np.full(n_snap, np.nan)), float),
         knn_accuracy=np.asarray(getattr(analysis, "knn_accuracy", np.full(n_snap, np.nan)), float),
         loss=scene.loss, loss_note=scene.loss_note, excluded=exclude,

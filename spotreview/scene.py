@@ -53,6 +53,7 @@ class Scene:
     dpi: float
     order: np.ndarray  # (n,) int64 a fixed shuffle of the rows, for a fair drawing order
     highlight: np.ndarray | None = None  # (h,) int64 rows ringed and labelled with their id in every frame
+    epochs: np.ndarray | None = None  # (S,) float64 epoch of each snapshot, NaN where unknown
 
     @property
     def n_frames(self) -> int:
@@ -249,5 +250,6 @@ def build_scene(
         dpi=float(dpi),
         order=np.random.default_rng(0).permutation(len(labels)),
         highlight=chosen,
+        epochs=epochs,
     )
 
