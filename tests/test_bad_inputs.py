@@ -39,13 +39,19 @@ def _bytes(name: str, data: bytes):
     return lambda run: (run.root / name).write_bytes(data)
 
 
-def _eval(change):
+def _csv(path_of, change):
+    """Damage a CSV file of the run (read as text, changed in place by ``change``, written back)."""
     def damage(run: Run) -> None:
-        table = pd.read_csv(run.eval_csv, dtype=str)
+        path = path_of(run)
+        table = pd.read_csv(path, dtype=str)
         change(table)
-        table.to_csv(run.eval_csv, index=False)
+        table.to_csv(path, index=False)
 
     return damage
+
+
+def _eval(change):
+    return _csv(lambda run: run.eval_csv, change)
 
 
 def _set(col: str, value, row: int = 0):
@@ -92,12 +98,7 @@ def _manifest(**change):
 
 
 def _log(change):
-    def damage(run: Run) -> None:
-        log = pd.read_csv(run.log_csv, dtype=str)
-        change(log)
-        log.to_csv(run.log_csv, index=False)
-
-    return damage
+    return _csv(lambda run: run.log_csv, change)
 
 
 def _approved(damage):
