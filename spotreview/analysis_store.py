@@ -161,14 +161,13 @@ def format_table(analysis: Analysis) -> str:
 
 
 def read_labels(run: Run) -> tuple[list[str], np.ndarray, list[str]]:
-    table = run.read_eval()
-    ids = table["id"].astype(str).tolist()
-    labels = table["label"].to_numpy(dtype=np.int64)
+    table = run.read_eval_columns()
+    ids, labels = table["id"], table["label"]
     class_names = None
     if run.manifest.is_file():
         class_names = run.read_manifest().get("class_names")
     if not class_names:
-        names = dict(zip(table["label"], table["class_name"].astype(str)))
+        names = {label: name for label, name in zip(labels.tolist(), table["class_name"]) if name}
         class_names = [names.get(k, str(k)) for k in range(int(labels.max()) + 1)] if len(labels) else []
     return ids, labels, list(class_names)
 

@@ -43,7 +43,7 @@ def _images_digest(run: Run) -> str:
     """sha256 over the content of every image eval.csv lists (confined to the run), in order,
     and of ``images/ID.png`` where that is another file (the animation's thumbnails)."""
     h = hashlib.sha256()
-    table = run.read_eval()
+    table = run.read_eval_columns()
     paths = run.inside_all(table["image"], source=run.eval_csv)
     for image_id, rel, path in zip(table["id"], table["image"], paths):
         h.update(_file_digest(path).encode() + b"\n")

@@ -48,7 +48,7 @@ def read_eval_images(run: Run) -> list:
     """The run's evaluation images (RGB PIL), in ``eval.csv`` row order."""
     from PIL import Image
 
-    table = run.read_eval()
+    table = run.read_eval_columns()
     images = []
     for rel in table["image"]:
         path = run.root / rel

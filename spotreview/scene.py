@@ -10,6 +10,7 @@ training-loss curve. No matplotlib here; :mod:`spotreview.figure` draws a scene.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Iterable
@@ -96,36 +97,47 @@ def leaderboard(analysis, *, top_k: int = TOP_K, exclude: Iterable[str] = ()) ->
     ]
 
 
+_LOG_COLUMNS = ("step", "epoch", "loss")
+_MISSING = frozenset({"", "nan", "NaN", "NA", "N/A", "None", "null"})
+
+
 def _read_log(run: Run):
-    """``(log DataFrame or None, reason)``; the reason says why there is no loss curve.
+    """``(log or None, reason)``; the log is ``{column: (rows,) float64}`` for step, epoch and
+    loss (those present, NaN where a cell is empty); the reason says why there is no loss curve.
 
     ``log.csv`` first; a run without one (trained outside ``finetune``) falls back to the
     ``log_history`` of its last ``checkpoint-*/trainer_state.json``.
     """
-    import pandas as pd
+    from .rundir import read_csv_columns
 
     if not run.log_csv.is_file():
         return _read_trainer_state(run)
     try:
-        log = pd.read_csv(run.log_csv)
-    except (ValueError, pd.errors.ParserError) as e:
-        return None, f"{run.log_csv} cannot be read ({str(e).splitlines()[0]})"
-    if "step" not in log.columns:
+        cells = read_csv_columns(run.log_csv)
+    except ValueError as e:
+        return None, f"{run.log_csv} cannot be read ({e})"
+    if "step" not in cells:
         return None, f"{run.log_csv} has no step column"
-    for col in ("step", "epoch", "loss"):
-        if col in log.columns and pd.to_numeric(log[col], errors="coerce").isna().ne(log[col].isna()).any():
-            raise RunDirError(f"{run.log_csv} has non-numeric {col} values; {run.remake_hint()}, or delete it (no loss curve)")
+    log = {}
+    for col in (c for c in _LOG_COLUMNS if c in cells):
+        try:
+            log[col] = np.array([math.nan if v.strip() in _MISSING else float(v) for v in cells[col]])
+        except ValueError:
+            raise RunDirError(
+                f"{run.log_csv} has non-numeric {col} values; {run.remake_hint()}, or delete it (no loss curve)"
+            ) from None
     return log, ""
 
 
 def _read_trainer_state(run: Run):
-    """``(log DataFrame or None, reason)`` from the newest checkpoint's ``trainer_state.json``."""
-    import pandas as pd
-
+    """``(log or None, reason)`` from the newest checkpoint's ``trainer_state.json``."""
     from .traininglog import trainer_state_log
 
     rows, _, why = trainer_state_log(run)
-    return (pd.DataFrame(rows), "") if rows else (None, why)
+    if not rows:
+        return None, why
+    return {col: np.array([math.nan if r.get(col) is None else float(r[col]) for r in rows])
+            for col in _LOG_COLUMNS}, ""
 
 
 def highlight_rows(ids: list[str], highlight: Iterable[str]) -> np.ndarray:
@@ -142,29 +154,33 @@ def highlight_rows(ids: list[str], highlight: Iterable[str]) -> np.ndarray:
     return np.asarray([where[h] for h in wanted], dtype=np.int64)
 
 
+def _log_rows(log, col: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of the log rows where both are known, by step; None if there are none."""
+    if log is None or col not in log:
+        return None
+    keep = np.isfinite(log["step"]) & np.isfinite(log[col])
+    order = np.argsort(log["step"][keep], kind="stable")
+    steps, values = log["step"][keep][order], log[col][keep][order]
+    return (steps, values) if len(steps) else None
+
+
 def _epochs(log, steps: np.ndarray) -> np.ndarray:
     """(S,) float64 epoch at each step, interpolated on step from log.csv; NaN if unknown."""
     out = np.full(len(steps), np.nan)
-    if log is None or "epoch" not in log.columns:
+    rows = _log_rows(log, "epoch")
+    if rows is None:
         return out
-    rows = log[["step", "epoch"]].dropna().sort_values("step")
-    if rows.empty:
-        return out
-    xs = np.concatenate([[0.0], rows["step"].to_numpy(float)])  # step 0 is epoch 0
-    ys = np.concatenate([[0.0], rows["epoch"].to_numpy(float)])
+    xs = np.concatenate([[0.0], rows[0]])  # step 0 is epoch 0
+    ys = np.concatenate([[0.0], rows[1]])
     known = steps <= xs[-1]
     out[known] = np.interp(steps[known], xs, ys)
     return out
 
 
 def _loss_curve(log) -> tuple[np.ndarray, np.ndarray] | None:
-    if log is None or "loss" not in log.columns:
-        return None
-    rows = log[["step", "loss"]].dropna().sort_values("step")
-    rows = rows[np.isfinite(rows["loss"].to_numpy(float))]
-    if rows.empty:
-        return None
-    return rows["step"].to_numpy(np.int64), rows["loss"].to_numpy(np.float64)
+    rows = _log_rows(log, "loss")
+    return None if rows is None else (rows[0].astype(np.int64), rows[1])
+
 
 def build_scene(
     analysis,

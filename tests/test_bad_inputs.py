@@ -39,6 +39,10 @@ def _bytes(name: str, data: bytes):
     return lambda run: (run.root / name).write_bytes(data)
 
 
+def _append(name: str, text: str):
+    return lambda run: (run.root / name).write_text((run.root / name).read_text() + text)
+
+
 def _csv(path_of, change):
     """Damage a CSV file of the run (read as text, changed in place by ``change``, written back)."""
     def damage(run: Run) -> None:
@@ -141,6 +145,11 @@ CASES = {
     "eval.csv empty": (_text("eval.csv", ""), ANALYZE, "eval.csv cannot be read as CSV"),
     "eval.csv header only": (_text("eval.csv", "id,label,class_name,image\n"), ANALYZE, "lists no images"),
     "eval.csv binary": (_bytes("eval.csv", bytes(range(256)) * 8), ANALYZE, "eval.csv"),
+    "eval.csv infinite label": (_set("label", "inf"), ANALYZE, "labels that are not whole numbers (row 2)"),
+    "eval.csv row too long": (_append("eval.csv", "x,0,c,images/x.png,extra\n"), ANALYZE,
+                              "eval.csv cannot be read as CSV (line 38 has 5 fields, the header 4)"),
+    "eval.csv row too short": (_append("eval.csv", "x,0\n"), ANALYZE, "empty id, label or image cells"),
+    "eval.csv unclosed quote": (_append("eval.csv", '"x,0,c,images/x.png\n'), ANALYZE, "eval.csv cannot be read as CSV"),
     "eval.csv empty id": (_set("id", ""), ANALYZE, "empty id, label or image cells"),
     "eval.csv duplicate id": (_set("id", "img-0001"), ANALYZE, "lists id 'img-0001' twice"),
     "eval.csv id ../../secret": (_set("id", "../../secret"), ANALYZE, "ids that are not plain names"),
