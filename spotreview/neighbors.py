@@ -203,18 +203,24 @@ def _stage_operands(x64, stage: str):
     mu = x64.mean(dim=0).float()
     keys = torch.empty(n, dim, dtype=torch.bfloat16, device=x64.device)
     queries = torch.empty_like(keys)
-    q_norm, q_res, qt_norm, k_res, kt_norm = (torch.empty(n, dtype=torch.float64, device=x64.device) for _ in range(5))
+    q_res, k_res, kt_norm = (torch.empty(n, dtype=torch.float32, device=x64.device) for _ in range(3))
     for start in range(0, n, 4096):  # chunks: no full-size temporaries, no fresh pages
         rows = slice(start, start + 4096)
         xn = x64[rows].float()
         centred = xn - mu
         keys[rows], queries[rows] = centred, xn
         # bf16 -> float32, and a float32 minus its bf16 rounding, are exact
-        for out, t in ((q_norm, xn), (q_res, queries[rows].float() - xn), (qt_norm, queries[rows]),
-                       (k_res, keys[rows].float() - centred), (kt_norm, keys[rows])):
-            out[rows] = torch.linalg.vector_norm(t.double(), dim=1)
+        for out, t in ((q_res, queries[rows].float() - xn), (k_res, keys[rows].float() - centred),
+                       (kt_norm, keys[rows].float())):
+            torch.linalg.vector_norm(t, dim=1, out=out[rows])
+    # float32 norms of dim terms are within dim * u (relative) of the exact ones: round up
+    up = 1 + 2 * dim * _U32
+    q_res = q_res.double() * up
+    q_norm = 1 + _U32  # |float32 copy of a unit row|
+    qt_norm = q_norm + q_res  # |bf16 copy| <= |copy| + |bf16 copy - copy|
     offset = x64 @ mu.double()
-    return keys, queries, offset, _bf16_error(q_norm, q_res, qt_norm, k_res.max(), kt_norm.max(), gamma)
+    return keys, queries, offset, _bf16_error(q_norm, q_res, qt_norm, k_res.max().item() * up,
+                                              kt_norm.max().item() * up, gamma)
 
 
 def _bf16_error(q_norm, q_res, qt_norm, k_res, kt_norm, gamma):
