@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from . import __version__
 from .errors import ReviewError
-from .rundir import Run, atomic_path, sha256_file, write_json
+from .rundir import Run, atomic_path, sha256_file, user_cache_dir, write_json
 
 FORMAT = 1
 TABLE, LAYOUT, INFO = "review.parquet", "layout.json", "bundle.json"
@@ -104,7 +104,7 @@ def extract(bundle) -> Path:
     if not zipfile.is_zipfile(bundle):
         raise _bad(bundle, "not a zip file")
     digest = sha256_file(bundle)[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spotreview" / "bundles"
+    cache = user_cache_dir() / "bundles"
     target = cache / digest
     if (target / INFO).is_file():
         return target

@@ -135,9 +135,12 @@ def finetune_cmd(out, model, dataset, eval_size, save_steps, epochs, batch_size,
 @click.option("--precision", type=click.Choice(D.PRECISIONS), default=D.PRECISIONS[0], show_default=True,
               help="auto: bf16 autocast where the hardware runs bf16 natively (CUDA, AMX/AVX512-BF16 CPUs), else fp32.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=D.EMBED_BATCH_SIZE, show_default=True)
+@click.option("--compile", "torch_compile", type=click.Choice(D.COMPILE_MODES), default=D.COMPILE_MODES[0],
+              show_default=True, help=f"torch.compile the models; auto: on a CPU from {D.COMPILE_MIN_FORWARDS} "
+              "images x snapshots (compiled graphs are cached in ~/.cache/spotreview).")
 @QUIET
 def embed_cmd(run, dataset, images_dir, eval_size, base_model, processor, overwrite, device, precision, batch_size,
-              quiet):
+              torch_compile, quiet):
     """Embed the eval images at every checkpoint-STEP of RUN (or any folder of HF checkpoints).
 
     Also writes log.csv from the newest trainer_state.json when RUN has none.
@@ -146,7 +149,7 @@ def embed_cmd(run, dataset, images_dir, eval_size, base_model, processor, overwr
 
     done = embed(run, dataset=dataset, images=images_dir, eval_size=eval_size, base_model=base_model,
                  processor=processor, overwrite=overwrite, device=device, precision=precision,
-                 batch_size=batch_size, quiet=quiet)
+                 batch_size=batch_size, torch_compile=torch_compile, quiet=quiet)
     total = run.snapshots()
     if done:
         click.echo(f"Embedded {len(done)} snapshots (steps {', '.join(map(str, done))}) into {run.embeddings_dir}")

@@ -26,6 +26,8 @@ Device, precision and model loading live in :mod:`spotreview.models`. Outputs ar
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -34,10 +36,10 @@ import numpy as np
 import torch
 
 from .data import to_rgb
-from .defaults import EMBED_BATCH_SIZE, SEED
+from .defaults import COMPILE_MIN_FORWARDS, EMBED_BATCH_SIZE, SEED
 
 PREPROCESS_BATCH_SIZE = 256  # images converted at once: bounds the float32 working copy (~150 MB at 224 px)
-from .errors import DataError, RunDirError, SpotreviewError
+from .errors import DataError, RunDirError, SpotreviewError, first_line
 from .evalset import clear_eval_set, eval_images_for
 from .models import (
     label_order,
@@ -48,8 +50,10 @@ from .models import (
     resolve_precision,
     transformers_bars,
 )
-from .rundir import Run, save_npy
+from .rundir import Run, save_npy, user_cache_dir
 from .traininglog import log_from_trainer_state, record_snapshot
+
+logger = logging.getLogger(__name__)
 
 # --- preprocessing and the forward pass ----------------------------------------------
 
@@ -109,11 +113,14 @@ def forward(
     batch_size: int = EMBED_BATCH_SIZE,
     quiet: bool = False,
     desc: str = "embed",
+    fixed_batch: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeddings ``(n, dim)`` float32 and probabilities ``(n, n_classes)`` float32 (or None).
 
-    ``model`` is a transformers image model already on ``device`` and in eval mode;
-    ``pixels`` is ``(n, 3, H, W)`` from :func:`preprocess`, on any device.
+    ``model`` is a transformers image model already on ``device`` and in eval mode (or its
+    :func:`compiled` form); ``pixels`` is ``(n, 3, H, W)`` from :func:`preprocess`, on any
+    device. ``fixed_batch``: pad the last batch to the others' size (a compiled model then
+    needs one graph, not a second compile for the remainder).
     """
     from tqdm.auto import tqdm
 
@@ -122,6 +129,7 @@ def forward(
     captured = {}
     handle = base.register_forward_hook(lambda module, args, output: captured.__setitem__("out", output))
     n = len(pixels)
+    batch_size = min(batch_size, n)
     emb = probs = None  # filled in place on the device: no per-batch allocation or device sync
     try:
         with torch.inference_mode(), torch.autocast(
@@ -129,21 +137,46 @@ def forward(
         ):
             for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=quiet, leave=False):
                 x = pixels[start : start + batch_size].to(device, non_blocking=True)
+                rows = len(x)
+                if fixed_batch and rows < batch_size:
+                    x = torch.cat([x, x.new_zeros((batch_size - rows, *x.shape[1:]))])
                 if autocast is None and x.dtype != weights:
                     x = x.to(weights)
                 out = model(pixel_values=x)
-                vectors = _cls_vector(captured.pop("out"))
+                vectors = _cls_vector(captured.pop("out"))[:rows]
                 if emb is None:
                     emb = torch.empty((n, vectors.shape[1]), dtype=torch.float32, device=device)
-                emb[start : start + len(x)] = vectors
+                emb[start : start + rows] = vectors
                 logits = getattr(out, "logits", None) if base is not model else None
                 if logits is not None:
                     if probs is None:
                         probs = torch.empty((n, logits.shape[1]), dtype=torch.float32, device=device)
-                    probs[start : start + len(x)] = torch.softmax(logits.float(), dim=-1)
+                    probs[start : start + rows] = torch.softmax(logits[:rows].float(), dim=-1)
     finally:
         handle.remove()
     return emb.cpu().numpy(), (None if probs is None else probs.cpu().numpy())
+
+
+def compiled(model):
+    """``torch.compile(model)`` for one batch shape. Its cache (inductor's) goes to
+    ``$XDG_CACHE_HOME/spotreview/torch-compile`` unless ``TORCHINDUCTOR_CACHE_DIR`` says
+    otherwise, so it outlives /tmp: later runs load the compiled graph in ~3 s instead of
+    compiling it (~20 s for ViT-base on 2 cores). Every snapshot's model of the same
+    architecture reuses the graph compiled for the first."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # importing torch already fills in inductor's default (/tmp); a user's own choice stays
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") in (None, default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(user_cache_dir() / "torch-compile")
+    return torch.compile(model, dynamic=False)
+
+
+def want_compile(mode: str, device: torch.device, forwards: int) -> bool:
+    """Whether :func:`embed` compiles: ``mode`` "on", "off", or "auto" (on a CPU, at
+    ``COMPILE_MIN_FORWARDS`` image-forwards or more, where a cold compile pays for itself)."""
+    if mode not in ("auto", "on", "off"):
+        raise SpotreviewError(f"unknown compile mode {mode!r}; expected auto, on or off")
+    return mode == "on" or (mode == "auto" and device.type == "cpu" and forwards >= COMPILE_MIN_FORWARDS)
 
 
 def write_snapshot(run: Run, step: int, embeddings: np.ndarray, probs: np.ndarray | None) -> None:
@@ -171,6 +204,7 @@ def embed(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = EMBED_BATCH_SIZE,
+    torch_compile: str = "auto",
     quiet: bool = False,
 ) -> list[int]:
     """Embed the evaluation images at every ``checkpoint-STEP`` of ``run`` not embedded yet.
@@ -183,7 +217,9 @@ def embed(
     (else a one-line error) unless ``overwrite`` starts it afresh. ``checkpoints``: only these
     steps. ``base_model`` (a directory or hub id): the model before fine-tuning, embedded as
     step 0. ``processor`` (a directory or hub id): the image processor, when neither the run
-    nor the checkpoints have one.
+    nor the checkpoints have one. ``torch_compile``: "auto" (compile on a CPU once there are
+    enough images x snapshots to pay for it, see :func:`want_compile`), "on" or "off"; where
+    compiling fails (no C++ compiler, ...) a warning says so and the eager model is used.
     Writes ``embeddings/step-STEP.npy`` ``(n, dim)`` float32 and, for classifiers,
     ``embeddings/step-STEP.probs.npy`` ``(n, n_classes)`` float32 with the classes in the
     run's order (matched by name through the checkpoint's ``id2label``); ``snapshots.csv``;
@@ -196,6 +232,7 @@ def embed(
         raise SpotreviewError(f"batch size must be at least 1, got {batch_size}")
     dev = resolve_device(device)
     autocast = resolve_precision(precision, dev)
+    want_compile(torch_compile, dev, 0)  # a bad mode fails before any work
     found = run.checkpoints()
     if checkpoints is not None:
         wanted = {int(s) for s in checkpoints}
@@ -222,7 +259,8 @@ def embed(
     try:
         return _embed_checkpoints(
             run, found, dataset=dataset, images=images, eval_size=eval_size, seed=seed, base_model=base_model,
-            processor=processor, overwrite=overwrite, dev=dev, autocast=autocast, batch_size=batch_size, quiet=quiet,
+            processor=processor, overwrite=overwrite, dev=dev, autocast=autocast, batch_size=batch_size,
+            torch_compile=torch_compile, quiet=quiet,
         )
     except BaseException:
         if not had_eval_set and not run.snapshots() and _world()[0] == 0:  # nothing left to block a retry
@@ -233,7 +271,7 @@ def embed(
 
 
 def _embed_checkpoints(run, found, *, dataset, images, eval_size, seed, base_model, processor, overwrite, dev,
-                       autocast, batch_size, quiet) -> list[int]:
+                       autocast, batch_size, torch_compile, quiet) -> list[int]:
     """:func:`embed` once the checkpoints to embed are known."""
     import json
 
@@ -259,6 +297,7 @@ def _embed_checkpoints(run, found, *, dataset, images, eval_size, seed, base_mod
     # Preprocessed once, on the device (the eval set is reused for every snapshot).
     pixels = preprocess(eval_images, proc, dtype=autocast or torch.float32, device=dev, quiet=quiet)
     class_names = run.read_manifest().get("class_names") if run.manifest.is_file() else None
+    use_compile = want_compile(torch_compile, dev, len(pixels) * len(todo))
 
     done = []
     started = time.perf_counter()
@@ -268,7 +307,8 @@ def _embed_checkpoints(run, found, *, dataset, images, eval_size, seed, base_mod
             # keeps them in float32 and converts around them); within 1e-2 cosine (tested).
             model = load_checkpoint(path) if path is not None else load_base_model(base_model)
             model = model.to(dev, dtype=autocast or torch.float32)
-        emb, probs = forward(model, pixels, device=dev, batch_size=batch_size, quiet=quiet, desc=f"step {step}")
+        emb, probs, use_compile = _forward_maybe_compiled(model, pixels, use_compile, first=not done, device=dev,
+                                                          batch_size=batch_size, quiet=quiet, desc=f"step {step}")
         if probs is not None and class_names:
             order = label_order(model.config, class_names, str(path or base_model))
             probs = probs if order is None else probs[:, order]
@@ -280,11 +320,26 @@ def _embed_checkpoints(run, found, *, dataset, images, eval_size, seed, base_mod
             "device": dev.type,
             "precision": "bf16" if autocast else "fp32",
             "batch_size": batch_size,
+            "compiled": use_compile,
             "seconds": round(time.perf_counter() - started, 2),
             "steps": done,
             **({"base_model": str(base_model)} if base_model is not None else {}),
         })
     return done
+
+
+def _forward_maybe_compiled(model, pixels, use_compile: bool, *, first: bool, **kwargs):
+    """:func:`forward` of ``model``, compiled if ``use_compile``; if compiling fails on the
+    first snapshot, a warning and the eager model from then on. Returns ``(emb, probs, use_compile)``."""
+    if not use_compile:
+        return (*forward(model, pixels, **kwargs), False)
+    try:
+        return (*forward(compiled(model), pixels, fixed_batch=True, **kwargs), True)
+    except Exception as e:  # noqa: BLE001 - inductor raises many kinds (no compiler, unsupported op, ...)
+        if not first:
+            raise
+        logger.warning("torch.compile failed (%s); embedding without it", first_line(e))
+        return (*forward(model, pixels, **kwargs), False)
 
 
 def _world() -> tuple[int, int]:

@@ -309,6 +309,11 @@ class Run:
         return array
 
 
+def user_cache_dir() -> Path:
+    """spotreview's folder in the user's cache: ``$XDG_CACHE_HOME/spotreview`` (``~/.cache``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spotreview"
+
+
 def read_csv_columns(path: str | os.PathLike) -> dict[str, list[str]]:
     """``{column: [cell, ...]}`` of a CSV file with a header line; blank lines skipped, short
     rows padded with empty cells. ``ValueError`` (one line) when it is not such a file."""

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from .errors import ReviewError, RunDirError
-from .rundir import Run, atomic_path
+from .rundir import Run, atomic_path, user_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +55,8 @@ def table_path(run: Run) -> Path:
         not run.review_table.exists() or os.access(run.review_table, os.W_OK)
     ):
         return run.review_table
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spotreview"
     key = hashlib.sha256(str(run.root.resolve()).encode()).hexdigest()[:16]
-    return cache / "tables" / f"{run.root.name}-{key}" / "review.parquet"
+    return user_cache_dir() / "tables" / f"{run.root.name}-{key}" / "review.parquet"
 
 
 def _label_issues(run: Run, a, df) -> None:

@@ -167,6 +167,56 @@ def test_bf16_embeddings_stay_close_to_fp32(tmp_path, image_folder):
     assert np.linalg.norm(bf16 - fp32) / np.linalg.norm(fp32) < 0.03
 
 
+def _cosines(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.slow  # compiles (~15 s on 2 cores with an empty cache)
+def test_compiled_models_give_the_eager_vectors_and_cache_in_the_user_cache(tmp_path, image_folder, monkeypatch):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    eager, compiled = tmp_path / "eager", tmp_path / "compiled"
+    for root in (eager, compiled):
+        save_checkpoints(root, steps=(1, 2))
+    # 10 images in batches of 4: the last batch (2) is padded so that one graph serves all
+    embed(eager, images=image_folder, precision="fp32", batch_size=4, torch_compile="off", quiet=True)
+    embed(compiled, images=image_folder, precision="fp32", batch_size=4, torch_compile="on", quiet=True)
+    for step in (1, 2):
+        a, b = (np.load(Run(r).embedding_path(step)) for r in (eager, compiled))
+        assert _cosines(a, b).min() > 0.9999
+        pa, pb = (np.load(Run(r).probs_path(step)) for r in (eager, compiled))
+        np.testing.assert_allclose(pb, pa, atol=1e-4)
+    assert Run(compiled).read_manifest()["embed"]["compiled"] is True
+    assert Run(eager).read_manifest()["embed"]["compiled"] is False
+    assert any((tmp_path / "cache" / "spotreview" / "torch-compile").rglob("*"))
+
+
+@pytest.mark.slow
+def test_without_a_compiler_embed_warns_and_runs_eager(tmp_path, image_folder, monkeypatch, caplog):
+    import torch._dynamo
+    import torch._inductor.config as inductor
+
+    torch._dynamo.reset()  # nothing compiled earlier in this process to reuse
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))  # empty: nothing compiled to load
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, str(tmp_path / "no-such-c++")))
+    save_checkpoints(tmp_path / "run", steps=(1,))
+    embed(tmp_path / "run", images=image_folder, precision="fp32", batch_size=4, torch_compile="on", quiet=True)
+    assert any(r.levelname == "WARNING" and r.message.startswith("torch.compile failed (") and
+               r.message.endswith("); embedding without it") for r in caplog.records)
+    assert Run(tmp_path / "run").read_manifest()["embed"]["compiled"] is False
+    assert np.isfinite(np.load(Run(tmp_path / "run").embedding_path(1))).all()
+
+
+def test_compile_auto_is_for_cpus_with_enough_work():
+    from spotreview.embedding import want_compile
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not want_compile("auto", cpu, 2047) and want_compile("auto", cpu, 2048)
+    assert not want_compile("auto", cuda, 10**6) and want_compile("on", cuda, 1) and not want_compile("off", cpu, 10**6)
+    with pytest.raises(SpotreviewError, match="unknown compile mode 'yes'; expected auto, on or off"):
+        want_compile("yes", cpu, 1)
+
+
 # --- bad input: one line, exit 1, nothing finished deleted ------------------------------------
 
 
