@@ -129,7 +129,7 @@ def forward(
     captured = {}
     handle = base.register_forward_hook(lambda module, args, output: captured.__setitem__("out", output))
     n = len(pixels)
-    batch_size = min(batch_size, n)
+    batch_size = max(1, min(batch_size, n))
     emb = probs = None  # filled in place on the device: no per-batch allocation or device sync
     try:
         with torch.inference_mode(), torch.autocast(
@@ -160,8 +160,8 @@ def forward(
 def compiled(model):
     """``torch.compile(model)`` for one batch shape. Its cache (inductor's) goes to
     ``$XDG_CACHE_HOME/spotreview/torch-compile`` unless ``TORCHINDUCTOR_CACHE_DIR`` says
-    otherwise, so it outlives /tmp: later runs load the compiled graph in ~3 s instead of
-    compiling it (~20 s for ViT-base on 2 cores). Every snapshot's model of the same
+    otherwise, so it outlives /tmp: later runs load the compiled graph in a few seconds
+    instead of compiling it (~20 s for ViT-base on 2 cores). Every snapshot's model of the same
     architecture reuses the graph compiled for the first."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
