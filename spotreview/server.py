@@ -14,6 +14,7 @@ import errno
 import io
 import logging
 import os
+import signal
 import threading
 import time
 
@@ -107,6 +108,7 @@ class ReviewSession:
         self.refreshes = 0
         self._quiet = quiet
         self._stop = threading.Event()
+        self._interrupted = False
         self._seen = self._signature()
 
     @property
@@ -158,17 +160,23 @@ class ReviewSession:
 
     def wait(self, timeout: float | None = None, *, poll: float = 1.0) -> str:
         """Refresh on changes every ``poll`` seconds until ``timeout`` seconds pass
-        (``"timeout"``) or ``stop()`` is called (``"stopped"``). Ctrl-C propagates."""
+        (``"timeout"``), ``stop()`` or ``interrupt()`` is called (``"stopped"``, ``"interrupted"``).
+        Ctrl-C propagates unless :func:`review` turned it into ``interrupt()``."""
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
                 return "timeout"
             if self._stop.wait(poll if left is None else min(poll, left)):
-                return "stopped"
+                return "interrupted" if self._interrupted else "stopped"
             self.refresh()
 
     def stop(self) -> None:
+        self._stop.set()
+
+    def interrupt(self) -> None:
+        """Stop as Ctrl-C does: ``wait()`` returns "interrupted"."""
+        self._interrupted = True
         self._stop.set()
 
     def close(self) -> None:
@@ -249,6 +257,30 @@ def start_review(
     return ReviewSession(source, viewer, layout, quiet)
 
 
+@contextlib.contextmanager
+def _ctrl_c_interrupts(session: ReviewSession):
+    """While active, Ctrl-C calls ``session.interrupt()`` instead of raising KeyboardInterrupt
+    wherever the main thread happens to be: raised there, it can be lost (CPython swallows
+    it in the after-fork callbacks of a child process being started, as a refresh does), and
+    the review then ran on to its timeout. A second Ctrl-C raises as usual. Only in the main
+    thread (the only one that may set signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.default_int_handler if previous is None else previous
+
+    def interrupt(signum, frame) -> None:
+        signal.signal(signal.SIGINT, previous)
+        session.interrupt()
+
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def review(
     run,
     *,
@@ -283,20 +315,21 @@ def review(
         embeddings=embeddings,
     )
     url = session.url
-    try:  # from here on, Ctrl-C ends the review cleanly
-        if not quiet:
-            until = "Ctrl-C" if timeout is None else f"Ctrl-C or {timeout:g} s"
-            logger.info("Spotlight review of %s: %s  (stops on %s)", session.source.name, url, until)
-            logger.info(
-                "exclude rows with `spotreview exclude %s ID... --reason TEXT`; "
-                "this review refreshes to show them",
-                session.source.name,
-            )
-        ended = session.wait(timeout, poll=poll)
-    except KeyboardInterrupt:
-        ended = "interrupted"
-    finally:
-        session.close()
+    with _ctrl_c_interrupts(session):  # from here on, Ctrl-C ends the review cleanly
+        try:
+            if not quiet:
+                until = "Ctrl-C" if timeout is None else f"Ctrl-C or {timeout:g} s"
+                logger.info("Spotlight review of %s: %s  (stops on %s)", session.source.name, url, until)
+                logger.info(
+                    "exclude rows with `spotreview exclude %s ID... --reason TEXT`; "
+                    "this review refreshes to show them",
+                    session.source.name,
+                )
+            ended = session.wait(timeout, poll=poll)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
+            ended = "interrupted"
+        finally:
+            session.close()
     return {
         "url": url,
         "layout": None if layout is None else str(layout),

@@ -234,6 +234,24 @@ def test_port_in_use(analysed):
         assert (result.exit_code, result.output) == (1, f"Error: {message}\n")
 
 
+@pytest.mark.slow  # starts Spotlight (~5 s)
+def test_ctrl_c_during_a_review_ends_it_and_restores_the_handler(analysed):
+    """Ctrl-C asks the session to stop instead of raising wherever the main thread is (raised
+    inside a child process's after-fork callback, CPython loses it); review() then returns."""
+    before, port, sent = signal.getsignal(signal.SIGINT), _free_port(), []
+
+    def press_ctrl_c():  # once Spotlight serves, as a user would
+        _until(lambda: _get_json(f"http://127.0.0.1:{port}/api/layout/"), 60, "Spotlight")
+        time.sleep(0.5)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    result = review(analysed, port=port, open_browser=False, timeout=60, quiet=True, poll=0.2)
+    assert result["ended"] == "interrupted" and time.monotonic() - sent[0] < 20
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_analytics_off_unless_opted_in(monkeypatch):
     import_spotlight()
     from renumics.spotlight.settings import settings
