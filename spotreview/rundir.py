@@ -319,13 +319,14 @@ def read_csv_columns(path: str | os.PathLike) -> dict[str, list[str]]:
     rows padded with empty cells. ``ValueError`` (one line) when it is not such a file."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [row for row in csv.reader(f, strict=True) if row]
-    except (csv.Error, UnicodeDecodeError) as e:
+            reader = csv.reader(f, strict=True)
+            rows = [(reader.line_num, row) for row in reader if row]
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
         raise ValueError(first_line(e)) from None
     if not rows:
         raise ValueError("no header line")
-    header, body = rows[0], rows[1:]
-    for number, row in enumerate(body, start=2):
+    header = rows[0][1]
+    for line, row in rows[1:]:
         if len(row) > len(header):
-            raise ValueError(f"line {number} has {len(row)} fields, the header {len(header)}")
-    return {name: [row[i] if i < len(row) else "" for row in body] for i, name in enumerate(header)}
+            raise ValueError(f"line {line} has {len(row)} fields, the header {len(header)}")
+    return {name: [row[i] if i < len(row) else "" for _, row in rows[1:]] for i, name in enumerate(header)}
