@@ -14,7 +14,8 @@ import logging
 import math
 from pathlib import Path
 
-from .rundir import Run, write_text
+from .errors import RunDirError
+from .rundir import Run, read_csv_columns, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +86,21 @@ def read_snapshot_epochs(run: Run) -> dict[int, float]:
     path = Path(run.snapshots_csv)
     if not path.is_file():
         return {}
+    fix = "delete it (the epochs then come from log.csv) or re-create the run"
+    try:
+        cells = read_csv_columns(path)
+    except ValueError as e:
+        raise RunDirError(f"{path} cannot be read as CSV ({e}); {fix}") from None
+    if "step" not in cells:
+        raise RunDirError(f"{path} has no step column; {fix}")
+    epochs = cells.get("epoch") or [""] * len(cells["step"])
     out = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        step, _, epoch = line.partition(",")
-        if step.strip():
-            out[int(step)] = float(epoch) if epoch.strip() else math.nan
+    for step, epoch in zip(cells["step"], epochs):
+        try:
+            if step.strip():
+                out[int(step)] = float(epoch) if epoch.strip() else math.nan
+        except ValueError:
+            raise RunDirError(f"{path} has a step or epoch that is not a number ({step!r}, {epoch!r}); {fix}") from None
     return out
 
 

@@ -156,6 +156,11 @@ CASES = {
     "eval.csv absolute image": (_set("image", "/etc/hostname"), ANALYZE, "outside the run"),
     "eval.csv image ../": (_set("image", "../secret.png"), ANALYZE, "outside the run"),
     "images/ symlink out": (_symlink_image, ANALYZE, "outside the run"),
+    # snapshots.csv
+    "snapshots.csv word step": (_approved(_text("snapshots.csv", "step,epoch\nabc,1\n")), EXPORT,
+                                "snapshots.csv has a step or epoch that is not a number ('abc', '1')"),
+    "snapshots.csv binary": (_approved(_bytes("snapshots.csv", bytes(range(256)) * 8)), EXPORT,
+                             "snapshots.csv cannot be read as CSV"),
     # log.csv
     "log.csv word step": (_approved(_log(lambda t: t.__setitem__("step", "x"))), EXPORT,
                           "log.csv has non-numeric step values"),
