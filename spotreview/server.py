@@ -261,8 +261,8 @@ def start_review(
 def _ctrl_c_interrupts(session: ReviewSession):
     """While active, Ctrl-C calls ``session.interrupt()`` instead of raising KeyboardInterrupt
     wherever the main thread happens to be: raised there, it can be lost (CPython swallows
-    it in the after-fork callbacks of a child process being started, as a refresh does), and
-    the review then ran on to its timeout. A second Ctrl-C raises as usual. Only in the main
+    it in the after-fork callbacks of a child process being started, as cleanlab's process
+    pool in a table refresh did), and the review then ran on to its timeout. A second Ctrl-C raises as usual. Only in the main
     thread (the only one that may set signal handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
