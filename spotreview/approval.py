@@ -44,8 +44,7 @@ def _images_digest(run: Run) -> str:
     and of ``images/ID.png`` where that is another file (the animation's thumbnails)."""
     h = hashlib.sha256()
     table = run.read_eval_columns()
-    paths = run.inside_all(table["image"], source=run.eval_csv)
-    for image_id, rel, path in zip(table["id"], table["image"], paths):
+    for image_id, rel, path in zip(table["id"], table["image"], table["path"]):
         h.update(_file_digest(path).encode() + b"\n")
         if Path(rel) != Path("images", f"{image_id}.png"):
             h.update(_file_digest(run.image_path(image_id)).encode() + b"\n")

@@ -227,11 +227,13 @@ class Run:
         """
         import pandas as pd
 
-        return pd.DataFrame(self.read_eval_columns())
+        columns = self.read_eval_columns()
+        return pd.DataFrame({name: columns[name] for name in ("id", "label", "class_name", "image")})
 
     def read_eval_columns(self) -> dict[str, Any]:
-        """The evaluation set as columns: ``id``, ``class_name``, ``image`` (lists of str) and
-        ``label`` ((n,) int64), read with the ``csv`` module (pandas costs 0.3 s to import).
+        """The evaluation set as columns: ``id``, ``class_name``, ``image`` (lists of str),
+        ``label`` ((n,) int64) and ``path`` (each image's path, checked to lie inside the run:
+        :meth:`inside_all`), read with the ``csv`` module (pandas costs 0.3 s to import).
 
         Checked: the columns exist, at least one row, ids unique and plain names (no path
         separators), labels whole numbers in ``0 .. len(class_names) - 1``, and every image
@@ -279,9 +281,9 @@ class Run:
         if wrong.any():
             expected = f"0 .. {high} (the class names in manifest.json)" if names else ">= 0"
             raise self._bad(path, f"has label {int(labels[wrong][0])}, expected {expected}")
-        self.inside_all(images, source=path)
+        paths = self.inside_all(images, source=path)
         class_names = columns.get("class_name") or [""] * len(ids)
-        return {"id": ids, "label": labels, "class_name": class_names, "image": images}
+        return {"id": ids, "label": labels, "class_name": class_names, "image": images, "path": paths}
 
     def read_exclusions(self) -> dict[str, str]:
         """``{id: reason}`` from ``exclusions.json`` ({} when there is none)."""

@@ -137,16 +137,16 @@ def build_table(
     run = Run(run)
     a = load_analysis(run)
 
-    ev = run.read_eval().set_index("id")
-    missing = [i for i in a.ids if i not in ev.index]
+    ev = run.read_eval_columns()
+    path_of = dict(zip(ev["id"], ev["path"]))  # each checked to stay inside the run
+    missing = [i for i in a.ids if i not in path_of]
     if missing:
         raise RunDirError(
             f"{run.eval_csv} lacks {len(missing)} analysed id(s) (e.g. {', '.join(missing[:3])}); "
             f"re-run `spotreview embed {run.root}` and `spotreview analyze {run.root}`"
         )
-    root = run.root.resolve()  # paths relative to the run, each checked to stay inside it
-    paths = run.inside_all(ev.loc[a.ids, "image"], source=run.eval_csv)
-    images = [Path(os.path.relpath(p, root)).as_posix() for p in paths]
+    root = run.root.resolve()  # paths relative to the run, so the table can be handed on
+    images = [Path(os.path.relpath(path_of[i], root)).as_posix() for i in a.ids]
     names = np.asarray([str(c) for c in a.class_names], dtype=object)
     exclusions = run.read_exclusions()
     n = len(a.ids)
