@@ -146,8 +146,9 @@ def embed_cmd(run, dataset, images_dir, eval_size, base_model, processor, overwr
 
     Also writes log.csv from the newest trainer_state.json when RUN has none.
     """
-    from .embedding import embed
+    from .embedding import embed, keep_freed_memory
 
+    keep_freed_memory()
     done = embed(run, dataset=dataset, images=images_dir, eval_size=eval_size, base_model=base_model,
                  processor=processor, overwrite=overwrite, device=device, precision=precision,
                  batch_size=batch_size, torch_compile=torch_compile, quiet=quiet)

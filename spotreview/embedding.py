@@ -157,6 +157,52 @@ def forward(
     return emb.cpu().numpy(), (None if probs is None else probs.cpu().numpy())
 
 
+def keep_freed_memory(limit: int = 1 << 30) -> bool:
+    """Ask glibc (``mallopt``) to keep freed blocks of up to ``limit`` bytes in the process for
+    reuse instead of handing each back to the kernel. By default every block over 32 MB is a
+    mapping of its own, so each batch's activations (ViT-base at batch 32: 39 MB per MLP
+    output) arrive as fresh pages the kernel must zero: a sixth of a CPU embed's wall time.
+    It is process-wide, so the CLI calls it for ``spotreview embed`` (its own process); a
+    Python user may call it too. Returns False where it did nothing (no glibc)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, limit))
+
+
+def _matmul_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Inference attention as ``softmax(q k^T) v`` in two batched matmuls (transformers'
+    attention-interface signature). At ViT sequence lengths (197 tokens) on a CPU in bf16 this
+    takes half the time of torch's fused CPU kernel (``scaled_dot_product_attention``), which
+    splits every head into small blocks; the softmax still accumulates in float32."""
+    scores = torch.matmul(query * (query.shape[-1] ** -0.5 if scaling is None else scaling), key.transpose(2, 3))
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    return torch.matmul(scores.softmax(-1), value).transpose(1, 2).contiguous(), None
+
+
+def use_matmul_attention(model) -> bool:
+    """Switch ``model`` (eval mode, bf16 weights, on a CPU) to :func:`_matmul_attention`, where
+    it uses transformers' attention interface (ViT, DeiT, BEiT, ...). ~10 % faster per
+    ViT-base forward, eager or compiled (inductor leaves this form alone, whereas it turns
+    transformers' own "eager" attention back into the fused kernel). Returns whether it did."""
+    from transformers import AttentionInterface
+
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager") or not model._can_set_attn_implementation():
+        return False  # flash-attention kernels, models without the interface (CNNs), a user's own choice
+    AttentionInterface.register("spotreview_matmul", _matmul_attention)
+    model.set_attn_implementation("spotreview_matmul")
+    return True
+
+
 def compiled(model):
     """``torch.compile(model)`` for one batch shape. Its cache (inductor's) goes to
     ``$XDG_CACHE_HOME/spotreview/torch-compile`` unless ``TORCHINDUCTOR_CACHE_DIR`` says
@@ -307,6 +353,8 @@ def _embed_checkpoints(run, found, *, dataset, images, eval_size, seed, base_mod
             # keeps them in float32 and converts around them); within 1e-2 cosine (tested).
             model = load_checkpoint(path) if path is not None else load_base_model(base_model)
             model = model.to(dev, dtype=autocast or torch.float32)
+        if dev.type == "cpu" and autocast is not None:
+            use_matmul_attention(model)
         emb, probs, use_compile = _forward_maybe_compiled(model, pixels, use_compile, first=not done, device=dev,
                                                           batch_size=batch_size, quiet=quiet, desc=f"step {step}")
         if probs is not None and class_names:

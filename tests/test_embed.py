@@ -167,6 +167,23 @@ def test_bf16_embeddings_stay_close_to_fp32(tmp_path, image_folder):
     assert np.linalg.norm(bf16 - fp32) / np.linalg.norm(fp32) < 0.03
 
 
+def test_matmul_attention_gives_the_fused_kernels_outputs():
+    from spotreview.embedding import use_matmul_attention
+
+    x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        model = tiny_vit(0).to(dtype).eval()
+        with torch.inference_mode():
+            fused = model(pixel_values=x.to(dtype)).logits.float()
+            assert use_matmul_attention(model)
+            assert model.config._attn_implementation == "spotreview_matmul"
+            plain = model(pixel_values=x.to(dtype)).logits.float()
+        torch.testing.assert_close(plain, fused, atol=tolerance, rtol=tolerance)
+    flash = tiny_vit(0)
+    flash.config._attn_implementation = "flash_attention_2"  # a kernel choice is kept
+    assert not use_matmul_attention(flash) and flash.config._attn_implementation == "flash_attention_2"
+
+
 def _cosines(a, b):
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 

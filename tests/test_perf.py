@@ -15,7 +15,7 @@ from conftest import tiny_vit, vit_processor
 from PIL import Image
 
 from spotreview import pixels
-from spotreview.embedding import forward, preprocess
+from spotreview.embedding import forward, preprocess, use_matmul_attention
 
 ROOT = Path(__file__).resolve().parents[1]
 PIL_PROCESSOR = getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)
@@ -54,13 +54,16 @@ def test_processors_that_do_more_go_through_the_processor_itself():
 
 
 def test_bf16_weights_give_the_vectors_of_bf16_autocast_within_1e_2_cosine():
-    """Post hoc (bf16 weights: layer norms, GELU, softmax in bf16) against in training (fp32
-    weights under bf16 autocast, what EmbeddingRecorder runs): the same vectors to 1e-2."""
+    """Post hoc (bf16 weights: layer norms, GELU, softmax in bf16; on a CPU the matmul
+    attention) against in training (fp32 weights under bf16 autocast, what EmbeddingRecorder
+    runs): the same vectors to 1e-2."""
     model = tiny_vit(3, intermediate_size=64).eval()
     pix = preprocess(_images([(24, 24)] * 40, seed=1), vit_processor(), dtype=torch.bfloat16, quiet=True)
     cpu = torch.device("cpu")
     in_training, probs_a = forward(model, pix, device=cpu, autocast=torch.bfloat16, batch_size=16, quiet=True)
-    post_hoc, probs_b = forward(model.to(torch.bfloat16), pix, device=cpu, batch_size=16, quiet=True)
+    model = model.to(torch.bfloat16)
+    assert use_matmul_attention(model)
+    post_hoc, probs_b = forward(model, pix, device=cpu, batch_size=16, quiet=True)
     assert in_training.dtype == post_hoc.dtype == np.float32 and in_training.shape == (40, 16)
     cosine = (in_training * post_hoc).sum(1) / np.linalg.norm(in_training, axis=1) / np.linalg.norm(post_hoc, axis=1)
     assert cosine.min() >= 1 - 1e-2
@@ -83,3 +86,28 @@ def test_the_gpu_benchmark_path_imports_no_datasets_cleanlab_or_spotlight():
     out = subprocess.run([sys.executable, "-c", BLOCKED], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+FAULTS = """
+import resource, sys, torch
+from spotreview.embedding import keep_freed_memory
+kept = sys.argv[1] == "keep" and keep_freed_memory()
+x = torch.randn(512, 768)
+for k in range(20):
+    if k == 10:  # glibc settles on reusing a block after a few rounds
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    y = x.repeat(20, 4)  # 126 MB
+    del y
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_freed_activations_are_reused_not_faulted_in_again():
+    faults = {}
+    for way in ("default", "keep"):
+        out = subprocess.run([sys.executable, "-c", FAULTS, way], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        kept, faults[way] = out.stdout.split()
+        assert kept == str(way == "keep"), out.stderr[-2000:]
+    # 10 x 126 MB: ~300k fresh 4 KiB pages by default (fewer with transparent huge pages)
+    assert int(faults["keep"]) * 10 < int(faults["default"]), faults
