@@ -228,7 +228,7 @@ def test_compile_auto_is_for_cpus_with_enough_work():
     from spotreview.embedding import want_compile
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not want_compile("auto", cpu, 2047) and want_compile("auto", cpu, 2048)
+    assert not want_compile("auto", cpu, 49_999) and want_compile("auto", cpu, 50_000)
     assert not want_compile("auto", cuda, 10**6) and want_compile("on", cuda, 1) and not want_compile("off", cpu, 10**6)
     with pytest.raises(SpotreviewError, match="unknown compile mode 'yes'; expected auto, on or off"):
         want_compile("yes", cpu, 1)
