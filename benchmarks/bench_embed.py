@@ -137,12 +137,13 @@ def throughput(
     from transformers.utils import logging
 
     from spotreview.defaults import EMBED_BATCH_SIZE
-    from spotreview.embedding import forward, keep_freed_memory, preprocess, use_matmul_attention
+    from spotreview.embedding import forward, preprocess, use_matmul_attention
+    from spotreview.memory import keep_freed_memory
     from spotreview.models import resolve_device, resolve_precision
     from spotreview.pixels import plan
 
     logging.set_verbosity_error()
-    keep_freed_memory()  # as the `spotreview embed` process does
+    keep_freed_memory()  # as the `spotreview` process does
     dev = resolve_device(device)
     dtype = resolve_precision("auto", dev) or torch.float32
     batch = batch_size or (256 if dev.type == "cuda" else EMBED_BATCH_SIZE)
@@ -203,11 +204,12 @@ def forward_timer(checkpoint: Path, folder: Path, dtype, torch_compile: bool, ba
     import torch
     from PIL import Image
 
-    from spotreview.embedding import compiled, forward, keep_freed_memory, preprocess, use_matmul_attention
+    from spotreview.embedding import compiled, forward, preprocess, use_matmul_attention
+    from spotreview.memory import keep_freed_memory
     from spotreview.models import load_checkpoint, load_processor
     from spotreview.rundir import Run
 
-    keep_freed_memory()  # as the `spotreview embed` process does
+    keep_freed_memory()  # as the `spotreview` process does
     cpu = torch.device("cpu")
     images = [Image.open(p).convert("RGB") for p in sorted(folder.rglob("*.png"))]
     pixels = preprocess(images, load_processor(Run(checkpoint.parent), checkpoint, None), dtype=dtype, quiet=True)

@@ -18,6 +18,7 @@ from . import __version__
 from . import defaults as D
 from .children import exit_on_sigterm
 from .errors import SpotreviewError
+from .memory import keep_freed_memory
 from .text import plural
 
 
@@ -146,9 +147,8 @@ def embed_cmd(run, dataset, images_dir, eval_size, base_model, processor, overwr
 
     Also writes log.csv from the newest trainer_state.json when RUN has none.
     """
-    from .embedding import embed, keep_freed_memory
+    from .embedding import embed
 
-    keep_freed_memory()
     done = embed(run, dataset=dataset, images=images_dir, eval_size=eval_size, base_model=base_model,
                  processor=processor, overwrite=overwrite, device=device, precision=precision,
                  batch_size=batch_size, torch_compile=torch_compile, quiet=quiet)
@@ -229,6 +229,7 @@ def main() -> None:
     # spotreview makes few reference cycles, so young objects are collected less often, and
     # whatever is alive at exit is frozen out of the final collection.
     gc.set_threshold(50_000, 20, 20)
+    keep_freed_memory()  # fewer page faults: every command's large arrays reuse freed blocks
     exit_on_sigterm()  # SIGTERM unwinds: temporary files, render workers, Spotlight cleaned up
     try:
         cli(prog_name="spotreview")

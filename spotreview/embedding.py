@@ -157,26 +157,6 @@ def forward(
     return emb.cpu().numpy(), (None if probs is None else probs.cpu().numpy())
 
 
-def keep_freed_memory(limit: int = 1 << 30) -> bool:
-    """Ask glibc (``mallopt``) to keep freed blocks of up to ``limit`` bytes in the process for
-    reuse instead of handing each back to the kernel. By default every block over 32 MB is a
-    mapping of its own, so each batch's activations (ViT-base at batch 32: 39 MB per MLP
-    output) arrive as fresh pages the kernel must zero: a sixth of a CPU embed's wall time.
-    It is process-wide, so the CLI calls it for ``spotreview embed`` (its own process); a
-    Python user may call it too. Returns False where it did nothing (no glibc)."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, limit))
-
-
 def _matmul_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Inference attention as ``softmax(q k^T) v`` in two batched matmuls (transformers'
     attention-interface signature). At ViT sequence lengths (197 tokens) on a CPU in bf16 this

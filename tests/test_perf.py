@@ -90,7 +90,7 @@ def test_the_gpu_benchmark_path_imports_no_datasets_cleanlab_or_spotlight():
 
 FAULTS = """
 import resource, sys, torch
-from spotreview.embedding import keep_freed_memory
+from spotreview.memory import keep_freed_memory
 kept = sys.argv[1] == "keep" and keep_freed_memory()
 x = torch.randn(512, 768)
 for k in range(20):
