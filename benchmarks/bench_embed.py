@@ -21,7 +21,6 @@ only (no datasets, cleanlab or Spotlight), so it runs on a bare GPU machine.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from .bench_postprocess import _wall
 
 
 def _vit_base_checkpoints(root: Path, n_snapshots: int, image_size: int):
@@ -187,14 +186,6 @@ def throughput(
              note=f"achieved {achieved / 1e12:.2f} TFLOP/s vs GEMM {limit / 1e12:.2f} TFLOP/s "
                   f"({batch}x{tokens} @ {config.hidden_size}x{config.intermediate_size})"),
     ]
-
-
-def _wall(args: list[str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{args[1:4]} failed: {done.stderr[-1500:]}")
-    return time.perf_counter() - start
 
 
 def forward_timer(checkpoint: Path, folder: Path, dtype, torch_compile: bool, batch_size: int):
