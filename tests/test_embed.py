@@ -179,6 +179,14 @@ def test_matmul_attention_gives_the_fused_kernels_outputs():
             assert model.config._attn_implementation == "spotreview_matmul"
             plain = model(pixel_values=x.to(dtype)).logits.float()
         torch.testing.assert_close(plain, fused, atol=tolerance, rtol=tolerance)
+    causal = tiny_vit(0).eval()  # what the matmul form does not cover goes to the fused kernel
+    for module in causal.modules():
+        if hasattr(module, "is_causal"):
+            module.is_causal = True
+    with torch.inference_mode():
+        fused = causal(pixel_values=x).logits
+        use_matmul_attention(causal)
+        torch.testing.assert_close(causal(pixel_values=x).logits, fused, atol=0, rtol=0)
     flash = tiny_vit(0)
     flash.config._attn_implementation = "flash_attention_2"  # a kernel choice is kept
     assert not use_matmul_attention(flash) and flash.config._attn_implementation == "flash_attention_2"
