@@ -155,8 +155,7 @@ def throughput(
     for step in range(n_snapshots):
         torch.manual_seed(step)
         models.append(ViTForImageClassification(config).to(dev, dtype=dtype).eval())
-        if dev.type == "cpu" and dtype == torch.bfloat16:
-            use_matmul_attention(models[-1])  # as spotreview.embed does
+        use_matmul_attention(models[-1])  # as spotreview.embed does (on a CPU in bf16)
     forward(models[0], preprocess(images[:batch], processor, dtype=dtype, device=dev, quiet=True),
             device=dev, batch_size=batch, quiet=True)  # warm-up: kernels, allocator, threads
     _sync(dev)
@@ -205,8 +204,7 @@ def forward_timer(checkpoint: Path, folder: Path, dtype, torch_compile: bool, ba
     images = [Image.open(p).convert("RGB") for p in sorted(folder.rglob("*.png"))]
     pixels = preprocess(images, load_processor(Run(checkpoint.parent), checkpoint, None), dtype=dtype, quiet=True)
     model = load_checkpoint(checkpoint).to(dtype=dtype)
-    if dtype == torch.bfloat16:
-        use_matmul_attention(model)
+    use_matmul_attention(model)
     model = compiled(model) if torch_compile else model
     forward(model, pixels[:batch_size], device=cpu, batch_size=batch_size, quiet=True, fixed_batch=torch_compile)
 

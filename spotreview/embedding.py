@@ -176,12 +176,16 @@ def _matmul_attention(module, query, key, value, attention_mask, scaling=None, d
 
 
 def use_matmul_attention(model) -> bool:
-    """Switch ``model`` (eval mode, bf16 weights, on a CPU) to :func:`_matmul_attention`, where
-    it uses transformers' attention interface (ViT, DeiT, BEiT, ...). 7-10 % faster per
-    ViT-base forward, eager or compiled (inductor leaves this form alone, whereas it turns
+    """Switch ``model`` (for inference) to :func:`_matmul_attention` where that is faster: bf16
+    weights on a CPU (in float32, and on GPUs, torch's fused kernels win), and a model that uses
+    transformers' attention interface (ViT, DeiT, BEiT, ...). 7-10 % faster per ViT-base
+    forward, eager or compiled (inductor leaves this form alone, whereas it turns
     transformers' own "eager" attention back into the fused kernel). Returns whether it did."""
     from transformers import AttentionInterface
 
+    weights = next(model.parameters(), None)
+    if weights is None or weights.device.type != "cpu" or weights.dtype != torch.bfloat16:
+        return False
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
         return False  # flash-attention kernels or another choice made for the model: kept
@@ -342,8 +346,7 @@ def _embed_checkpoints(run, found, *, dataset, images, eval_size, seed, base_mod
             # keeps them in float32 and converts around them); within 1e-2 cosine (tested).
             model = load_checkpoint(path) if path is not None else load_base_model(base_model)
             model = model.to(dev, dtype=autocast or torch.float32)
-        if dev.type == "cpu" and autocast is not None:
-            use_matmul_attention(model)
+        use_matmul_attention(model)
         emb, probs, use_compile = _forward_maybe_compiled(model, pixels, use_compile, first=not done, device=dev,
                                                           batch_size=batch_size, quiet=quiet, desc=f"step {step}")
         if probs is not None and class_names:

@@ -168,26 +168,33 @@ def test_bf16_embeddings_stay_close_to_fp32(tmp_path, image_folder):
 
 
 def test_matmul_attention_gives_the_fused_kernels_outputs():
-    from spotreview.embedding import use_matmul_attention
+    import torch.nn.functional as F
 
-    x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
-        model = tiny_vit(0).to(dtype).eval()
-        with torch.inference_mode():
-            fused = model(pixel_values=x.to(dtype)).logits.float()
-            assert use_matmul_attention(model)
-            assert model.config._attn_implementation == "spotreview_matmul"
-            plain = model(pixel_values=x.to(dtype)).logits.float()
-        torch.testing.assert_close(plain, fused, atol=tolerance, rtol=tolerance)
-    causal = tiny_vit(0).eval()  # what the matmul form does not cover goes to the fused kernel
-    for module in causal.modules():
-        if hasattr(module, "is_causal"):
-            module.is_causal = True
+    from spotreview.embedding import _matmul_attention, use_matmul_attention
+
+    q, k, v = torch.randn(3, 2, 4, 7, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    module = torch.nn.Module().eval()
+    out, _ = _matmul_attention(module, q, k, v, None, scaling=0.3)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, scale=0.3).transpose(1, 2))
+
+    x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16)
+    model = tiny_vit(0).to(torch.bfloat16).eval()
     with torch.inference_mode():
+        fused = model(pixel_values=x).logits.float()
+        assert use_matmul_attention(model)
+        assert model.config._attn_implementation == "spotreview_matmul"
+        torch.testing.assert_close(model(pixel_values=x).logits.float(), fused, atol=2e-2, rtol=2e-2)
+
+        causal = tiny_vit(0).to(torch.bfloat16).eval()  # what the matmul form does not cover: the fused kernel
+        for module in causal.modules():
+            if hasattr(module, "is_causal"):
+                module.is_causal = True
         fused = causal(pixel_values=x).logits
-        use_matmul_attention(causal)
+        assert use_matmul_attention(causal)
         torch.testing.assert_close(causal(pixel_values=x).logits, fused, atol=0, rtol=0)
-    flash = tiny_vit(0)
+
+    assert not use_matmul_attention(tiny_vit(0))  # float32: torch's fused kernel is faster there
+    flash = tiny_vit(0).to(torch.bfloat16)
     flash.config._attn_implementation = "flash_attention_2"  # a kernel choice is kept
     assert not use_matmul_attention(flash) and flash.config._attn_implementation == "flash_attention_2"
 
