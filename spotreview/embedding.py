@@ -178,10 +178,10 @@ def _matmul_attention(module, query, key, value, attention_mask, scaling=None, d
 def use_matmul_attention(model) -> bool:
     """Switch ``model`` (for inference) to :func:`_matmul_attention` where that is faster: bf16
     weights on a CPU (in float32 torch's fused CPU kernel wins; GPUs keep their flash kernels,
-    not measured against this), and a model that uses
-    transformers' attention interface (ViT, DeiT, BEiT, ...). 7-10 % faster per ViT-base
-    forward, eager or compiled (inductor leaves this form alone, whereas it turns
-    transformers' own "eager" attention back into the fused kernel). Returns whether it did."""
+    not measured against this), in a model that uses transformers' attention interface (ViT,
+    DeiT, BEiT, ...). 7-10 % faster per ViT-base forward, eager or compiled (inductor leaves
+    this form alone, whereas it turns transformers' own "eager" attention back into the fused
+    kernel). Returns whether it did."""
     from transformers import AttentionInterface
 
     weights = next(model.parameters(), None)
