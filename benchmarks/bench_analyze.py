@@ -109,7 +109,79 @@ def _load() -> str:
         return ""
 
 
-def run(quick: bool, baseline_large: bool = False, **_) -> list[dict]:
+# Where one analyze spends its time: (label, module file, function) as cProfile names them.
+STAGES = (
+    ("read eval.csv", "analysis_store.py", "read_labels"),
+    ("hash sources", "analysis_store.py", "source_digests"),
+    ("load embeddings + probs", "rundir.py", "load_array"),
+    ("neighbour search", "neighbors.py", "cleanlab_neighbors"),
+    ("scores + kNN vote", "neighbors.py", "ood_scores"),
+    ("scores + kNN vote", "neighbors.py", "knn_accuracy"),
+    ("PCA", "analysis.py", "_pca_2d"),
+    ("write step files", "analysis_store.py", "savez"),
+    ("align", "analysis.py", "align_frames"),
+    ("assemble + summary", "analysis_store.py", "assemble"),
+    ("assemble + summary", "analysis.py", "_summary"),
+)
+
+
+def _stages(n: int, snapshots: int) -> dict[str, float]:
+    """Seconds per stage of one fresh ``analyze`` (cProfile's cumulative times; a CUDA search
+    ends with a copy to the host, so its kernels are inside its own time)."""
+    import cProfile
+    import pstats
+
+    from spotreview.analysis import analyze
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run, _, _ = _make_run(Path(tmp) / "run", n, snapshots)
+        profile = cProfile.Profile()
+        start = time.perf_counter()
+        profile.runcall(analyze, run, quiet=True)
+        total = time.perf_counter() - start
+    seconds = {"total": total, **{label: 0.0 for label, _, _ in STAGES}}
+    for (file, _, function), (_, _, _, cumulative, _) in pstats.Stats(profile).stats.items():
+        for label, stage_file, stage_function in STAGES:
+            if function == stage_function and file.endswith(stage_file):
+                seconds[label] += cumulative
+    return seconds
+
+
+def run_device(device: str, n: int | None = None) -> list[dict]:
+    """analyze where the neighbour search runs on ``device`` (a GPU): seconds per snapshot at
+    10k and ``n`` (default 50k) x 768, best of 2, and where one 50k analyze spends its time.
+    No baseline: the former path needs cleanlab, which a GPU machine may lack."""
+    import torch
+
+    from spotreview import neighbors
+
+    large = n or 50_000
+    auto = neighbors.cosine_knn.__kwdefaults__["device"]
+    neighbors.cosine_knn.__kwdefaults__["device"] = device  # analyze itself always asks for "auto"
+    try:
+        _time_analyze(2000, 1)  # imports, CUDA context and kernels are not per-snapshot costs
+        row = dict(benchmark="analyze", unit="s")
+        name = torch.cuda.get_device_name() if torch.device(device).type == "cuda" else device
+        rows = []
+        for size, snapshots, target in ((10_000, 3, None), (large, 2, 1.0)):
+            wall, cpu, again = min(_time_analyze(size, snapshots) for _ in range(2))
+            rows.append(dict(row, measure=f"s/snapshot {size}x{DIM}, {snapshots} snapshots ({name})", value=wall,
+                             target=f"< {target:g} s" if target else None, met=wall < target if target else None,
+                             note=f"best of 2; CPU {cpu:.2f} s/snapshot; unchanged re-run {again:.2f} s"))
+        stages = _stages(large, 2)
+        total = stages.pop("total")
+        rows += [dict(row, measure=f"stage of one {large}x{DIM} x 2 analyze: {label}", value=seconds,
+                      ratio=seconds / total, note=f"of {total:.2f} s (cProfile on)") for label, seconds in stages.items()]
+        return rows
+    finally:
+        neighbors.cosine_knn.__kwdefaults__["device"] = auto
+
+
+def run(quick: bool, baseline_large: bool = False, device: str = "auto", n: int | None = None, **_) -> list[dict]:
+    import torch
+
+    if device not in ("auto", "cpu") or (device == "auto" and torch.cuda.is_available()):
+        return run_device("cuda" if device == "auto" else device, n)
     small, main, large = (1000, 2000, 4000) if quick else (1000, 10_000, 50_000)
     row = dict(benchmark="analyze", unit="s")
     _time_analyze(200, 1)  # imports (torch, sklearn) are not part of the per-snapshot figure

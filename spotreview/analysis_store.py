@@ -161,7 +161,7 @@ def format_table(analysis: Analysis) -> str:
 
 
 def read_labels(run: Run) -> tuple[list[str], np.ndarray, list[str]]:
-    table = run.read_eval_columns()
+    table = run.read_eval_columns(paths=False)  # no image is opened here
     ids, labels = table["id"], table["label"]
     class_names = None
     if run.manifest.is_file():

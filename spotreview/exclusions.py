@@ -20,7 +20,7 @@ def _few(items: list[str], n: int = 5) -> str:
 
 def unknown_ids(run: Run, ids: Iterable[str]) -> list[str]:
     """The ``ids`` that are not in the run's evaluation set (``eval.csv``), in order."""
-    known = set(run.read_eval_columns()["id"])
+    known = set(run.read_eval_columns(paths=False)["id"])
     return [i for i in ids if i not in known]
 
 
