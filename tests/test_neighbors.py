@@ -129,3 +129,13 @@ def test_small_n_edges():
         cleanlab_neighbors(x[:10], 10)
     with pytest.raises(ValueError, match="unknown precision"):
         cosine_knn(x, 3, precision="fp16")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_callers_features_are_left_as_they_were(dtype):
+    # the search normalises its own copy; a float64 array once came back normalised in place,
+    # and analyze's PCA then projected the normalised rows
+    x = (np.random.default_rng(3).normal(size=(300, 16)) * 5 + 2).astype(dtype)
+    before = x.copy()
+    cleanlab_neighbors(x, 10)
+    assert np.array_equal(x, before)
