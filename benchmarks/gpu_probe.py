@@ -1,7 +1,8 @@
-"""Two probes for the GPU run (``benchmarks/gpu.sh``), printed as text: where the CUDA
-neighbour search spends its time (torch.profiler, one 50k x 768 search), and the 2-D PCA
-of 50k x 768 as analyze runs it (numpy on the host) against the same computation with the
-covariance GEMM on the GPU (a candidate, not shipped). Not a benchmark with a baseline."""
+"""Probes for the GPU run (``benchmarks/gpu.sh``), printed as text: where the CUDA neighbour
+search spends its time (torch.profiler, one 50k x 768 search); the 2-D PCA of 50k x 768 as
+analyze runs it (numpy on the host) against the same computation with the covariance GEMM on
+the GPU (a candidate, not shipped); and where one ViT-B/16 bf16 batch spends its GPU time,
+eager and through ``spotreview.embedding.compiled``. Not benchmarks with a baseline."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
     def pca_on_device(x: np.ndarray) -> np.ndarray:
         from scipy.linalg import eigh
 
-        xt = torch.from_numpy(x).to(dev, torch.float64)
+        xt = torch.from_numpy(x).to(dev).double()  # widened on the device (see neighbors.cosine_knn)
         mean = xt.mean(0)
         xt -= mean
         cov = (xt.T @ xt / (len(x) - 1)).cpu().numpy()
@@ -59,5 +60,39 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
     print(f"sha256 of {len(data) / 1e6:.0f} MB: {time.perf_counter() - start:.3f} s")
 
 
+def vit_kernels(device: str = "cuda", batch: int = 256) -> None:
+    """ms per ViT-B/16 bf16 batch (CUDA events, mean of 10) and the top GPU kernels, eager and
+    compiled as ``spotreview embed --compile on`` compiles."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import ViTConfig, ViTModel
+
+    from spotreview.embedding import compiled
+
+    dev = torch.device(device)
+    model = ViTModel(ViTConfig(image_size=224, patch_size=16), add_pooling_layer=False).to(dev, torch.bfloat16).eval()
+    x = torch.randn(batch, 3, 224, 224, device=dev, dtype=torch.bfloat16)
+    for name, m in (("eager", model), ("compiled", compiled(model))):
+        with torch.inference_mode():
+            for _ in range(3):
+                m(pixel_values=x)
+            torch.cuda.synchronize()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(10):
+                m(pixel_values=x)
+            end.record()
+            torch.cuda.synchronize()
+            print(f"ViT-B/16 bf16 batch {batch}, {name}: {start.elapsed_time(end) / 10:.2f} ms per batch")
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                m(pixel_values=x)
+                torch.cuda.synchronize()
+        key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=10, max_name_column_width=60))
+
+
 if __name__ == "__main__":
-    main(*(int(sys.argv[1]),) if len(sys.argv) > 1 else (), *sys.argv[2:3])
+    if sys.argv[1:2] == ["vit"]:
+        vit_kernels(*sys.argv[2:3])
+    else:
+        main(*(int(sys.argv[1]),) if len(sys.argv) > 1 else (), *sys.argv[2:3])
