@@ -61,34 +61,60 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
 
 
 def vit_kernels(device: str = "cuda", batch: int = 256) -> None:
-    """ms per ViT-B/16 bf16 batch (CUDA events, mean of 10) and the top GPU kernels, eager and
-    compiled as ``spotreview embed --compile on`` compiles."""
+    """ms per ViT-B/16 bf16 batch (CUDA events, mean of 10) and the top GPU kernels: eager,
+    eager with cuDNN's autotuner (the patch-embedding convolution), compiled as ``spotreview
+    embed --compile on`` compiles, and compiled with SDPA limited to its fused kernels (flash,
+    memory-efficient) while the graph is traced. A variant that cannot run is reported."""
+    import contextlib
+
     import torch
-    from torch.profiler import ProfilerActivity, profile
+    import transformers
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from transformers import ViTConfig, ViTModel
 
     from spotreview.embedding import compiled
 
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}")
     dev = torch.device(device)
     model = ViTModel(ViTConfig(image_size=224, patch_size=16), add_pooling_layer=False).to(dev, torch.bfloat16).eval()
     x = torch.randn(batch, 3, 224, 224, device=dev, dtype=torch.bfloat16)
-    for name, m in (("eager", model), ("compiled", compiled(model))):
-        with torch.inference_mode():
-            for _ in range(3):
-                m(pixel_values=x)
+    fused = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+    variants = (
+        ("eager", lambda: model, contextlib.nullcontext),
+        ("eager, cudnn.benchmark", lambda: model, contextlib.nullcontext),
+        ("compiled", lambda: compiled(model), contextlib.nullcontext),
+        ("compiled, SDPA flash/efficient only", lambda: compiled(model), lambda: sdpa_kernel(fused)),
+    )
+    for name, make, context in variants:
+        label = f"ViT-B/16 bf16 batch {batch}, {name}"
+        torch.backends.cudnn.benchmark = "cudnn.benchmark" in name
+        torch._dynamo.reset()
+        try:
+            _time_and_profile(label, make(), x, context)
+        except Exception as e:
+            print(f"{label}: FAILED: {str(e).strip().splitlines()[0][:300]}")
+
+
+def _time_and_profile(label: str, model, x, context) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), context():
+        for _ in range(3):
+            model(pixel_values=x)
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(10):
+            model(pixel_values=x)
+        end.record()
+        torch.cuda.synchronize()
+        print(f"{label}: {start.elapsed_time(end) / 10:.2f} ms per batch")
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            model(pixel_values=x)
             torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(10):
-                m(pixel_values=x)
-            end.record()
-            torch.cuda.synchronize()
-            print(f"ViT-B/16 bf16 batch {batch}, {name}: {start.elapsed_time(end) / 10:.2f} ms per batch")
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                m(pixel_values=x)
-                torch.cuda.synchronize()
-        key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-        print(prof.key_averages().table(sort_by=key, row_limit=10, max_name_column_width=60))
+    key = "self_cuda_time_total" if x.device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=8, max_name_column_width=60))
 
 
 if __name__ == "__main__":

@@ -193,10 +193,36 @@ def test_matmul_attention_gives_the_fused_kernels_outputs():
         assert use_matmul_attention(causal)
         torch.testing.assert_close(causal(pixel_values=x).logits, fused, atol=0, rtol=0)
 
+        keep = torch.rand(5, 1, 17, 17, generator=torch.Generator().manual_seed(2)) > 0.3  # True = attend
+        q, k, v = (t[:, :, :17].to(torch.bfloat16) for t in torch.randn(3, 5, 2, 17, 8, dtype=torch.float64))
+        out, _ = _matmul_attention(module, q, k, v, keep, scaling=0.3)  # boolean masks: the fused kernel too
+        torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=0.3)
+                                   .transpose(1, 2), atol=0, rtol=0)
+
     assert not use_matmul_attention(tiny_vit(0))  # float32: torch's fused kernel is faster there
     flash = tiny_vit(0).to(torch.bfloat16)
     flash.config._attn_implementation = "flash_attention_2"  # a kernel choice is kept
     assert not use_matmul_attention(flash) and flash.config._attn_implementation == "flash_attention_2"
+
+
+def test_compiled_models_keep_sdpa_without_a_mask():
+    # traced by torch.compile, transformers' "sdpa" got an all-true mask (seen on CUDA), which
+    # sends SDPA to its float32 math path; the same function under our name gets none
+    from spotreview.embedding import compiled
+
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    model = tiny_vit(0).eval()
+    with torch.inference_mode():
+        expected = model(pixel_values=x).logits
+        compiled(model)  # lazy: nothing is compiled until it is called
+        assert model.config._attn_implementation == "spotreview_sdpa"
+        torch.testing.assert_close(model(pixel_values=x).logits, expected, atol=0, rtol=0)
+    matmul = tiny_vit(0).to(torch.bfloat16).eval()
+    from spotreview.embedding import use_matmul_attention
+
+    assert use_matmul_attention(matmul)
+    compiled(matmul)  # an attention of ours already: kept
+    assert matmul.config._attn_implementation == "spotreview_matmul"
 
 
 def _cosines(a, b):
