@@ -19,6 +19,7 @@ from . import defaults as D
 from .children import exit_on_sigterm
 from .errors import SpotreviewError
 from .memory import keep_freed_memory
+from .threads import idle_blas_threads_sleep
 from .text import plural
 
 
@@ -230,6 +231,7 @@ def main() -> None:
     # whatever is alive at exit is frozen out of the final collection.
     gc.set_threshold(50_000, 20, 20)
     keep_freed_memory()  # fewer page faults: every command's large arrays reuse freed blocks
+    idle_blas_threads_sleep()  # numpy's idle BLAS threads leave the cores to torch's
     exit_on_sigterm()  # SIGTERM unwinds: temporary files, render workers, Spotlight cleaned up
     try:
         cli(prog_name="spotreview")

@@ -3,6 +3,7 @@ vectors bf16 autocast gives (in training), and the GPU benchmark path needs no d
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,42 @@ def test_freed_activations_are_reused_not_faulted_in_again():
         assert kept == str(way == "keep"), out.stderr[-2000:]
     # 10 x 126 MB: ~300k fresh 4 KiB pages by default (fewer with transparent huge pages)
     assert int(faults["keep"]) * 10 < int(faults["default"]), faults
+
+
+SPIN = """
+import sys, time
+from spotreview.threads import idle_blas_threads_sleep
+set_here = sys.argv[1] == "sleep" and idle_blas_threads_sleep()
+import numpy as np
+x = np.random.default_rng(0).random((4000, 768), dtype=np.float32)
+idle = 0.0
+for _ in range(5):
+    x.T @ x  # OpenBLAS on all cores; its workers then wait for more
+    cpu = time.process_time()
+    time.sleep(0.3)  # this thread sleeps: CPU time now is spent by idle workers
+    idle += time.process_time() - cpu
+print(set_here, idle)
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS has no worker threads on one core")
+def test_idle_blas_threads_sleep_instead_of_spinning():
+    idle = {}
+    for way in ("default", "sleep"):
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+        out = subprocess.run([sys.executable, "-c", SPIN, way], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120, env=env)
+        set_here, idle[way] = out.stdout.split()
+        assert set_here == str(way == "sleep"), out.stderr[-2000:]
+    # by default each idle worker spins ~0.1 s after every call; told to sleep, it does not
+    assert float(idle["sleep"]) * 5 < float(idle["default"]), idle
+
+
+def test_the_cli_tells_blas_threads_to_sleep_before_numpy_loads():
+    code = ("import os, sys\nfrom spotreview.cli import main\nsys.argv = ['spotreview', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\nprint(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
+    for given, expected in ((None, "4"), ("9", "9")):  # a user's own setting stays
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+        env.update({} if given is None else {"OPENBLAS_THREAD_TIMEOUT": given})
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+        assert out.stdout.split()[-1] == expected, out.stderr[-2000:]
