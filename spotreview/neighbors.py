@@ -145,7 +145,9 @@ def cosine_knn(
     x64 = torch.as_tensor(np.asarray(x)).to(dev).to(torch.float64, copy=True)
     norms = torch.linalg.vector_norm(x64, dim=1, keepdim=True)
     x64 /= torch.where(norms == 0, 1.0, norms)
-    budget = (1 << 30) if dev.type == "cuda" else (256 << 20)
+    # rows per block: on a CPU 1024 (10k x 768: 0.39 s vs 0.41-0.42 s a search with 4096 rows,
+    # whose 82 MB of similarities fall out of cache before top-k reads them; same time at 50k)
+    budget, most_rows = ((1 << 30), 4096) if dev.type == "cuda" else ((256 << 20), 1024)
     todo = torch.arange(n, device=dev)
     sims = torch.empty(n, k, dtype=torch.float64, device=dev)
     idx = torch.empty(n, k, dtype=torch.int64, device=dev)
@@ -155,7 +157,7 @@ def cosine_knn(
                 break
             keys, queries, offset, err = _stage_operands(x64, stage)
             kk = min(n - 1, k + (margin if stage == "bf16" else FP32_MARGIN if stage == "fp32" else 0))
-            block = block_rows or max(kk, min(4096, budget // (n * keys.element_size())))
+            block = block_rows or max(kk, min(most_rows, budget // (n * keys.element_size())))
             cand_vals, cand_idx = _blocked_topk(queries, keys, todo, kk, block)
             s, i = _rerank(x64, todo, cand_idx, k)
             if stage == "fp64" or kk == n - 1:
