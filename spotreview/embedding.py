@@ -207,11 +207,12 @@ def compiled(model):
     architecture reuses the graph compiled for the first.
 
     A model on transformers' "sdpa" attention is first switched to the same function under a
-    name of ours. Traced by torch.compile, transformers builds an all-true attention mask for
-    "sdpa" (eager, it passes none), and with a mask SDPA leaves its fused kernels for the math
-    path, in float32: on an H100 that made the compiled ViT-B/16 forward half as fast as eager
-    (46.8 vs 24.9 ms a batch of 256). Under a name of ours transformers builds no mask, as
-    eager does; the images have no padding, so there is nothing to mask."""
+    name of ours. Traced by torch.compile on CUDA, transformers gave "sdpa" an all-true boolean
+    attention mask (seen with 5.17; 5.24 ran as slowly), where eager passes none. With a mask
+    SDPA leaves its fused kernels for its math path, in float32: on an H100 the compiled
+    ViT-B/16 forward ran at half the eager speed (46.8 vs 24.9 ms a batch of 256; 23.4 ms
+    after this change). For a name it has no mask function for, transformers builds no mask;
+    the images have no padding, so there is nothing to mask."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
