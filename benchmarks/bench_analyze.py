@@ -147,41 +147,34 @@ def _stages(n: int, snapshots: int) -> dict[str, float]:
     return seconds
 
 
-def run_device(device: str, n: int | None = None) -> list[dict]:
-    """analyze where the neighbour search runs on ``device`` (a GPU): seconds per snapshot at
+def run_device(n: int | None = None) -> list[dict]:
+    """analyze as it runs on a CUDA machine (the search on the GPU): seconds per snapshot at
     10k and ``n`` (default 50k) x 768, best of 2, and where one 50k analyze spends its time.
     No baseline: the former path needs cleanlab, which a GPU machine may lack."""
     import torch
 
-    from spotreview import neighbors
-
     large = n or 50_000
-    auto = neighbors.cosine_knn.__kwdefaults__["device"]
-    neighbors.cosine_knn.__kwdefaults__["device"] = device  # analyze itself always asks for "auto"
-    try:
-        _time_analyze(2000, 1)  # imports, CUDA context and kernels are not per-snapshot costs
-        row = dict(benchmark="analyze", unit="s")
-        name = torch.cuda.get_device_name() if torch.device(device).type == "cuda" else device
-        rows = []
-        for size, snapshots, target in ((10_000, 3, None), (large, 2, 1.0)):
-            wall, cpu, again = min(_time_analyze(size, snapshots) for _ in range(2))
-            rows.append(dict(row, measure=f"s/snapshot {size}x{DIM}, {snapshots} snapshots ({name})", value=wall,
-                             target=f"< {target:g} s" if target else None, met=wall < target if target else None,
-                             note=f"best of 2; CPU {cpu:.2f} s/snapshot; unchanged re-run {again:.2f} s"))
-        stages = _stages(large, 2)
-        total = stages.pop("total")
-        rows += [dict(row, measure=f"stage of one {large}x{DIM} x 2 analyze: {label}", value=seconds,
-                      ratio=seconds / total, note=f"of {total:.2f} s (cProfile on)") for label, seconds in stages.items()]
-        return rows
-    finally:
-        neighbors.cosine_knn.__kwdefaults__["device"] = auto
+    _time_analyze(2000, 1)  # imports, CUDA context and kernels are not per-snapshot costs
+    row = dict(benchmark="analyze", unit="s")
+    name = torch.cuda.get_device_name()
+    rows = []
+    for size, snapshots, target in ((10_000, 3, None), (large, 2, 1.0)):
+        wall, cpu, again = min(_time_analyze(size, snapshots) for _ in range(2))
+        rows.append(dict(row, measure=f"s/snapshot {size}x{DIM}, {snapshots} snapshots ({name})", value=wall,
+                         target=f"< {target:g} s" if target else None, met=wall < target if target else None,
+                         note=f"best of 2; CPU {cpu:.2f} s/snapshot; unchanged re-run {again:.2f} s"))
+    stages = _stages(large, 2)
+    total = stages.pop("total")
+    rows += [dict(row, measure=f"stage of one {large}x{DIM} x 2 analyze: {label}", value=seconds,
+                  ratio=seconds / total, note=f"of {total:.2f} s (cProfile on)") for label, seconds in stages.items()]
+    return rows
 
 
 def run(quick: bool, baseline_large: bool = False, device: str = "auto", n: int | None = None, **_) -> list[dict]:
     import torch
 
-    if device not in ("auto", "cpu") or (device == "auto" and torch.cuda.is_available()):
-        return run_device("cuda" if device == "auto" else device, n)
+    if device != "cpu" and torch.cuda.is_available():  # analyze searches on the GPU where there is one
+        return run_device(n)
     small, main, large = (1000, 2000, 4000) if quick else (1000, 10_000, 50_000)
     row = dict(benchmark="analyze", unit="s")
     _time_analyze(200, 1)  # imports (torch, sklearn) are not part of the per-snapshot figure

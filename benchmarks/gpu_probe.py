@@ -118,7 +118,8 @@ def _time_and_profile(label: str, model, x, context) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["vit"]:
-        vit_kernels(*sys.argv[2:3])
+    args = sys.argv[1:]  # [N [DEVICE]] or vit [DEVICE]
+    if args[:1] == ["vit"]:
+        vit_kernels(*args[1:2])
     else:
-        main(*(int(sys.argv[1]),) if len(sys.argv) > 1 else (), *sys.argv[2:3])
+        main(int(args[0]) if args else 50_000, *args[1:2])
