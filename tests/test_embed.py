@@ -208,7 +208,7 @@ def test_matmul_attention_gives_the_fused_kernels_outputs():
 def test_compiled_models_keep_sdpa_without_a_mask():
     # traced by torch.compile, transformers' "sdpa" got an all-true mask (seen on CUDA), which
     # sends SDPA to its float32 math path; the same function under our name gets none
-    from spotreview.embedding import compiled
+    from spotreview.embedding import compiled, use_matmul_attention
 
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     model = tiny_vit(0).eval()
@@ -218,8 +218,6 @@ def test_compiled_models_keep_sdpa_without_a_mask():
         assert model.config._attn_implementation == "spotreview_sdpa"
         torch.testing.assert_close(model(pixel_values=x).logits, expected, atol=0, rtol=0)
     matmul = tiny_vit(0).to(torch.bfloat16).eval()
-    from spotreview.embedding import use_matmul_attention
-
     assert use_matmul_attention(matmul)
     compiled(matmul)  # an attention of ours already: kept
     assert matmul.config._attn_implementation == "spotreview_matmul"
