@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of issue 12 in one go, < 9 minutes on an H100; prints markdown tables.
+# Every GPU figure of issue 12 in one go, ~3 minutes on an H100 (parts 1-4: 112 s; 5: 50-70 s).
 #
 #   bash benchmarks/gpu.sh                 # on the GPU machine, from anywhere
 #   DEVICE=cpu IMAGES=16 N=2000 bash benchmarks/gpu.sh   # a smoke run without a GPU (slow)
@@ -13,7 +13,8 @@
 #      where one N-image analyze spends its time;
 #   3. knn (the neighbour search of analyze), N x 768: seconds, recall against an exact
 #      float32 search, peak RSS;
-#   4. probes: the search under torch.profiler, PCA on the host vs on the device, sha256.
+#   4. probes: the search under torch.profiler, PCA on the host vs on the device, sha256;
+#   5. one ViT-B/16 batch's GPU kernels: eager, cudnn.benchmark, compiled, SDPA limited.
 # Each part has its own time limit; a part that fails or times out is reported and skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,5 +41,8 @@ part 140 "analyze (python -m benchmarks analyze --device $DEVICE --n $N)" \
     "$PYTHON" -m benchmarks analyze --device "$DEVICE" --n "$N"
 part 110 "knn (python -m benchmarks knn --device $DEVICE --n $N)" \
     "$PYTHON" -m benchmarks knn --device "$DEVICE" --n "$N"
-[ "$DEVICE" = cuda ] && part 80 "probes (python -m benchmarks.gpu_probe $N)" "$PYTHON" -m benchmarks.gpu_probe "$N" "$DEVICE"
+if [ "$DEVICE" = cuda ]; then  # profiler tables of GPU kernels
+    part 80 "probes (python -m benchmarks.gpu_probe $N)" "$PYTHON" -m benchmarks.gpu_probe "$N" "$DEVICE"
+    part 150 "ViT batch kernels (python -m benchmarks.gpu_probe vit)" "$PYTHON" -m benchmarks.gpu_probe vit "$DEVICE"
+fi
 exit $status

@@ -29,7 +29,8 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
         cleanlab_neighbors(x, 10, device=device)
         wall = time.perf_counter() - start
     print(f"neighbour search {n}x{x.shape[1]} under the profiler: {wall:.3f} s wall")
-    print(prof.key_averages().table(sort_by="cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total", row_limit=12, max_name_column_width=50))
+    key = "cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=12, max_name_column_width=50))
     print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=8, max_name_column_width=50))
 
     def pca_on_device(x: np.ndarray) -> np.ndarray:

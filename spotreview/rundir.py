@@ -239,7 +239,7 @@ class Run:
         separators), labels whole numbers in ``0 .. len(class_names) - 1``, and every image
         path inside the run (:meth:`inside`). A ``RunDirError`` names what is wrong.
         ``paths=False``, for stages that open no image (analyze): no ``path`` column and no
-        path check, which costs an ``lstat`` per image (0.38 s at 50k images here).
+        path check, which costs an ``lstat`` per image (0.23 vs 0.08 s for 50k rows here).
         """
         import numpy as np
 
