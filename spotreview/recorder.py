@@ -152,7 +152,7 @@ class EmbeddingRecorder(TrainerCallback):
         if self._pixels is None:
             self._pixels = preprocess(self._images, self._processor, dtype=dtype, device=device, quiet=True)
         self._pixels = self._pixels.to(device=device, dtype=dtype)
-        _same_on_every_rank(self._pixels)
+        _same_on_every_rank(self._pixels, self._device)
 
     def _run_class_names(self) -> list[str] | None:
         if self.run.manifest.is_file() and self.run.read_manifest().get("class_names"):
@@ -175,6 +175,7 @@ class EmbeddingRecorder(TrainerCallback):
             self.seconds += time.perf_counter() - started
 
     def _record(self, step: int, model, epoch: float | None) -> None:
+        _last_collectives.clear()  # the last record's: done, and long let go by their worker threads
         self._prepare(model)
         rank, world = _world()
         self.processes = world
@@ -191,7 +192,7 @@ class EmbeddingRecorder(TrainerCallback):
         finally:
             model.train(was_training)
         if world > 1:
-            emb, probs = _gather(emb, probs, rank, world, n)
+            emb, probs = _gather(emb, probs, rank, world, n, self._device)
         self.recorded.append(step)
         if rank != 0:
             return
@@ -229,32 +230,64 @@ class EmbeddingRecorder(TrainerCallback):
             write_log(self.run, [log_row(h.get("step", 0), h.get("epoch"), h) for h in state.log_history])
 
 
-def _same_on_every_rank(pixels: torch.Tensor) -> None:
+# The collectives below run with async_op and their Work objects are kept until the next record
+# (or exit), so the worker thread that ran one never drops the last reference to a tensor made in
+# Python. Dropping it takes the GIL, and a gloo worker that asks for the GIL while the interpreter
+# exits is killed by std::terminate ("terminate called without an active exception", SIGABRT;
+# the process then fails under torchrun after all its work is done). Two gloo processes whose
+# last act was this module's former all_gather_object + gather_object aborted so in 9 of 30 runs;
+# with the Works kept, in 0 of 30 (tests/test_recorder.py runs it 12 times).
+_last_collectives: list = []
+
+
+def _collective(work) -> None:
+    work.wait()
+    _last_collectives.append(work)
+
+
+def _collective_device(embedding_device) -> torch.device:
+    """Where the job's process group takes tensors: the CPU where its backend includes gloo or
+    mpi ("gloo", "cpu:gloo,cuda:nccl"), else the device the model embeds on (nccl: its GPU)."""
+    import torch.distributed as dist
+
+    backend = str(dist.get_backend())
+    return torch.device("cpu") if "gloo" in backend or "mpi" in backend else torch.device(embedding_device)
+
+
+def _same_on_every_rank(pixels: torch.Tensor, device) -> None:
     """Refuse a distributed job whose processes were given different evaluation sets."""
     import torch.distributed as dist
 
     rank, world = _world()
     if world == 1:
         return
-    digest = sha256_bytes(pixels.detach().float().cpu().numpy().tobytes())
-    digests = [None] * world
-    dist.all_gather_object(digests, (len(pixels), digest))
-    differs = next((r for r in range(world) if digests[r] != digests[0]), None)
+    digest = bytes.fromhex(sha256_bytes(pixels.detach().float().cpu().numpy().tobytes()))
+    mine = torch.tensor([len(pixels), *digest], dtype=torch.int64, device=_collective_device(device))
+    everyone = [torch.empty_like(mine) for _ in range(world)]
+    _collective(dist.all_gather(everyone, mine, async_op=True))
+    everyone = [t.tolist() for t in everyone]
+    differs = next((r for r in range(world) if everyone[r] != everyone[0]), None)
     if differs is not None:
         raise DataError(
             f"the processes of this distributed job were given different evaluation sets (process {differs}: "
-            f"{digests[differs][0]} images, process 0: {digests[0][0]}); give every process the same images"
+            f"{everyone[differs][0]} images, process 0: {everyone[0][0]}); give every process the same images"
         )
 
 
-def _gather(emb, probs, rank: int, world: int, n: int):
-    """Process 0 gets every process's share, concatenated in evaluation order (the padding cut)."""
+def _gather(emb, probs, rank: int, world: int, n: int, device):
+    """Process 0 gets every process's share, concatenated in evaluation order (the padding cut).
+
+    Every share has the same shape (``_record`` pads the last), as ``dist.gather`` needs.
+    """
     import torch.distributed as dist
 
-    shares = [None] * world if rank == 0 else None
-    dist.gather_object((emb, probs), shares, dst=0)
-    if rank != 0:
-        return None, None
-    emb = np.concatenate([s[0] for s in shares])[:n]
-    probs = None if shares[0][1] is None else np.concatenate([s[1] for s in shares])[:n]
-    return emb, probs
+    gathered = []
+    for part in (emb, probs):  # probs is None on every process or on none (the same model)
+        if part is None:
+            gathered.append(None)
+            continue
+        mine = torch.from_numpy(np.ascontiguousarray(part)).to(_collective_device(device))
+        shares = [torch.empty_like(mine) for _ in range(world)] if rank == 0 else None
+        _collective(dist.gather(mine, shares, dst=0, async_op=True))
+        gathered.append(torch.cat(shares).cpu().numpy()[:n] if rank == 0 else None)
+    return tuple(gathered)
