@@ -247,11 +247,15 @@ def _collective(work) -> None:
 
 def _collective_device(embedding_device) -> torch.device:
     """Where the job's process group takes tensors: the CPU where its backend includes gloo or
-    mpi ("gloo", "cpu:gloo,cuda:nccl"), else the device the model embeds on (nccl: its GPU)."""
+    mpi ("gloo", "cpu:gloo,cuda:nccl"); else the GPU the model embeds on, or this process's
+    current GPU for a model kept on the CPU (nccl takes GPU tensors only)."""
     import torch.distributed as dist
 
     backend = str(dist.get_backend())
-    return torch.device("cpu") if "gloo" in backend or "mpi" in backend else torch.device(embedding_device)
+    if "gloo" in backend or "mpi" in backend:
+        return torch.device("cpu")
+    device = torch.device(embedding_device)
+    return device if device.type != "cpu" else torch.device("cuda", torch.cuda.current_device())
 
 
 def _same_on_every_rank(pixels: torch.Tensor, device) -> None:
