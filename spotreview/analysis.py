@@ -73,8 +73,8 @@ def analyze(run, *, align: str = ALIGN, top_k: int = TOP_K, quiet: bool = False)
     labels_digest = sha256_bytes(labels.astype("<i8").tobytes())
 
     results, recomputed = [], []
-    for step in tqdm(steps, desc="analyze", unit="snapshot", disable=quiet):
-        digests = source_digests(run, step, labels_digest)
+    all_digests = source_digests(run, steps, labels_digest)
+    for step, digests in zip(tqdm(steps, desc="analyze", unit="snapshot", disable=quiet), all_digests):
         stored = read_step(run, step)
         if stored is None or any(stored[key] != value for key, value in digests.items()):
             stored = _compute_step(run, step, labels, digests)

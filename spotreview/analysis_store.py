@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -92,11 +93,10 @@ def load_analysis(run) -> Analysis:
     ids, labels, class_names = read_labels(run)
     labels_digest = sha256_bytes(labels.astype("<i8").tobytes())
     results = []
-    for step, frame_digest in zip(steps, aligned["digests"]):
+    for step, frame_digest, current in zip(steps, aligned["digests"], source_digests(run, steps, labels_digest)):
         stored = read_step(run, step)
         if stored is None:
             raise AnalysisError(f"analysis of step {step} is missing; {again}")
-        current = source_digests(run, step, labels_digest)
         if stored["labels_digest"] != labels_digest:
             raise AnalysisError(f"labels in eval.csv changed since the analysis; {again}")
         for key, what in (("embedding_digest", "embeddings"), ("probs_digest", "probabilities")):
@@ -172,13 +172,23 @@ def read_labels(run: Run) -> tuple[list[str], np.ndarray, list[str]]:
     return ids, labels, list(class_names)
 
 
-def source_digests(run: Run, step: int, labels_digest: str) -> dict[str, str]:
-    probs = run.probs_path(step)
-    return {
-        "embedding_digest": sha256_file(run.embedding_path(step)),
-        "probs_digest": sha256_file(probs) if probs.is_file() else "",
-        "labels_digest": labels_digest,
-    }
+def source_digests(run: Run, steps: Iterable[int], labels_digest: str) -> list[dict[str, str]]:
+    """What each step's analysis is computed from, as sha256 hex digests: one dict per step.
+
+    The files are hashed by several threads (hashlib lets go of the GIL while it hashes): at
+    100k x 768 each snapshot's embeddings are 300 MB.
+    """
+    steps = list(steps)
+    files = [run.embedding_path(s) for s in steps]
+    probs = [run.probs_path(s) for s in steps]
+    files += [p for p in probs if p.is_file()]
+    workers = max(1, min(len(files), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        digest = dict(zip(files, pool.map(sha256_file, files)))
+    return [
+        {"embedding_digest": digest[run.embedding_path(s)], "probs_digest": digest.get(p, ""), "labels_digest": labels_digest}
+        for s, p in zip(steps, probs)
+    ]
 
 
 def read_step(run: Run, step: int) -> dict | None:
