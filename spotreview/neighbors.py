@@ -213,8 +213,11 @@ def _stage_operands(x64, stage: str):
     keys = torch.empty(n, dim, dtype=torch.bfloat16, device=x64.device)
     queries = torch.empty_like(keys)
     q_res, k_res, kt_norm = (torch.empty(n, dtype=torch.float32, device=x64.device) for _ in range(3))
-    for start in range(0, n, 4096):  # chunks: no full-size temporaries, no fresh pages
-        rows = slice(start, start + 4096)
+    # Chunks: no full-size temporaries, no fresh pages. On a CPU of 512 rows, whose temporaries
+    # stay in cache (10k x 768: 11.5 vs 18 ms with 4096); on a GPU fewer launches count more.
+    chunk = 4096 if x64.device.type == "cuda" else 512
+    for start in range(0, n, chunk):
+        rows = slice(start, start + chunk)
         xn = x64[rows].float()
         centred = xn - mu
         keys[rows], queries[rows] = centred, xn
