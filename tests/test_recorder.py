@@ -139,16 +139,26 @@ def test_resume_from_checkpoint_with_the_recorder(folder, tmp_path):
         assert_same_weights(tmp_path / "plain" / name, tmp_path / "with" / name)
 
 
-def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_path):
-    """torchrun --nproc_per_node 2 (gloo): each process embeds half of the evaluation set, process 0
-    gathers them in evaluation order and writes; equal to a single-process embed of the same weights."""
+LAUNCHERS = {
+    "torchrun": (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"),
+    "accelerate": (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"),
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_path, launcher):
+    """torchrun --nproc_per_node 2, or accelerate launch --multi_gpu --num_processes 2 (accelerate's
+    launcher for several processes; `--cpu` would start one), gloo on the CPU as the script asks:
+    each process embeds half of the evaluation set, process 0 gathers them in evaluation order and
+    writes; equal to a single-process embed of the same weights."""
     from spotreview.embedding import embed
 
     odd = tmp_path / "folder"  # 11 evaluation images: 6 + 5, the second share padded
     shutil.copytree(folder, odd)
     (odd / "validation" / "blue" / "3.png").unlink()
     folder = odd
-    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2")
+    torchrun = LAUNCHERS[launcher]
     args = [*CASES["steps"], "--ddp_backend", "gloo", "--per_device_train_batch_size", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     command = [*torchrun, str(SCRIPT), "--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), *COMMON,
