@@ -209,6 +209,26 @@ def test_incremental_recomputes_only_changed_snapshots(synthetic_run):
     assert newer.predictions is None  # not every snapshot has probabilities
 
 
+def test_a_rerun_with_nothing_to_compute_realigns_only_when_the_frames_would_differ(synthetic_run):
+    """With nothing recomputed the stored frames are reused, but only those aligned the same way
+    from the same embeddings; a corrupt aligned.npz is rebuilt."""
+    from spotreview.analysis_store import read_step
+
+    first = analyze(synthetic_run, quiet=True)
+    raw = np.stack([read_step(synthetic_run, int(s))["pca"] for s in first.steps])
+    for align in ("none", "previous", "last"):
+        again = analyze(synthetic_run, quiet=True, align=align)
+        coords, disparity = align_frames(raw, align)
+        assert again.recomputed == () and again.align == align
+        np.testing.assert_array_equal(again.coords, coords)
+        np.testing.assert_array_equal(again.disparity, disparity)
+        np.testing.assert_array_equal(load_analysis(synthetic_run).coords, coords)
+    (synthetic_run.analysis_dir / "aligned.npz").write_bytes(b"not a zip")
+    rebuilt = analyze(synthetic_run, quiet=True)
+    np.testing.assert_array_equal(rebuilt.coords, first.coords)
+    np.testing.assert_array_equal(load_analysis(synthetic_run).coords, first.coords)
+
+
 def test_out_of_date_messages_and_interrupted_run(synthetic_run):
     root = synthetic_run.root
     analyze(synthetic_run, quiet=True)
