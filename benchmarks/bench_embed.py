@@ -87,21 +87,31 @@ def gemm_flops_per_s(dtype, m: int, k: int = 768, n: int = 3072, trials: int = 5
     """Best measured throughput, FLOP/s, of the GEMM that dominates ViT-base: the MLP's
     (tokens in a batch x 768) @ (768 x 3072). Best of ``trials``: a limit, not an average.
     The output is allocated once: a fresh 39 MB output per call costs page faults (glibc maps
-    every block over 32 MB anew), which read as a GEMM limit 25 % lower on this machine."""
+    every block over 32 MB anew), which read as a GEMM limit 25 % lower on this machine.
+    On a CPU in bf16 the limit is the faster of ``torch.mm`` and oneDNN's linear with a packed
+    weight (what ``embed`` runs its linears on there, see ``use_onednn_linears``), so the
+    forward's share is measured against the best GEMM the process has."""
     import torch
 
     a = torch.randn(m, k, dtype=dtype, device=device)
     b = torch.randn(k, n, dtype=dtype, device=device)
     out = torch.mm(a, b)
-    repeat = 20 if torch.device(device).type == "cuda" else 1  # a GPU GEMM this size takes ~0.1 ms
+    gemms = [lambda: torch.mm(a, b, out=out)]
+    on_cpu = torch.device(device).type == "cpu"
+    if on_cpu and dtype == torch.bfloat16 and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        packed = torch.ops.mkldnn._reorder_linear_weight(b.T.contiguous())
+        gemms.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
+    repeat = 1 if on_cpu else 20  # a GPU GEMM this size takes ~0.1 ms
     best = 0.0
-    for _ in range(trials):
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(repeat):
-            torch.mm(a, b, out=out)
-        _sync(device)
-        best = max(best, 2 * m * k * n * repeat / (time.perf_counter() - start))
+    for gemm in gemms:
+        gemm()
+        for _ in range(trials):
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(repeat):
+                gemm()
+            _sync(device)
+            best = max(best, 2 * m * k * n * repeat / (time.perf_counter() - start))
     return best
 
 
@@ -139,7 +149,7 @@ def throughput(
     from transformers.utils import logging
 
     from spotreview.defaults import EMBED_BATCH_SIZE
-    from spotreview.embedding import forward, preprocess, use_matmul_attention
+    from spotreview.embedding import forward, prepare_for_inference, preprocess
     from spotreview.memory import keep_freed_memory
     from spotreview.models import resolve_device, resolve_precision
     from spotreview.pixels import plan
@@ -154,11 +164,13 @@ def throughput(
     processor = ViTImageProcessor(size={"height": size, "width": size})
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n_images)]
-    models = []
-    for step in range(n_snapshots):
+    def built(step: int, compiling: bool = False):
         torch.manual_seed(step)
-        models.append(ViTForImageClassification(config).to(dev, dtype=dtype).eval())
-        use_matmul_attention(models[-1])  # as spotreview.embed does (on a CPU in bf16)
+        model = ViTForImageClassification(config).to(dev, dtype=dtype).eval()
+        prepare_for_inference(model, compiling=compiling)  # as spotreview.embed does
+        return model
+
+    models = [built(step) for step in range(n_snapshots)]
     forward(models[0], preprocess(images[:batch], processor, dtype=dtype, device=dev, quiet=True),
             device=dev, batch_size=batch, quiet=True)  # warm-up: kernels, allocator, threads
     _sync(dev)
@@ -192,7 +204,7 @@ def throughput(
     if torch_compile:
         from spotreview.embedding import compiled
 
-        fast = [compiled(model) for model in models]
+        fast = [compiled(built(step, compiling=True)) for step in range(n_snapshots)]
         _sync(dev)
         start = time.perf_counter()
         forward(fast[0], pixels[:batch], device=dev, batch_size=batch, quiet=True, fixed_batch=True)
@@ -217,12 +229,12 @@ def throughput(
 
 def forward_timer(checkpoint: Path, folder: Path, dtype, torch_compile: bool, batch_size: int):
     """A function that times one forward of every image in ``folder`` through ``checkpoint``,
-    loaded as `spotreview embed` loads it (``dtype`` weights, matmul attention in bf16, compiled
-    or not), warmed up: the steady state, without loading, preprocessing or writing."""
+    loaded as `spotreview embed` loads it (``dtype`` weights, prepared as it prepares them,
+    compiled or not), warmed up: the steady state, without loading, preprocessing or writing."""
     import torch
     from PIL import Image
 
-    from spotreview.embedding import compiled, forward, preprocess, use_matmul_attention
+    from spotreview.embedding import compiled, forward, prepare_for_inference, preprocess
     from spotreview.memory import keep_freed_memory
     from spotreview.models import load_checkpoint, load_processor
     from spotreview.rundir import Run
@@ -232,7 +244,7 @@ def forward_timer(checkpoint: Path, folder: Path, dtype, torch_compile: bool, ba
     images = [Image.open(p).convert("RGB") for p in sorted(folder.rglob("*.png"))]
     pixels = preprocess(images, load_processor(Run(checkpoint.parent), checkpoint, None), dtype=dtype, quiet=True)
     model = load_checkpoint(checkpoint).to(dtype=dtype)
-    use_matmul_attention(model)
+    prepare_for_inference(model, compiling=torch_compile)
     model = compiled(model) if torch_compile else model
     forward(model, pixels[:batch_size], device=cpu, batch_size=batch_size, quiet=True, fixed_batch=torch_compile)
 

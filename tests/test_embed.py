@@ -205,6 +205,32 @@ def test_matmul_attention_gives_the_fused_kernels_outputs():
     assert not use_matmul_attention(flash) and flash.config._attn_implementation == "flash_attention_2"
 
 
+def test_onednn_linears_give_nn_linears_outputs():
+    from spotreview.embedding import use_onednn_linears
+
+    x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16)
+    model = tiny_vit(0).to(torch.bfloat16).eval()
+    linears = sum(type(m) is torch.nn.Linear for m in model.modules())
+    with torch.inference_mode():
+        logits, cls = model(pixel_values=x).logits, model.vit(pixel_values=x).last_hidden_state[:, 0]
+        assert use_onednn_linears(model) == linears > 0
+        assert not any(type(m) is torch.nn.Linear for m in model.modules())
+        torch.testing.assert_close(model(pixel_values=x).logits, logits, atol=2e-2, rtol=2e-2)
+        embedded = model.vit(pixel_values=x).last_hidden_state[:, 0]
+    assert _cosines(embedded.float().numpy(), cls.float().numpy()).min() > 0.9999
+
+    assert use_onednn_linears(tiny_vit(0)) == 0  # float32: nothing to gain measured, left alone
+
+
+def test_onednn_linears_that_disagree_with_nn_linear_are_not_used(monkeypatch):
+    from spotreview.embedding import _OneDNNLinear, use_onednn_linears
+
+    monkeypatch.setattr(_OneDNNLinear, "forward", lambda self, x: torch.zeros(*x.shape[:-1], self.out_features))
+    model = tiny_vit(0).to(torch.bfloat16).eval()
+    assert use_onednn_linears(model) == 0
+    assert any(type(m) is torch.nn.Linear for m in model.modules())
+
+
 def test_compiled_models_keep_sdpa_without_a_mask():
     # traced by torch.compile, transformers' "sdpa" got an all-true mask (seen on CUDA), which
     # sends SDPA to its float32 math path; the same function under our name gets none
