@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .data import to_rgb
-from .defaults import COMPILE_MIN_FORWARDS, EMBED_BATCH_SIZE, SEED
+from .defaults import EMBED_BATCH_SIZE, SEED
 
 PREPROCESS_BATCH_SIZE = 256  # images converted at once: bounds the float32 working copy (~150 MB at 224 px)
 from .errors import DataError, RunDirError, SpotreviewError, first_line
@@ -283,12 +283,12 @@ def compiled(model):
     return torch.compile(model, dynamic=False)
 
 
-def want_compile(mode: str, device: torch.device, forwards: int) -> bool:
-    """Whether :func:`embed` compiles: ``mode`` "on", "off", or "auto" (on a CPU, at
-    ``COMPILE_MIN_FORWARDS`` image-forwards or more, where a cold compile pays for itself)."""
+def want_compile(mode: str) -> bool:
+    """Whether :func:`embed` compiles: ``mode`` "on", "off", or "auto": nowhere at present (see
+    ``COMPILE_MODES`` in :mod:`spotreview.defaults` for what was measured)."""
     if mode not in ("auto", "on", "off"):
         raise SpotreviewError(f"unknown compile mode {mode!r}; expected auto, on or off")
-    return mode == "on" or (mode == "auto" and device.type == "cpu" and forwards >= COMPILE_MIN_FORWARDS)
+    return mode == "on"
 
 
 def write_snapshot(run: Run, step: int, embeddings: np.ndarray, probs: np.ndarray | None) -> None:
@@ -329,9 +329,9 @@ def embed(
     (else a one-line error) unless ``overwrite`` starts it afresh. ``checkpoints``: only these
     steps. ``base_model`` (a directory or hub id): the model before fine-tuning, embedded as
     step 0. ``processor`` (a directory or hub id): the image processor, when neither the run
-    nor the checkpoints have one. ``torch_compile``: "auto" (compile on a CPU once there are
-    enough images x snapshots to pay for it, see :func:`want_compile`), "on" or "off"; where
-    compiling fails (no C++ compiler, ...) a warning says so and the eager model is used.
+    nor the checkpoints have one. ``torch_compile``: "auto" (at present: not, see
+    :func:`want_compile`), "on" or "off"; where compiling fails (no C++ compiler, ...) a
+    warning says so and the eager model is used.
     Writes ``embeddings/step-STEP.npy`` ``(n, dim)`` float32 and, for classifiers,
     ``embeddings/step-STEP.probs.npy`` ``(n, n_classes)`` float32 with the classes in the
     run's order (matched by name through the checkpoint's ``id2label``); ``snapshots.csv``;
@@ -344,7 +344,7 @@ def embed(
         raise SpotreviewError(f"batch size must be at least 1, got {batch_size}")
     dev = resolve_device(device)
     autocast = resolve_precision(precision, dev)
-    want_compile(torch_compile, dev, 0)  # a bad mode fails before any work
+    want_compile(torch_compile)  # a bad mode fails before any work
     found = run.checkpoints()
     if checkpoints is not None:
         wanted = {int(s) for s in checkpoints}
@@ -409,7 +409,7 @@ def _embed_checkpoints(run, found, *, dataset, images, eval_size, seed, base_mod
     # Preprocessed once, on the device (the eval set is reused for every snapshot).
     pixels = preprocess(eval_images, proc, dtype=autocast or torch.float32, device=dev, quiet=quiet)
     class_names = run.read_manifest().get("class_names") if run.manifest.is_file() else None
-    use_compile = want_compile(torch_compile, dev, len(pixels) * len(todo))
+    use_compile = want_compile(torch_compile)
 
     done = []
     started = time.perf_counter()
