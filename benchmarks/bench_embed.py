@@ -305,7 +305,7 @@ def run(quick: bool = False, device: str = "auto", images: int | None = None, to
 
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
     flops = flops_per_image(config)
-    for way, label in (("auto", "compile auto: off at this size"), ("on", "--compile on, warm cache")):
+    for way, label in (("auto", "compile auto, i.e. off"), ("on", "--compile on, warm cache")):
         total = 2 * n_images * n_snapshots
         ratio = seconds["notebook"] / seconds[way]
         rows.append(dict(
