@@ -164,6 +164,7 @@ def throughput(
     processor = ViTImageProcessor(size={"height": size, "width": size})
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n_images)]
+
     def built(step: int, compiling: bool = False):
         torch.manual_seed(step)
         model = ViTForImageClassification(config).to(dev, dtype=dtype).eval()

@@ -83,10 +83,10 @@ def analyze(run, *, align: str = ALIGN, top_k: int = TOP_K, quiet: bool = False)
         results.append(stored)
 
     steps_arr = np.asarray(steps, dtype=np.int64)
-    digests = [r["embedding_digest"] for r in results]
+    embedding_digests = [r["embedding_digest"] for r in results]
     # Nothing recomputed: the stored frames are what aligning again would give (and a re-run
     # then skips importing scipy, ~0.14 s of its ~0.37 s at 10k x 6 here).
-    frames = None if recomputed else _stored_frames(run, steps_arr, digests, align)
+    frames = None if recomputed else _stored_frames(run, steps_arr, embedding_digests, align)
     coords, disparity = frames or align_frames(np.stack([r["pca"] for r in results]), align)
     analysis = assemble(
         run, steps_arr, ids, labels, class_names, results, coords, disparity, align, int(top_k)
@@ -100,7 +100,7 @@ def analyze(run, *, align: str = ALIGN, top_k: int = TOP_K, quiet: bool = False)
         disparity=disparity,
         align=np.str_(align),
         top_k=np.int64(top_k),
-        digests=np.array(digests),
+        digests=np.array(embedding_digests),
         format=np.int64(FORMAT),
     )
     write_json(run.analysis_dir / "summary.json", _summary(analysis))

@@ -182,8 +182,7 @@ def source_digests(run: Run, steps: Iterable[int], labels_digest: str) -> list[d
     files = [run.embedding_path(s) for s in steps]
     probs = [run.probs_path(s) for s in steps]
     files += [p for p in probs if p.is_file()]
-    workers = max(1, min(len(files), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(max(1, min(len(files), os.cpu_count() or 1))) as pool:
         digest = dict(zip(files, pool.map(sha256_file, files)))
     return [
         {"embedding_digest": digest[run.embedding_path(s)], "probs_digest": digest.get(p, ""), "labels_digest": labels_digest}
