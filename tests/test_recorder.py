@@ -158,10 +158,10 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
     shutil.copytree(folder, odd)
     (odd / "validation" / "blue" / "3.png").unlink()
     folder = odd
-    torchrun = LAUNCHERS[launcher]
+    launch = LAUNCHERS[launcher]
     args = [*CASES["steps"], "--ddp_backend", "gloo", "--per_device_train_batch_size", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    command = [*torchrun, str(SCRIPT), "--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), *COMMON,
+    command = [*launch, str(SCRIPT), "--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), *COMMON,
                *args, "--record_to", str(tmp_path / "run")]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -267,6 +267,5 @@ def test_processes_that_exit_right_after_the_gather_exit_cleanly(tmp_path):
     script.write_text(EXIT_RIGHT_AFTER_GATHERING)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for attempt in range(12):
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)],
-                              env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*LAUNCHERS["torchrun"], str(script)], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "terminate called" not in done.stderr, (attempt, done.stderr[-2000:])
