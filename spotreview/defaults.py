@@ -11,8 +11,9 @@ SAVE_STEPS = 50
 EPOCHS = 20.0
 TRAIN_BATCH_SIZE = 32
 SEED = 0
-# ViT-base, 2-core AMX CPU, bf16 autocast: 20.7 img/s at batch 32 vs 13.1 at 64 and 17.1 at
-# 16 in a forward-only run (end to end 14.4 vs 13.2 at 64): 64 x 197 tokens fall out of cache.
+# ViT-base bf16 on a 2-core AVX512-BF16 CPU, the CLI's process (freed memory kept): 23.4 / 24.0
+# / 23.7 img/s at batch 8 / 16 / 32, a whole `embed` 25.0-25.3 s at 16 vs 25.3-26.0 s at 32
+# (benchmarks/RESULTS.md, sixth session): no better, so 32 stays (16 was not measured on a GPU).
 EMBED_BATCH_SIZE = 32
 # torch.compile of the snapshot models (post-hoc embed): "auto" compiles nowhere it was measured
 # to pay. ViT-base bf16 on a 2-core AVX512-BF16 CPU, eager with oneDNN linears (packed weights)
