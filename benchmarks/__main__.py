@@ -69,13 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--device", default="auto", help="torch device for the neighbour search (knn)")
     parser.add_argument("--n", type=int, help="the large size for the knn benchmark (default 50000)")
-    parser.add_argument("--baseline-large", action="store_true",
-                        help="analyze: measure the former path at 50k too (~45 s) instead of estimating it")
+    parser.add_argument(
+        "--baseline-large",
+        action="store_true",
+        help="analyze: measure the former path at 50k too (~45 s) instead of estimating it",
+    )
     parser.add_argument("--images", type=int, help="embed: images per snapshot (throughput run, no baseline)")
-    parser.add_argument("--compile", action="store_true", dest="torch_compile",
-                        help="embed throughput run: also the steady state through torch.compile")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        dest="torch_compile",
+        help="embed throughput run: also the steady state through torch.compile",
+    )
     args = parser.parse_args(argv)
-    available = sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    available = sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
     names = args.names or available
     unknown = sorted(set(names) - set(available))
     if unknown:
@@ -84,8 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         module = importlib.import_module(f"benchmarks.bench_{name}")
-        options = dict(device=args.device, n=args.n, baseline_large=args.baseline_large, images=args.images,
-                       torch_compile=args.torch_compile)
+        options = dict(
+            device=args.device,
+            n=args.n,
+            baseline_large=args.baseline_large,
+            images=args.images,
+            torch_compile=args.torch_compile,
+        )
         accepted = inspect.signature(module.run).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
             options = {key: value for key, value in options.items() if key in accepted}

@@ -36,7 +36,8 @@ def _embeddings(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _make_run(root: Path, n: int, snapshots: int):
     import pandas as pd
 
-    from spotreview.rundir import Run, save_npy
+    from spotreview.rundir.atomic import save_npy
+    from spotreview.rundir.run import Run
 
     run = Run(root)
     root.mkdir(parents=True)
@@ -56,7 +57,7 @@ def _make_run(root: Path, n: int, snapshots: int):
 def _time_analyze(n: int, snapshots: int) -> tuple[float, float, float]:
     """Per snapshot: (wall seconds, process CPU seconds) of a fresh analyze; then the wall
     seconds of an unchanged re-run of all snapshots."""
-    from spotreview.analysis import analyze
+    from spotreview.analysis.analyze import analyze
 
     with tempfile.TemporaryDirectory() as tmp:
         run, _, _ = _make_run(Path(tmp) / "run", n, snapshots)
@@ -92,7 +93,7 @@ def _former_scores_and_knn_accuracy(x: np.ndarray, labels: np.ndarray) -> tuple[
 def _time_former(n: int) -> tuple[float, float]:
     """Former per-snapshot computation in memory (graph, scores, vote, PCA): wall seconds and
     the largest score difference from the current implementation on the same data."""
-    from spotreview.analysis import _outlier_scores_and_knn_accuracy, _pca_2d
+    from spotreview.analysis.analyze import _outlier_scores_and_knn_accuracy, _pca_2d
 
     x, labels = _embeddings(n, seed=0)
     t = time.perf_counter()
@@ -131,7 +132,7 @@ def _stages(n: int, snapshots: int) -> dict[str, float]:
     import cProfile
     import pstats
 
-    from spotreview.analysis import analyze
+    from spotreview.analysis.analyze import analyze
 
     with tempfile.TemporaryDirectory() as tmp:
         run, _, _ = _make_run(Path(tmp) / "run", n, snapshots)
@@ -160,13 +161,28 @@ def run_device(n: int | None = None) -> list[dict]:
     rows = []
     for size, snapshots, target in ((10_000, 3, None), (large, 2, 1.0)):
         wall, cpu, again = min(_time_analyze(size, snapshots) for _ in range(2))
-        rows.append(dict(row, measure=f"s/snapshot {size}x{DIM}, {snapshots} snapshots ({name})", value=wall,
-                         target=f"< {target:g} s" if target else None, met=wall < target if target else None,
-                         note=f"best of 2; CPU {cpu:.2f} s/snapshot; unchanged re-run {again:.2f} s"))
+        rows.append(
+            dict(
+                row,
+                measure=f"s/snapshot {size}x{DIM}, {snapshots} snapshots ({name})",
+                value=wall,
+                target=f"< {target:g} s" if target else None,
+                met=wall < target if target else None,
+                note=f"best of 2; CPU {cpu:.2f} s/snapshot; unchanged re-run {again:.2f} s",
+            )
+        )
     stages = _stages(large, 2)
     total = stages.pop("total")
-    rows += [dict(row, measure=f"stage of one {large}x{DIM} x 2 analyze: {label}", value=seconds,
-                  ratio=seconds / total, note=f"of {total:.2f} s (cProfile on)") for label, seconds in stages.items()]
+    rows += [
+        dict(
+            row,
+            measure=f"stage of one {large}x{DIM} x 2 analyze: {label}",
+            value=seconds,
+            ratio=seconds / total,
+            note=f"of {total:.2f} s (cProfile on)",
+        )
+        for label, seconds in stages.items()
+    ]
     return rows
 
 
@@ -215,6 +231,5 @@ def run(quick: bool, baseline_large: bool = False, device: str = "auto", n: int 
             met=wall_large <= TARGET_LARGE_S if target else None,
             note=f"{note_large}; CPU {cpu_large:.1f} s; {_load()}",
         ),
-        dict(row, measure=f"unchanged re-run, 3 snapshots {main}x{DIM}", value=again,
-             note="hash + load + align only"),
+        dict(row, measure=f"unchanged re-run, 3 snapshots {main}x{DIM}", value=again, note="hash + load + align only"),
     ]

@@ -135,24 +135,28 @@ def flops_per_image(config) -> float:
 
 
 def throughput(
-    device: str, n_images: int, n_snapshots: int = 2, batch_size: int | None = None, config: dict | None = None,
+    device: str,
+    n_images: int,
+    n_snapshots: int = 2,
+    batch_size: int | None = None,
+    config: dict | None = None,
     torch_compile: bool = False,
 ) -> list[dict]:
     """img/s of preprocess once + forward per snapshot (ViT-B/16, 224 px, auto precision) on
     ``n_images`` in-memory 32x32 images; models are built before the clock starts.
     ``config``: other ViTConfig sizes (the tests' tiny model). ``torch_compile``: then also the
-    steady-state forward of the same models through :func:`spotreview.embedding.compiled`
-    (as ``spotreview embed --compile on`` runs them), after a timed first (compiling) batch."""
+    steady-state forward of the same models through :func:`spotreview.embedding.forward.compiled`
+    (as ``spotreview embed --compile`` runs them), after a timed first (compiling) batch."""
     import torch
     from PIL import Image
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
     from transformers.utils import logging
 
     from spotreview.defaults import EMBED_BATCH_SIZE
-    from spotreview.embedding import forward, prepare_for_inference, preprocess
-    from spotreview.memory import keep_freed_memory
-    from spotreview.models import resolve_device, resolve_precision
-    from spotreview.pixels import plan
+    from spotreview.embedding.forward import forward, prepare_for_inference, preprocess
+    from spotreview.embedding.models import resolve_device, resolve_precision
+    from spotreview.embedding.pixels import plan
+    from spotreview.util.process import keep_freed_memory
 
     logging.set_verbosity_error()
     keep_freed_memory()  # as the `spotreview` process does
@@ -172,8 +176,13 @@ def throughput(
         return model
 
     models = [built(step) for step in range(n_snapshots)]
-    forward(models[0], preprocess(images[:batch], processor, dtype=dtype, device=dev, quiet=True),
-            device=dev, batch_size=batch, quiet=True)  # warm-up: kernels, allocator, threads
+    forward(
+        models[0],
+        preprocess(images[:batch], processor, dtype=dtype, device=dev, quiet=True),
+        device=dev,
+        batch_size=batch,
+        quiet=True,
+    )  # warm-up: kernels, allocator, threads
     _sync(dev)
     start = time.perf_counter()
     pixels = preprocess(images, processor, dtype=dtype, device=dev, quiet=True)
@@ -191,19 +200,30 @@ def throughput(
     achieved = total / (end - preprocessed) * per_image
     row = dict(benchmark="embed", unit="img/s")
     rows = [
-        dict(row, measure=f"ViT-B/16 {precision} img/s incl. preprocessing, {n_images} images x {n_snapshots} "
-             f"snapshots, batch {batch} ({name})", value=total / (end - start), target=">= 4000 (GPU)",
-             met=total / (end - start) >= 4000 if dev.type == "cuda" else None,
-             note=f"preprocess once {preprocessed - start:.2f} s ({'tensor ops' if plan(processor) else 'processor'}, "
-                  f"{type(processor).__name__}), forward {end - preprocessed:.2f} s; model building not timed"),
+        dict(
+            row,
+            measure=f"ViT-B/16 {precision} img/s incl. preprocessing, {n_images} images x {n_snapshots} "
+            f"snapshots, batch {batch} ({name})",
+            value=total / (end - start),
+            target=">= 4000 (GPU)",
+            met=total / (end - start) >= 4000 if dev.type == "cuda" else None,
+            note=f"preprocess once {preprocessed - start:.2f} s ({'tensor ops' if plan(processor) else 'processor'}, "
+            f"{type(processor).__name__}), forward {end - preprocessed:.2f} s; model building not timed",
+        ),
         dict(row, measure=f"ViT-B/16 {precision} forward img/s, steady state", value=total / (end - preprocessed)),
-        dict(row, measure=f"share of {precision} GEMM limit", value=achieved / limit, unit="of limit",
-             target=">= 0.75", met=achieved / limit >= 0.75,
-             note=f"achieved {achieved / 1e12:.2f} TFLOP/s vs GEMM {limit / 1e12:.2f} TFLOP/s "
-                  f"({batch}x{tokens} @ {config.hidden_size}x{config.intermediate_size})"),
+        dict(
+            row,
+            measure=f"share of {precision} GEMM limit",
+            value=achieved / limit,
+            unit="of limit",
+            target=">= 0.75",
+            met=achieved / limit >= 0.75,
+            note=f"achieved {achieved / 1e12:.2f} TFLOP/s vs GEMM {limit / 1e12:.2f} TFLOP/s "
+            f"({batch}x{tokens} @ {config.hidden_size}x{config.intermediate_size})",
+        ),
     ]
     if torch_compile:
-        from spotreview.embedding import compiled
+        from spotreview.embedding.forward import compiled
 
         fast = [compiled(built(step, compiling=True)) for step in range(n_snapshots)]
         _sync(dev)
@@ -219,11 +239,22 @@ def throughput(
         compiled_rate = total / (time.perf_counter() - start)
         share = compiled_rate * per_image / limit
         rows += [
-            dict(row, measure=f"ViT-B/16 {precision} forward img/s, steady state, torch.compile", value=compiled_rate,
-                 baseline=total / (end - preprocessed), ratio=compiled_rate / (total / (end - preprocessed)),
-                 note=f"first compiled batch {compile_s:.1f} s (compile, cache as found); baseline: eager"),
-            dict(row, measure=f"share of {precision} GEMM limit, torch.compile", value=share, unit="of limit",
-                 target=">= 0.75", met=share >= 0.75),
+            dict(
+                row,
+                measure=f"ViT-B/16 {precision} forward img/s, steady state, torch.compile",
+                value=compiled_rate,
+                baseline=total / (end - preprocessed),
+                ratio=compiled_rate / (total / (end - preprocessed)),
+                note=f"first compiled batch {compile_s:.1f} s (compile, cache as found); baseline: eager",
+            ),
+            dict(
+                row,
+                measure=f"share of {precision} GEMM limit, torch.compile",
+                value=share,
+                unit="of limit",
+                target=">= 0.75",
+                met=share >= 0.75,
+            ),
         ]
     return rows
 
@@ -235,10 +266,10 @@ def forward_timer(checkpoint: Path, folder: Path, dtype, torch_compile: bool, ba
     import torch
     from PIL import Image
 
-    from spotreview.embedding import compiled, forward, prepare_for_inference, preprocess
-    from spotreview.memory import keep_freed_memory
-    from spotreview.models import load_checkpoint, load_processor
-    from spotreview.rundir import Run
+    from spotreview.embedding.forward import compiled, forward, prepare_for_inference, preprocess
+    from spotreview.embedding.models import load_checkpoint, load_processor
+    from spotreview.rundir.run import Run
+    from spotreview.util.process import keep_freed_memory
 
     keep_freed_memory()  # as the `spotreview` process does
     cpu = torch.device("cpu")
@@ -257,15 +288,16 @@ def forward_timer(checkpoint: Path, folder: Path, dtype, torch_compile: bool, ba
     return timed
 
 
-def run(quick: bool = False, device: str = "auto", images: int | None = None, torch_compile: bool = False,
-        **_) -> list[dict]:
+def run(
+    quick: bool = False, device: str = "auto", images: int | None = None, torch_compile: bool = False, **_
+) -> list[dict]:
     import torch
 
     if images or device not in ("auto", "cpu") or (device == "auto" and torch.cuda.is_available()):
         return throughput(device, images or (64 if quick else 4096), torch_compile=torch_compile)
 
     from spotreview.defaults import EMBED_BATCH_SIZE as BATCH
-    from spotreview.models import resolve_precision
+    from spotreview.embedding.models import resolve_precision
 
     n_images, n_snapshots = (48, 2) if quick else (512, 2)  # the issue's size: >= 512 images x 2
     image_size = 224
@@ -277,16 +309,17 @@ def run(quick: bool = False, device: str = "auto", images: int | None = None, to
         config, _ = _vit_base_checkpoints(run_dir, n_snapshots, image_size)
         folder = _image_folder(tmp / "images", n_images)
 
-        def ours(torch_compile: str) -> float:
+        def ours(way: str) -> float:
             shutil.rmtree(run_dir / "embeddings", ignore_errors=True)  # embed every snapshot again
-            return _wall(cli + [str(run_dir), "--images", str(folder), "--compile", torch_compile, "-q"])
+            flags = ["--compile"] if way == "compiled" else []
+            return _wall(cli + [str(run_dir), "--images", str(folder), *flags, "-q"])
 
-        first_compiled_s = ours("on")  # fills the compile cache (what a user's first compiled run pays)
+        first_compiled_s = ours("compiled")  # fills the compile cache (what a user's first compiled run pays)
         # Whole processes (start-up, imports and model loading count), alternating A B C C B A
         # because this machine's speed drifts by tens of percent within minutes; each figure is
         # the sum of its two runs.
-        seconds = {"notebook": 0.0, "auto": 0.0, "on": 0.0}
-        for way in ("notebook", "auto", "on", "on", "auto", "notebook"):
+        seconds = {"notebook": 0.0, "eager": 0.0, "compiled": 0.0}
+        for way in ("notebook", "eager", "compiled", "compiled", "eager", "notebook"):
             if way == "notebook":
                 seconds[way] += _wall([sys.executable, "-c", NOTEBOOK, str(run_dir), str(folder)])
             else:
@@ -296,35 +329,58 @@ def run(quick: bool = False, device: str = "auto", images: int | None = None, to
         # next to a measurement of the limit GEMM (best of all: a limit, not an average).
         dtype = torch.bfloat16 if resolve_precision("auto", torch.device("cpu")) else torch.float32
         checkpoint = run_dir / "checkpoint-0"
-        timers = {way: forward_timer(checkpoint, folder, dtype, way == "on", BATCH) for way in ("auto", "on")}
-        forward_s = {"auto": 0.0, "on": 0.0}
+        timers = {
+            way: forward_timer(checkpoint, folder, dtype, way == "compiled", BATCH) for way in ("eager", "compiled")
+        }
+        forward_s = {"eager": 0.0, "compiled": 0.0}
         tokens = (image_size // config.patch_size) ** 2 + 1
         limit = 0.0
-        for way in ("auto", "on", "on", "auto"):
+        for way in ("eager", "compiled", "compiled", "eager"):
             forward_s[way] += timers[way]()
             limit = max(limit, gemm_flops_per_s(dtype, m=BATCH * tokens))
 
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
     flops = flops_per_image(config)
-    for way, label in (("auto", "compile auto, i.e. off"), ("on", "--compile on, warm cache")):
+    for way, label in (("eager", "default, not compiled"), ("compiled", "--compile, warm cache")):
         total = 2 * n_images * n_snapshots
         ratio = seconds["notebook"] / seconds[way]
-        rows.append(dict(
-            benchmark="embed", measure=f"`spotreview embed`, {n_images} images x {n_snapshots} ViT-base snapshots "
-            f"({precision}, {label}), whole process", value=total / seconds[way], unit="img/s",
-            baseline=total / seconds["notebook"], ratio=ratio, target=">= 3x", met=ratio >= 3,
-            note="baseline: the notebook way (processor per snapshot, fp32, batch 24); mean of A B C C B A",
-        ))
+        rows.append(
+            dict(
+                benchmark="embed",
+                measure=f"`spotreview embed`, {n_images} images x {n_snapshots} ViT-base snapshots "
+                f"({precision}, {label}), whole process",
+                value=total / seconds[way],
+                unit="img/s",
+                baseline=total / seconds["notebook"],
+                ratio=ratio,
+                target=">= 3x",
+                met=ratio >= 3,
+                note="baseline: the notebook way (processor per snapshot, fp32, batch 24); mean of A B C C B A",
+            )
+        )
         achieved = 2 * n_images / forward_s[way] * flops
-        rows.append(dict(
-            benchmark="embed", measure=f"steady-state forward, share of the {precision} GEMM limit "
-            f"({flops / 1e9:.1f} GFLOP/img, batch {BATCH}, {label})", value=achieved / limit, unit="of limit",
-            target=">= 0.75", met=achieved / limit >= 0.75,
-            note=f"{2 * n_images / forward_s[way]:.1f} img/s, {achieved / 1e9:.0f} GFLOP/s vs GEMM {limit / 1e9:.0f} "
-                 f"GFLOP/s ({BATCH * tokens} x 768 @ 768 x 3072); whole process: "
-                 f"{total / seconds[way] * flops / limit:.2f} of the limit",
-        ))
-    rows.append(dict(benchmark="embed", measure="first compiled `spotreview embed` (compile cache as found)",
-                     value=first_compiled_s, unit="s", baseline=seconds["on"] / 2,
-                     note="baseline: the same with a warm cache"))
+        rows.append(
+            dict(
+                benchmark="embed",
+                measure=f"steady-state forward, share of the {precision} GEMM limit "
+                f"({flops / 1e9:.1f} GFLOP/img, batch {BATCH}, {label})",
+                value=achieved / limit,
+                unit="of limit",
+                target=">= 0.75",
+                met=achieved / limit >= 0.75,
+                note=f"{2 * n_images / forward_s[way]:.1f} img/s, {achieved / 1e9:.0f} GFLOP/s vs GEMM {limit / 1e9:.0f} "
+                f"GFLOP/s ({BATCH * tokens} x 768 @ 768 x 3072); whole process: "
+                f"{total / seconds[way] * flops / limit:.2f} of the limit",
+            )
+        )
+    rows.append(
+        dict(
+            benchmark="embed",
+            measure="first compiled `spotreview embed` (compile cache as found)",
+            value=first_compiled_s,
+            unit="s",
+            baseline=seconds["compiled"] / 2,
+            note="baseline: the same with a warm cache",
+        )
+    )
     return rows

@@ -57,7 +57,7 @@ def synthetic(root: Path, n: int, n_snapshots: int, n_classes: int = 10, seed: i
     import pandas as pd
     from PIL import Image
 
-    from spotreview.rundir import Run
+    from spotreview.rundir.run import Run
 
     rng = np.random.default_rng(seed)
     run = Run(root)
@@ -70,14 +70,23 @@ def synthetic(root: Path, n: int, n_snapshots: int, n_classes: int = 10, seed: i
     spread = np.linspace(0, 1, n_snapshots)[:, None, None]
     coords = (noise[None] + spread * centers[labels][None]).astype(np.float32)
     scores = rng.random((n_snapshots, n))
-    analysis = FakeAnalysis(run, steps, ids, labels, [f"class {c}" for c in range(n_classes)],
-                            scores, coords, np.linspace(0.1, 0.95, n_snapshots))
+    analysis = FakeAnalysis(
+        run,
+        steps,
+        ids,
+        labels,
+        [f"class {c}" for c in range(n_classes)],
+        scores,
+        coords,
+        np.linspace(0.1, 0.95, n_snapshots),
+    )
     for row in {int(r) for i in range(n_snapshots) for r in analysis.top(i, 8)}:
         pixels = rng.integers(0, 256, size=(28, 28, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(run.image_path(ids[row]))
     log_steps = np.arange(10, int(steps[-1]) + 1, 10)
-    pd.DataFrame({"step": log_steps, "epoch": log_steps / steps[-1] * 3,
-                  "loss": 2.3 * np.exp(-log_steps / 300) + 0.2}).to_csv(run.log_csv, index=False)
+    pd.DataFrame(
+        {"step": log_steps, "epoch": log_steps / steps[-1] * 3, "loss": 2.3 * np.exp(-log_steps / 300) + 0.2}
+    ).to_csv(run.log_csv, index=False)
     return analysis
 
 
@@ -90,7 +99,7 @@ def notebook_frame(scene, frame: int) -> np.ndarray:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from spotreview.figure import _class_colors
+    from spotreview.rendering.figure import _class_colors
 
     i, _, near = scene.source(frame)
     xy = scene.coords_at(frame)
@@ -103,13 +112,17 @@ def notebook_frame(scene, frame: int) -> np.ndarray:
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_title(scene.titles[near])
-    ax.legend(handles=[Line2D([], [], ls="", marker="o", color=colors[c], label=name)
-                       for c, name in enumerate(scene.class_names)], ncol=5, fontsize=8)
+    ax.legend(
+        handles=[
+            Line2D([], [], ls="", marker="o", color=colors[c], label=name) for c, name in enumerate(scene.class_names)
+        ],
+        ncol=5,
+        fontsize=8,
+    )
     for k, row in enumerate(scene.board[near]):
         tax = fig.add_subplot(grid[k // 4, 3 + k % 3] if k < 6 else grid[2, 3 + k - 6])
         tax.imshow(scene.thumbs[int(row)])
-        tax.set_title(f"#{k + 1} {scene.class_names[scene.labels[row]]}\n{scene.board_scores[near][k]:.3f}",
-                      fontsize=8)
+        tax.set_title(f"#{k + 1} {scene.class_names[scene.labels[row]]}\n{scene.board_scores[near][k]:.3f}", fontsize=8)
         tax.axis("off")
     lax = fig.add_subplot(grid[3, 3:])
     ls, lv = scene.loss
@@ -137,8 +150,8 @@ import sys, tempfile
 from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
 from benchmarks.bench_export import synthetic, notebook_gif
-from spotreview.scene import build_scene
-from spotreview.writers import write_animation
+from spotreview.rendering.scene import build_scene
+from spotreview.rendering.writers import write_animation
 with tempfile.TemporaryDirectory() as tmp:
     a = synthetic(Path(tmp) / "run", {n}, 11)
     scene = build_scene(a, tween={tween}, size={SIZE!r}, dpi={DPI})
@@ -163,9 +176,9 @@ def notebook_gif(scene, out: Path, fps: float) -> None:
 
 
 def run(quick: bool = False) -> list[dict]:
-    from spotreview.figure import Renderer
-    from spotreview.scene import build_scene
-    from spotreview.writers import write_animation
+    from spotreview.rendering.figure import Renderer
+    from spotreview.rendering.scene import build_scene
+    from spotreview.rendering.writers import write_animation
 
     n = 2_000 if quick else 10_000
     n_fps = 6 if quick else 20
@@ -180,10 +193,19 @@ def run(quick: bool = False) -> list[dict]:
         ours = _fps(lambda f: np.array(renderer.render(f)), frames)
         notebook_frame(scene, 0)  # pyplot's first-figure setup is not per-frame cost
         theirs = _fps(lambda f: notebook_frame(scene, f), frames)
-        rows.append(dict(benchmark=bench, measure=f"render fps, {n:,} points, 1280x720",
-                         value=ours, unit="frames/s", baseline=theirs, ratio=ours / theirs,
-                         target=">= 3x", met=ours / theirs >= 3,
-                         note="baseline: new pyplot figure per frame, PNG round trip"))
+        rows.append(
+            dict(
+                benchmark=bench,
+                measure=f"render fps, {n:,} points, 1280x720",
+                value=ours,
+                unit="frames/s",
+                baseline=theirs,
+                ratio=ours / theirs,
+                target=">= 3x",
+                met=ours / theirs >= 3,
+                note="baseline: new pyplot figure per frame, PNG round trip",
+            )
+        )
 
         # End to end, GIF: one process vs two vs the notebook way (frames list + one write).
         gif_scene = build_scene(analysis, tween=3 if quick else 4, size=SIZE, dpi=DPI)
@@ -191,33 +213,65 @@ def run(quick: bool = False) -> list[dict]:
         timings = {}
         for workers in (1, 2):
             start = time.perf_counter()
-            write_animation(gif_scene, Path(tmp) / f"w{workers}.gif", fps=8, workers=workers,
-                               quiet=True)
+            write_animation(gif_scene, Path(tmp) / f"w{workers}.gif", fps=8, workers=workers, quiet=True)
             timings[workers] = n_frames / (time.perf_counter() - start)
-        rows.append(dict(benchmark=bench, measure=f"GIF export fps, 2 processes, {n_frames} frames",
-                         value=timings[2], unit="frames/s", baseline=timings[1],
-                         ratio=timings[2] / timings[1],
-                         note=f"baseline: 1 process; {os.cpu_count()} cores, shared"))
+        rows.append(
+            dict(
+                benchmark=bench,
+                measure=f"GIF export fps, 2 processes, {n_frames} frames",
+                value=timings[2],
+                unit="frames/s",
+                baseline=timings[1],
+                ratio=timings[2] / timings[1],
+                note=f"baseline: 1 process; {os.cpu_count()} cores, shared",
+            )
+        )
         if not quick:
             start = time.perf_counter()
             notebook_gif(gif_scene, Path(tmp) / "notebook.gif", fps=8)
             nb = n_frames / (time.perf_counter() - start)
             best = max(timings.values())
-            rows.append(dict(benchmark=bench, measure=f"GIF export fps, {n_frames} frames",
-                             value=best, unit="frames/s", baseline=nb, ratio=best / nb,
-                             target=">= 3x", met=best / nb >= 3,
-                             note="baseline: notebook frames list + imageio GIF write"))
+            rows.append(
+                dict(
+                    benchmark=bench,
+                    measure=f"GIF export fps, {n_frames} frames",
+                    value=best,
+                    unit="frames/s",
+                    baseline=nb,
+                    ratio=best / nb,
+                    target=">= 3x",
+                    met=best / nb >= 3,
+                    note="baseline: notebook frames list + imageio GIF write",
+                )
+            )
 
     small, large = _peak_rss_mib(n, 1, False), _peak_rss_mib(n, 19, False)
-    rows.append(dict(benchmark=bench, measure="peak RSS, GIF 201 vs 21 frames",
-                     value=large, unit="MiB", baseline=small, ratio=large / small,
-                     target="flat (<= 1.1x)", met=large / small <= 1.1,
-                     note="streamed; serial, fresh process per case"))
+    rows.append(
+        dict(
+            benchmark=bench,
+            measure="peak RSS, GIF 201 vs 21 frames",
+            value=large,
+            unit="MiB",
+            baseline=small,
+            ratio=large / small,
+            target="flat (<= 1.1x)",
+            met=large / small <= 1.1,
+            note="streamed; serial, fresh process per case",
+        )
+    )
     if not quick:
         nb_small, nb_large = _peak_rss_mib(n, 1, True), _peak_rss_mib(n, 19, True)
-        rows.append(dict(benchmark=bench, measure="peak RSS notebook way, 201 vs 21 frames",
-                         value=nb_large, unit="MiB", baseline=nb_small, ratio=nb_large / nb_small,
-                         note="for contrast: frames kept in a list"))
+        rows.append(
+            dict(
+                benchmark=bench,
+                measure="peak RSS notebook way, 201 vs 21 frames",
+                value=nb_large,
+                unit="MiB",
+                baseline=nb_small,
+                ratio=nb_large / nb_small,
+                note="for contrast: frames kept in a list",
+            )
+        )
     return rows
 
 

@@ -29,7 +29,7 @@ _RSS_SCRIPT = """
 import gc, json, sys
 import torch  # its ~300 MiB of code and state are not the search's
 from benchmarks.bench_analyze import _embeddings
-from spotreview.neighbors import cleanlab_neighbors, ood_scores
+from spotreview.analysis.outliers import cleanlab_neighbors, ood_scores
 
 def status(key):
     for line in open("/proc/self/status"):
@@ -49,7 +49,7 @@ print(json.dumps({"before": before, "after": status("VmHWM"), "x": x.nbytes / 2*
 
 
 def _search(x: np.ndarray, device: str, precision: str) -> tuple[float, np.ndarray, dict]:
-    from spotreview.neighbors import cosine_knn
+    from spotreview.analysis.outliers import cosine_knn
 
     stats: dict = {}
     t = time.perf_counter()
@@ -63,13 +63,14 @@ def _recall(found: np.ndarray, exact: np.ndarray) -> float:
 
 
 def _peak_rss(n: int, device: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(n), device], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(n), device], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run(quick: bool, device: str = "auto", n: int | None = None, **_) -> list[dict]:
-    from spotreview.neighbors import cosine_knn
+    from spotreview.analysis.outliers import cosine_knn
 
     sizes = [2000, 4000] if quick else [10_000, n or 50_000]
     if n and quick:
@@ -83,14 +84,34 @@ def run(quick: bool, device: str = "auto", n: int | None = None, **_) -> list[di
         recall = _recall(idx, idx32)
         row = dict(benchmark="knn", unit="s")
         rows += [
-            dict(row, measure=f"search s {size}x{DIM} (device {device})", value=wall, baseline=wall32,
-                 ratio=wall / wall32, note=f"baseline: float32 blocked search; rows settled per precision: {stats}"),
-            dict(row, measure=f"recall@{K} vs exact fp32 {size}x{DIM}", value=recall, unit="",
-                 target=">= 0.999 (goal 1.0)", met=recall >= 0.999),
+            dict(
+                row,
+                measure=f"search s {size}x{DIM} (device {device})",
+                value=wall,
+                baseline=wall32,
+                ratio=wall / wall32,
+                note=f"baseline: float32 blocked search; rows settled per precision: {stats}",
+            ),
+            dict(
+                row,
+                measure=f"recall@{K} vs exact fp32 {size}x{DIM}",
+                value=recall,
+                unit="",
+                target=">= 0.999 (goal 1.0)",
+                met=recall >= 0.999,
+            ),
         ]
     for size in [1000, 2000] if quick else [10_000, 50_000, 100_000]:
         rss = _peak_rss(size, device)
-        rows.append(dict(benchmark="knn", measure=f"peak RSS {size}x{DIM}", value=rss["after"], unit="MiB",
-                         baseline=rss["before"], ratio=rss["after"] / rss["before"],
-                         note=f"peak during the search; baseline: RSS before it, with the {rss['x']:.0f} MiB embeddings loaded"))
+        rows.append(
+            dict(
+                benchmark="knn",
+                measure=f"peak RSS {size}x{DIM}",
+                value=rss["after"],
+                unit="MiB",
+                baseline=rss["before"],
+                ratio=rss["after"] / rss["before"],
+                note=f"peak during the search; baseline: RSS before it, with the {rss['x']:.0f} MiB embeddings loaded",
+            )
+        )
     return rows

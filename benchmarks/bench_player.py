@@ -36,8 +36,8 @@ def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
-    from spotreview.figure import _class_colors, _limits
-    from spotreview.player import THUMB_PX, PlayerData
+    from spotreview.rendering.figure import _class_colors, _limits
+    from spotreview.rendering.player import THUMB_PX, PlayerData
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n)
@@ -55,18 +55,27 @@ def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
             photo = photos[i % 2]
             side = int(rng.integers(48, 300))
             y, x = rng.integers(0, photo.shape[0] - side), rng.integers(0, photo.shape[1] - side)
-            patch = Image.fromarray(photo[y:y + side, x:x + side]).resize((THUMB_PX, THUMB_PX))
+            patch = Image.fromarray(photo[y : y + side, x : x + side]).resize((THUMB_PX, THUMB_PX))
             tiles[i] = np.asarray(patch)
     steps = np.linspace(0, 2000, n_snapshots).astype(np.int64)
     log_steps = np.arange(10, 2001, 10)
     return PlayerData(
-        steps=steps, coords=coords, labels=labels, class_names=CLASSES,
-        ids=[f"validation-{i:06d}" for i in range(n)], scores=scores, ranks=ranks,
-        board=[np.argsort(s, kind="stable")[:8] for s in scores], thumbs=tiles,
-        limits=_limits(coords, (640, 504)), colors=[to_hex(c) for c in _class_colors(10)],
-        titles=[f"step {s:,}" for s in steps], subtitle="benchmark",
+        steps=steps,
+        coords=coords,
+        labels=labels,
+        class_names=CLASSES,
+        ids=[f"validation-{i:06d}" for i in range(n)],
+        scores=scores,
+        ranks=ranks,
+        board=[np.argsort(s, kind="stable")[:8] for s in scores],
+        thumbs=tiles,
+        limits=_limits(coords, (640, 504)),
+        colors=[to_hex(c) for c in _class_colors(10)],
+        titles=[f"step {s:,}" for s in steps],
+        subtitle="benchmark",
         predictions=(labels[None] + (rng.random((n_snapshots, n)) < 0.2)) % 10,
-        epochs=steps / 1000, accuracy=np.linspace(0.1, 0.95, n_snapshots),
+        epochs=steps / 1000,
+        accuracy=np.linspace(0.1, 0.95, n_snapshots),
         knn_accuracy=np.linspace(0.2, 0.97, n_snapshots),
         loss=(log_steps, 2.3 * np.exp(-log_steps / 400) + 0.1),
         excluded={"validation-000003": "benchmark"},
@@ -75,16 +84,27 @@ def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
 
 def frames_player(data, out: Path) -> None:
     """The matplotlib frames player of the same data (the baseline)."""
-    from spotreview.figure import DEFAULT_SIZE
-    from spotreview.scene import Scene
-    from spotreview.writers import write_animation
+    from spotreview.rendering.figure import DEFAULT_SIZE
+    from spotreview.rendering.scene import Scene
+    from spotreview.rendering.writers import write_animation
 
     scene = Scene(
-        steps=data.steps, coords=data.coords, labels=data.labels, class_names=data.class_names,
-        titles=data.titles, subtitles=[data.subtitle] * len(data.steps), board=data.board,
-        board_scores=[data.scores[s, rows] for s, rows in enumerate(data.board)], ids=data.ids,
-        thumbs={int(r): data.thumbs[r] for rows in data.board for r in rows}, loss=data.loss,
-        loss_note="", top_k=8, tween=0, size=DEFAULT_SIZE, dpi=100.0,
+        steps=data.steps,
+        coords=data.coords,
+        labels=data.labels,
+        class_names=data.class_names,
+        titles=data.titles,
+        subtitles=[data.subtitle] * len(data.steps),
+        board=data.board,
+        board_scores=[data.scores[s, rows] for s, rows in enumerate(data.board)],
+        ids=data.ids,
+        thumbs={int(r): data.thumbs[r] for rows in data.board for r in rows},
+        loss=data.loss,
+        loss_note="",
+        top_k=8,
+        tween=0,
+        size=DEFAULT_SIZE,
+        dpi=100.0,
         order=np.random.default_rng(0).permutation(len(data.ids)),
     )
     write_animation(scene, out, fps=2, workers=1, quiet=True)
@@ -108,25 +128,30 @@ def _load_event_ms(driver, page: Path, loads: int = 3) -> float:
     for _ in range(loads):
         driver.get("about:blank")
         driver.get(page.as_uri())  # returns after the load event
-        times.append(driver.execute_script(
-            "const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd"))
+        times.append(
+            driver.execute_script("const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd")
+        )
     return statistics.median(times)
 
 
 def _fps(driver, page: Path) -> dict:
     driver.get(page.as_uri())
     return driver.execute_async_script(
-        "const done = arguments[arguments.length - 1]; player.measureFps(3000).then(done);")
+        "const done = arguments[arguments.length - 1]; player.measureFps(3000).then(done);"
+    )
 
 
 def run(quick: bool = False) -> list[dict]:
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import start_chromium  # the tests' headless Chromium
 
-    from spotreview.player import write_player
+    from spotreview.rendering.player import write_player
 
-    cases = [(359, 19, "photo"), (2_000, 10, "photo")] if quick else [
-        (359, 19, "photo"), (10_000, 20, "photo"), (10_000, 20, "noise")]
+    cases = (
+        [(359, 19, "photo"), (2_000, 10, "photo")]
+        if quick
+        else [(359, 19, "photo"), (10_000, 20, "photo"), (10_000, 20, "noise")]
+    )
     rows, bench = [], "player"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -144,38 +169,82 @@ def run(quick: bool = False) -> list[dict]:
                 written = time.perf_counter() - start
                 mb = page.stat().st_size / 1e6
                 if kind == "noise":
-                    rows.append(dict(benchmark=bench, measure=f"file size, {size}", value=mb,
-                                     unit="MB", target="<= 25", met=mb <= 25, note="worst case"))
+                    rows.append(
+                        dict(
+                            benchmark=bench,
+                            measure=f"file size, {size}",
+                            value=mb,
+                            unit="MB",
+                            target="<= 25",
+                            met=mb <= 25,
+                            note="worst case",
+                        )
+                    )
                     continue
                 frames = tmp / f"f{n}.html"
                 frames_player(data, frames)
                 base_mb = frames.stat().st_size / 1e6
                 big = n >= 10_000
-                rows.append(dict(benchmark=bench, measure=f"file size, {size}", value=mb, unit="MB",
-                                 baseline=base_mb, ratio=mb / base_mb,
-                                 target="<= 25" if big else None, met=mb <= 25 if big else None,
-                                 note=f"baseline: frames player; written in {written:.1f} s"))
+                rows.append(
+                    dict(
+                        benchmark=bench,
+                        measure=f"file size, {size}",
+                        value=mb,
+                        unit="MB",
+                        baseline=base_mb,
+                        ratio=mb / base_mb,
+                        target="<= 25" if big else None,
+                        met=mb <= 25 if big else None,
+                        note=f"baseline: frames player; written in {written:.1f} s",
+                    )
+                )
                 paint, thumbs_ready = _first_paint_ms(driver, page)
                 base_paint = _load_event_ms(driver, frames)
-                rows.append(dict(benchmark=bench, measure=f"first paint, {size}", value=paint,
-                                 unit="ms", baseline=base_paint, ratio=paint / base_paint,
-                                 target="<= 3000" if big else None, met=paint <= 3000 if big else None,
-                                 note=f"baseline: frames player's load event; median of 3; "
-                                      f"all thumbnails decoded at {thumbs_ready:.0f} ms"))
+                rows.append(
+                    dict(
+                        benchmark=bench,
+                        measure=f"first paint, {size}",
+                        value=paint,
+                        unit="ms",
+                        baseline=base_paint,
+                        ratio=paint / base_paint,
+                        target="<= 3000" if big else None,
+                        met=paint <= 3000 if big else None,
+                        note=f"baseline: frames player's load event; median of 3; "
+                        f"all thumbnails decoded at {thumbs_ready:.0f} ms",
+                    )
+                )
                 fps = _fps(driver, page)
-                rows.append(dict(benchmark=bench, measure=f"animation fps, {size}", value=fps["fps"],
-                                 unit="frames/s", target=">= 30" if big else None,
-                                 met=fps["fps"] >= 30 if big else None,
-                                 note=f"draw {fps['drawMs']:.1f} ms/frame; 60 = display cap"))
+                rows.append(
+                    dict(
+                        benchmark=bench,
+                        measure=f"animation fps, {size}",
+                        value=fps["fps"],
+                        unit="frames/s",
+                        target=">= 30" if big else None,
+                        met=fps["fps"] >= 30 if big else None,
+                        note=f"draw {fps['drawMs']:.1f} ms/frame; 60 = display cap",
+                    )
+                )
                 if big:  # a HiDPI screen: 4x the pixels
-                    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-                        "width": 1400, "height": 900, "deviceScaleFactor": 2, "mobile": False})
+                    driver.execute_cdp_cmd(
+                        "Emulation.setDeviceMetricsOverride",
+                        {"width": 1400, "height": 900, "deviceScaleFactor": 2, "mobile": False},
+                    )
                     fps = _fps(driver, page)
-                    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-                        "width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
-                    rows.append(dict(benchmark=bench, measure=f"animation fps, {size}, 2x pixel ratio",
-                                     value=fps["fps"], unit="frames/s",
-                                     note=f"draw {fps['drawMs']:.1f} ms/frame"))
+                    driver.execute_cdp_cmd(
+                        "Emulation.setDeviceMetricsOverride",
+                        {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                    )
+                    rows.append(
+                        dict(
+                            benchmark=bench,
+                            measure=f"animation fps, {size}, 2x pixel ratio",
+                            value=fps["fps"],
+                            unit="frames/s",
+                            note=f"draw {fps['drawMs']:.1f} ms/frame",
+                        )
+                    )
         finally:
             driver.quit()
     return rows

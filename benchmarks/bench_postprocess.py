@@ -74,7 +74,9 @@ def _images_and_log(run, n: int) -> None:
     for image_id in pd.read_csv(run.eval_csv)["id"]:
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(run.image_path(image_id))
     steps = np.arange(1, 51)
-    pd.DataFrame({"step": steps, "epoch": steps / 50, "loss": 2.3 * np.exp(-steps / 15)}).to_csv(run.log_csv, index=False)
+    pd.DataFrame({"step": steps, "epoch": steps / 50, "loss": 2.3 * np.exp(-steps / 15)}).to_csv(
+        run.log_csv, index=False
+    )
 
 
 def _wall(args: list[str]) -> float:
@@ -117,14 +119,32 @@ def run(quick: bool = False, **_) -> list[dict]:
     ratio = float(np.median(ratios))
     size = f"{n} x 768 x {snapshots} snapshots"
     return [
-        dict(benchmark="postprocess", measure=f"analyze + export GIF, {size}, whole processes", unit="s",
-             value=sr, baseline=nb, ratio=ratio, target=">= 5x", met=ratio >= 5,
-             note=f"baseline: the notebook way (new OOD per snapshot, PCA, chained scipy procrustes, pyplot PNG "
-             f"per frame, imageio GIF); medians of {len(pairs)} pairs in alternating order; ratio: the median "
-             f"pair's, pairs {ratios[0]:.2f}-{ratios[-1]:.2f}; spotreview {min(p[1] for p in pairs):.2f}-"
-             f"{max(p[1] for p in pairs):.2f} s, notebook {min(p[0] for p in pairs):.1f}-{max(p[0] for p in pairs):.1f} s"),
-        dict(benchmark="postprocess", measure="`spotreview --help`, whole process", unit="s", value=helps[1],
-             note="median of 3"),
-        dict(benchmark="postprocess", measure=f"`spotreview analyze` of an analysed run, {size}", unit="s",
-             value=again[1], note="median of 3: the fixed cost of a command with nothing to compute"),
+        dict(
+            benchmark="postprocess",
+            measure=f"analyze + export GIF, {size}, whole processes",
+            unit="s",
+            value=sr,
+            baseline=nb,
+            ratio=ratio,
+            target=">= 5x",
+            met=ratio >= 5,
+            note=f"baseline: the notebook way (new OOD per snapshot, PCA, chained scipy procrustes, pyplot PNG "
+            f"per frame, imageio GIF); medians of {len(pairs)} pairs in alternating order; ratio: the median "
+            f"pair's, pairs {ratios[0]:.2f}-{ratios[-1]:.2f}; spotreview {min(p[1] for p in pairs):.2f}-"
+            f"{max(p[1] for p in pairs):.2f} s, notebook {min(p[0] for p in pairs):.1f}-{max(p[0] for p in pairs):.1f} s",
+        ),
+        dict(
+            benchmark="postprocess",
+            measure="`spotreview --help`, whole process",
+            unit="s",
+            value=helps[1],
+            note="median of 3",
+        ),
+        dict(
+            benchmark="postprocess",
+            measure=f"`spotreview analyze` of an analysed run, {size}",
+            unit="s",
+            value=again[1],
+            note="median of 3: the fixed cost of a command with nothing to compute",
+        ),
     ]

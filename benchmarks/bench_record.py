@@ -18,11 +18,11 @@ from pathlib import Path
 
 def run(quick: bool = False) -> list[dict]:
     import spotreview
-    from spotreview.data import load_images
     from spotreview.defaults import EPOCHS, SAVE_STEPS
-    from spotreview.models import small_vit
-    from spotreview.recorder import EmbeddingRecorder
-    from spotreview.rundir import Run
+    from spotreview.embedding.models import small_vit
+    from spotreview.embedding.sources import load_images
+    from spotreview.rundir.run import Run
+    from spotreview.training.recorder import EmbeddingRecorder
 
     rows = []
     images = load_images("digits", seed=0, quiet=True)
@@ -35,8 +35,13 @@ def run(quick: bool = False) -> list[dict]:
         processor.save_pretrained(run.checkpoint_path(1))
         spotreview.embed(run, dataset="digits", quiet=True)  # writes the eval set once
 
-        recorder = EmbeddingRecorder(tmp / "recorded", images=images.eval_images, processor=processor,
-                                     labels=images.eval_labels, class_names=images.class_names)
+        recorder = EmbeddingRecorder(
+            tmp / "recorded",
+            images=images.eval_images,
+            processor=processor,
+            labels=images.eval_labels,
+            class_names=images.class_names,
+        )
         recorder.record(0, net)  # the first snapshot also preprocesses the evaluation images
         first_s = recorder.seconds
 
@@ -54,19 +59,41 @@ def run(quick: bool = False) -> list[dict]:
                 embed_s += time.perf_counter() - started
         per = 2 * repeats
         ratio = (record_s / per) / (embed_s / per)
-        rows.append(dict(benchmark="record", measure=f"s/snapshot, recorder vs embed, {n} images, small ViT",
-                         value=record_s / per, unit="s", baseline=embed_s / per, ratio=ratio,
-                         target="<= 1.1x", met=ratio <= 1.1,
-                         note="baseline: spotreview embed of the same snapshot (load + preprocess + forward + write)"))
-        rows.append(dict(benchmark="record", measure="first snapshot of a training (preprocesses the eval set)",
-                         value=first_s, unit="s", note="once per training"))
+        rows.append(
+            dict(
+                benchmark="record",
+                measure=f"s/snapshot, recorder vs embed, {n} images, small ViT",
+                value=record_s / per,
+                unit="s",
+                baseline=embed_s / per,
+                ratio=ratio,
+                target="<= 1.1x",
+                met=ratio <= 1.1,
+                note="baseline: spotreview embed of the same snapshot (load + preprocess + forward + write)",
+            )
+        )
+        rows.append(
+            dict(
+                benchmark="record",
+                measure="first snapshot of a training (preprocesses the eval set)",
+                value=first_s,
+                unit="s",
+                note="once per training",
+            )
+        )
 
         epochs = 1 if quick else EPOCHS  # the demo's own settings
         done = spotreview.finetune(tmp / "demo", epochs=epochs, quiet=True)
         manifest = done.run.read_manifest()
         share = manifest["record_seconds"] / manifest["seconds"]
-        rows.append(dict(benchmark="record", measure=f"share of a demo fine-tune spent recording ({epochs} epochs, "
-                         f"save every {SAVE_STEPS} steps, {len(done.snapshots)} snapshots)", value=share,
-                         unit="of training", note=f"{done.run.read_manifest()['record_seconds']} s of "
-                         f"{manifest['seconds']} s"))
+        rows.append(
+            dict(
+                benchmark="record",
+                measure=f"share of a demo fine-tune spent recording ({epochs} epochs, "
+                f"save every {SAVE_STEPS} steps, {len(done.snapshots)} snapshots)",
+                value=share,
+                unit="of training",
+                note=f"{done.run.read_manifest()['record_seconds']} s of {manifest['seconds']} s",
+            )
+        )
     return rows

@@ -33,8 +33,8 @@ def hwm():  # peak RSS of this process (VmHWM resets at exec; ru_maxrss is inher
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
 
-from spotreview.analysis_store import load_analysis
-from spotreview.table import build_table
+from spotreview.analysis.store import load_analysis
+from spotreview.reviewing.table import build_table
 run, mode = sys.argv[1], sys.argv[2]
 floor = hwm()
 t = time.perf_counter()
@@ -51,28 +51,31 @@ def _measure(run, mode: str) -> tuple[float, float, float]:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(run.root), mode], check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(run.root), mode], check=True, capture_output=True, text=True
+    ).stdout.split()
     return float(out[0]), float(out[1]), float(out[2])
 
 
 def run(quick: bool) -> list[dict]:
     from PIL import Image
 
-    from spotreview.analysis import analyze
-    from spotreview.bundle import write_bundle
-    from spotreview.rundir import write_json
+    from spotreview.analysis.analyze import analyze
+    from spotreview.reviewing.bundle import write_bundle
+    from spotreview.rundir.atomic import write_json
+    from spotreview.rundir.evalset import read_eval
 
     n = 1000 if quick else 10_000
     size = f"{n}x{DIM}x{SNAPSHOTS}"
     row = dict(benchmark="review")
     with tempfile.TemporaryDirectory() as tmp:
         run, _, _ = _make_run(Path(tmp) / "run", n, SNAPSHOTS)
-        write_json(run.manifest, {"model": "synthetic", "dataset": "synthetic",
-                                  "class_names": [f"c{k}" for k in range(10)]})
+        write_json(
+            run.manifest, {"model": "synthetic", "dataset": "synthetic", "class_names": [f"c{k}" for k in range(10)]}
+        )
         run.images_dir.mkdir()
         rng = np.random.default_rng(0)
-        for i in run.read_eval()["id"]:
+        for i in read_eval(run)["id"]:
             Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(run.image_path(i))
         analyze(run, quiet=True)
         base_s, base_mb, floor = _measure(run, "load")
@@ -85,14 +88,48 @@ def run(quick: bool) -> list[dict]:
         mb = bundle.stat().st_size / 1e6
         images_mb = sum(p.stat().st_size for p in run.images_dir.iterdir()) / 1e6
     return [
-        dict(row, measure=f"build_table s {size}", value=plain_s, unit="s", baseline=base_s,
-             ratio=plain_s / base_s, note="baseline: load_analysis alone (hashes the embeddings)"),
-        dict(row, measure=f"build_table peak RSS MiB {size}", value=plain_mb, unit="MiB", baseline=base_mb,
-             ratio=plain_mb / base_mb, note=f"baseline: load_analysis alone; {floor:.0f} MiB after imports"),
-        dict(row, measure=f"build_table --embeddings s {size}", value=emb_s, unit="s", baseline=plain_s,
-             ratio=emb_s / plain_s),
-        dict(row, measure=f"build_table --embeddings peak RSS MiB {size}", value=emb_mb, unit="MiB",
-             baseline=plain_mb, ratio=emb_mb / plain_mb, note=f"+ {n}x{DIM} float32 = {n * DIM * 4 / 2**20:.0f} MiB"),
-        dict(row, measure=f"bundle size, {n} 32x32 PNGs", value=mb, unit="MB", baseline=images_mb,
-             ratio=mb / images_mb, note=f"baseline: the PNGs alone; written in {bundle_s:.1f} s"),
+        dict(
+            row,
+            measure=f"build_table s {size}",
+            value=plain_s,
+            unit="s",
+            baseline=base_s,
+            ratio=plain_s / base_s,
+            note="baseline: load_analysis alone (hashes the embeddings)",
+        ),
+        dict(
+            row,
+            measure=f"build_table peak RSS MiB {size}",
+            value=plain_mb,
+            unit="MiB",
+            baseline=base_mb,
+            ratio=plain_mb / base_mb,
+            note=f"baseline: load_analysis alone; {floor:.0f} MiB after imports",
+        ),
+        dict(
+            row,
+            measure=f"build_table --embeddings s {size}",
+            value=emb_s,
+            unit="s",
+            baseline=plain_s,
+            ratio=emb_s / plain_s,
+        ),
+        dict(
+            row,
+            measure=f"build_table --embeddings peak RSS MiB {size}",
+            value=emb_mb,
+            unit="MiB",
+            baseline=plain_mb,
+            ratio=emb_mb / plain_mb,
+            note=f"+ {n}x{DIM} float32 = {n * DIM * 4 / 2**20:.0f} MiB",
+        ),
+        dict(
+            row,
+            measure=f"bundle size, {n} 32x32 PNGs",
+            value=mb,
+            unit="MB",
+            baseline=images_mb,
+            ratio=mb / images_mb,
+            note=f"baseline: the PNGs alone; written in {bundle_s:.1f} s",
+        ),
     ]

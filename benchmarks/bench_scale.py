@@ -29,7 +29,9 @@ def _stage(*args: str) -> tuple[float, float]:
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", PEAK, sys.executable, "-m", "spotreview", *args],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - start
     if done.returncode:
@@ -53,8 +55,23 @@ def run(quick: bool = False, n: int | None = None) -> list[dict]:
             size = ""
             if name.startswith("export"):
                 size = f"; file {(Path(tmp) / ('a.gif' if 'GIF' in name else 'a.html')).stat().st_size / 1e6:.1f} MB"
-            rows.append(dict(benchmark="scale", measure=f"{name}, {n}x768x{snapshots} (s, whole process)",
-                             value=wall, unit="s", note=f"peak RSS {peak:.2f} GiB{size}"))
-            rows.append(dict(benchmark="scale", measure=f"{name} peak RSS", value=peak, unit="GiB",
-                             target="< 24 GiB", met=peak < 24))
+            rows.append(
+                dict(
+                    benchmark="scale",
+                    measure=f"{name}, {n}x768x{snapshots} (s, whole process)",
+                    value=wall,
+                    unit="s",
+                    note=f"peak RSS {peak:.2f} GiB{size}",
+                )
+            )
+            rows.append(
+                dict(
+                    benchmark="scale",
+                    measure=f"{name} peak RSS",
+                    value=peak,
+                    unit="GiB",
+                    target="< 24 GiB",
+                    met=peak < 24,
+                )
+            )
     return rows

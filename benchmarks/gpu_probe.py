@@ -16,8 +16,8 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
     import torch
 
     from benchmarks.bench_analyze import _embeddings
-    from spotreview.analysis import _pca_2d
-    from spotreview.neighbors import cleanlab_neighbors
+    from spotreview.analysis.analyze import _pca_2d
+    from spotreview.analysis.outliers import cleanlab_neighbors
 
     dev = torch.device(device)
     x, _ = _embeddings(n, seed=0)
@@ -73,7 +73,7 @@ def vit_kernels(device: str = "cuda", batch: int = 256) -> None:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from transformers import ViTConfig, ViTModel
 
-    from spotreview.embedding import compiled
+    from spotreview.embedding.forward import compiled
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}")
     dev = torch.device(device)

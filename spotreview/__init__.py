@@ -11,35 +11,35 @@ import importlib
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it. No module may be named like a public function
-# (e.g. ``export.py``): importing it would rebind ``spotreview.export`` to the module.
+# public name -> the module that defines it. Stage packages are named apart from the stage
+# functions (``reviewing``, not ``review``), so importing one never rebinds a public name.
 _EXPORTS = {
     "SpotreviewError": "errors",
-    "Run": "rundir",
-    "load_images": "data",
-    "finetune": "train",
-    "Finetuned": "train",
-    "embed": "embedding",
-    "EmbeddingRecorder": "recorder",
-    "Analysis": "analysis_store",
-    "analyze": "analysis",
-    "load_analysis": "analysis_store",
-    "analysis_digest": "analysis_store",
-    "build_table": "table",
-    "read_table": "table",
-    "write_bundle": "bundle",
-    "apply_decisions": "bundle",
-    "review": "server",
-    "start_review": "server",
-    "exclude": "exclusions",
-    "approve": "approval",
-    "approval_status": "approval",
-    "run_status": "status",
-    "load_layout": "layouts",
-    "default_layout": "layouts",
-    "save_layout": "layouts",
-    "export": "animation",
-    "Exported": "animation",
+    "Run": "rundir.run",
+    "load_images": "embedding.sources",
+    "embed": "embedding.embed",
+    "finetune": "training.finetune",
+    "Finetuned": "training.finetune",
+    "EmbeddingRecorder": "training.recorder",
+    "analyze": "analysis.analyze",
+    "Analysis": "analysis.store",
+    "load_analysis": "analysis.store",
+    "analysis_digest": "analysis.store",
+    "build_table": "reviewing.table",
+    "read_table": "reviewing.table",
+    "review": "reviewing.review",
+    "start_review": "reviewing.review",
+    "exclude": "reviewing.exclusions",
+    "approve": "reviewing.approval",
+    "approval_status": "reviewing.approval",
+    "run_status": "reviewing.status",
+    "write_bundle": "reviewing.bundle",
+    "apply_decisions": "reviewing.bundle",
+    "load_layout": "reviewing.layouts",
+    "default_layout": "reviewing.layouts",
+    "save_layout": "reviewing.layouts",
+    "export": "rendering.export",
+    "Exported": "rendering.export",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

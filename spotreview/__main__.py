@@ -1,3 +1,3 @@
-from .cli import main
+from spotreview.cli import main
 
 main()

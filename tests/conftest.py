@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spotreview.rundir import Run, save_npy, write_json
+from spotreview.rundir.atomic import save_npy, write_json
+from spotreview.rundir.run import Run
 
 # The tool turns analytics off by itself; tests must never phone home either way.
 os.environ.setdefault("SPOTLIGHT_OPT_OUT", "true")
@@ -98,7 +99,7 @@ def synthetic_run(tmp_path) -> Run:
 
 @pytest.fixture(scope="session")
 def _analysed_template(tmp_path_factory) -> Run:
-    from spotreview.analysis import analyze
+    from spotreview.analysis.analyze import analyze
 
     run = make_synthetic_run(tmp_path_factory.mktemp("analysed") / "run")
     analyze(run, quiet=True)
@@ -121,8 +122,13 @@ def tiny_vit(seed: int = 0, *, head: bool = True, num_labels: int = 3, intermedi
 
     torch.manual_seed(seed)
     config = ViTConfig(
-        image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=intermediate_size, num_labels=num_labels,
+        image_size=16,
+        patch_size=8,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=intermediate_size,
+        num_labels=num_labels,
     )
     return ViTForImageClassification(config) if head else ViTModel(config, add_pooling_layer=False)
 

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_synthetic_run
 
-from spotreview.analysis import align_frames, analyze
-from spotreview.analysis_store import Analysis, analysis_digest, load_analysis
+from spotreview.analysis.analyze import align_frames, analyze
+from spotreview.analysis.store import Analysis, analysis_digest, load_analysis
 from spotreview.cli import cli
 from spotreview.errors import AnalysisError, RunDirError
-from spotreview.rundir import save_npy
+from spotreview.rundir.atomic import save_npy
 
 OUTLIER = "img-0035"  # conftest plants the last row far away from everything
 
@@ -45,8 +45,15 @@ def test_analysis_shapes_files_and_summary(synthetic_run):
     assert a.align == "last" and a.top_k == 8 and a.recomputed == (0, 5, 10, 20, 100)
 
     files = sorted(p.name for p in synthetic_run.analysis_dir.iterdir())
-    assert files == ["aligned.npz", "step-0.npz", "step-10.npz", "step-100.npz", "step-20.npz",
-                     "step-5.npz", "summary.json"]  # no temp files left behind
+    assert files == [
+        "aligned.npz",
+        "step-0.npz",
+        "step-10.npz",
+        "step-100.npz",
+        "step-20.npz",
+        "step-5.npz",
+        "summary.json",
+    ]  # no temp files left behind
     summary = json.loads((synthetic_run.analysis_dir / "summary.json").read_text())
     assert summary["align"] == "last" and summary["top_k"] == 8
     assert [s["step"] for s in summary["snapshots"]] == [0, 5, 10, 20, 100]
@@ -212,7 +219,7 @@ def test_incremental_recomputes_only_changed_snapshots(synthetic_run):
 def test_a_rerun_with_nothing_to_compute_realigns_only_when_the_frames_would_differ(synthetic_run):
     """With nothing recomputed the stored frames are reused, but only those aligned the same way
     from the same embeddings; a corrupt aligned.npz is rebuilt."""
-    from spotreview.analysis_store import read_step
+    from spotreview.analysis.store import read_step
 
     first = analyze(synthetic_run, quiet=True)
     raw = np.stack([read_step(synthetic_run, int(s))["pca"] for s in first.steps])
@@ -350,10 +357,15 @@ def test_bad_probs_and_arguments(synthetic_run):
 
 def test_unreadable_embedding_file(synthetic_run):
     synthetic_run.embedding_path(5).write_bytes(b"not numpy")
-    with pytest.raises(RunDirError, match=r"step-5\.npy is unreadable \(.*\); .* keeps no checkpoints to embed again, so re-create the run with `spotreview finetune --out "):
+    with pytest.raises(
+        RunDirError,
+        match=r"step-5\.npy is unreadable \(.*\); .* keeps no checkpoints to embed again, so re-create the run with `spotreview finetune --out ",
+    ):
         analyze(synthetic_run, quiet=True)
     synthetic_run.checkpoint_path(5).mkdir()  # with checkpoints, `embed` can make it again
-    with pytest.raises(RunDirError, match=r"step-5\.npy is unreadable \(.*\); delete .*step-5\.npy and run `spotreview embed "):
+    with pytest.raises(
+        RunDirError, match=r"step-5\.npy is unreadable \(.*\); delete .*step-5\.npy and run `spotreview embed "
+    ):
         analyze(synthetic_run, quiet=True)
 
 
@@ -405,7 +417,7 @@ def test_pca_is_sklearns_covariance_eigh():
     sklearn's coordinates (signs included) to float rounding."""
     from sklearn.decomposition import PCA
 
-    from spotreview.analysis import _pca_2d
+    from spotreview.analysis.analyze import _pca_2d
 
     rng = np.random.default_rng(0)
     for n, dim, dtype, tol in ((500, 64, np.float32, 1e-5), (40, 5, np.float64, 1e-12), (30, 2, np.float64, 1e-12)):

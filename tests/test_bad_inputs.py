@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import cli_error
 
-from spotreview.approval import approve
 from spotreview.cli import cli
-from spotreview.rundir import Run
+from spotreview.reviewing.approval import approve
+from spotreview.rundir.run import Run
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +45,7 @@ def _append(name: str, text: str):
 
 def _csv(path_of, change):
     """Damage a CSV file of the run (read as text, changed in place by ``change``, written back)."""
+
     def damage(run: Run) -> None:
         path = path_of(run)
         table = pd.read_csv(path, dtype=str)
@@ -146,10 +147,17 @@ CASES = {
     "eval.csv header only": (_text("eval.csv", "id,label,class_name,image\n"), ANALYZE, "lists no images"),
     "eval.csv binary": (_bytes("eval.csv", bytes(range(256)) * 8), ANALYZE, "eval.csv"),
     "eval.csv infinite label": (_set("label", "inf"), ANALYZE, "labels that are not whole numbers (row 2)"),
-    "eval.csv row too long": (_append("eval.csv", "x,0,c,images/x.png,extra\n"), ANALYZE,
-                              "eval.csv cannot be read as CSV (line 38 has 5 fields, the header 4)"),
+    "eval.csv row too long": (
+        _append("eval.csv", "x,0,c,images/x.png,extra\n"),
+        ANALYZE,
+        "eval.csv cannot be read as CSV (line 38 has 5 fields, the header 4)",
+    ),
     "eval.csv row too short": (_append("eval.csv", "x,0\n"), ANALYZE, "empty id, label or image cells"),
-    "eval.csv unclosed quote": (_append("eval.csv", '"x,0,c,images/x.png\n'), ANALYZE, "eval.csv cannot be read as CSV"),
+    "eval.csv unclosed quote": (
+        _append("eval.csv", '"x,0,c,images/x.png\n'),
+        ANALYZE,
+        "eval.csv cannot be read as CSV",
+    ),
     "eval.csv empty id": (_set("id", ""), ANALYZE, "empty id, label or image cells"),
     "eval.csv duplicate id": (_set("id", "img-0001"), ANALYZE, "lists id 'img-0001' twice"),
     "eval.csv id ../../secret": (_set("id", "../../secret"), ANALYZE, "ids that are not plain names"),
@@ -158,22 +166,37 @@ CASES = {
     "eval.csv image ../": (_set("image", "../secret.png"), EXPORT, "outside the run"),
     "images/ symlink out": (_symlink_image, EXPORT, "outside the run"),
     # snapshots.csv
-    "snapshots.csv word step": (_approved(_text("snapshots.csv", "step,epoch\nabc,1\n")), EXPORT,
-                                "snapshots.csv has a step or epoch that is not a number ('abc', '1')"),
-    "snapshots.csv binary": (_approved(_bytes("snapshots.csv", bytes(range(256)) * 8)), EXPORT,
-                             "snapshots.csv cannot be read as CSV"),
+    "snapshots.csv word step": (
+        _approved(_text("snapshots.csv", "step,epoch\nabc,1\n")),
+        EXPORT,
+        "snapshots.csv has a step or epoch that is not a number ('abc', '1')",
+    ),
+    "snapshots.csv binary": (
+        _approved(_bytes("snapshots.csv", bytes(range(256)) * 8)),
+        EXPORT,
+        "snapshots.csv cannot be read as CSV",
+    ),
     # log.csv
-    "log.csv word step": (_approved(_log(lambda t: t.__setitem__("step", "x"))), EXPORT,
-                          "log.csv has non-numeric step values"),
-    "log.csv word loss": (_approved(_log(lambda t: t.loc.__setitem__((3, "loss"), "nan?"))), EXPORT,
-                          "log.csv has non-numeric loss values"),
+    "log.csv word step": (
+        _approved(_log(lambda t: t.__setitem__("step", "x"))),
+        EXPORT,
+        "log.csv has non-numeric step values",
+    ),
+    "log.csv word loss": (
+        _approved(_log(lambda t: t.loc.__setitem__((3, "loss"), "nan?"))),
+        EXPORT,
+        "log.csv has non-numeric loss values",
+    ),
     # exclusions.json
     "exclusions malformed": (_text("exclusions.json", "{'a'"), STATUS, "exclusions.json is not valid JSON"),
     "exclusions empty": (_text("exclusions.json", ""), STATUS, "exclusions.json is not valid JSON"),
     "exclusions a list": (_text("exclusions.json", '["img-0000"]'), STATUS, "holds a JSON list"),
     "exclusions reason a number": (_text("exclusions.json", '{"img-0000": 5}'), STATUS, "reasons that are not strings"),
-    "exclusions malformed, exclude": (_text("exclusions.json", "{"), ["exclude", "{run}", "img-0003"],
-                                      "exclude {run} --clear"),
+    "exclusions malformed, exclude": (
+        _text("exclusions.json", "{"),
+        ["exclude", "{run}", "img-0003"],
+        "exclude {run} --clear",
+    ),
     # embeddings
     "embeddings object dtype": (_npy("step-5.npy", OBJ), ANALYZE, "step-5.npy is unreadable"),
     "embeddings string dtype": (_npy("step-5.npy", STR), ANALYZE, "step-5.npy holds <U1 values"),
@@ -187,10 +210,16 @@ CASES = {
     # analysis
     "aligned.npz zero bytes": (_bytes("analysis/aligned.npz", b""), EXPORT, "aligned.npz is unreadable"),
     "aligned.npz truncated": (_truncate("analysis/aligned.npz", 500), EXPORT, "aligned.npz is unreadable"),
-    "aligned.npz of other arrays": (lambda run: np.savez(run.analysis_dir / "aligned.npz", x=np.zeros(3)), EXPORT,
-                                    "aligned.npz lacks align, coords"),
-    "approval.json parts a list": (_text("approval.json", '{"parts": [], "by": "x", "at": "y"}'), EXPORT,
-                                   "approval.json is unreadable"),
+    "aligned.npz of other arrays": (
+        lambda run: np.savez(run.analysis_dir / "aligned.npz", x=np.zeros(3)),
+        EXPORT,
+        "aligned.npz lacks align, coords",
+    ),
+    "approval.json parts a list": (
+        _text("approval.json", '{"parts": [], "by": "x", "at": "y"}'),
+        EXPORT,
+        "approval.json is unreadable",
+    ),
     "approval.json binary": (_bytes("approval.json", bytes(range(256))), EXPORT, "approval.json is unreadable"),
     "approval.json garbage": (_text("approval.json", "{"), EXPORT, "approval.json is unreadable"),
     # the approval covers what the export draws
@@ -198,14 +227,20 @@ CASES = {
     "loss log edited": (_log(lambda t: t.loc.__setitem__((0, "loss"), "9")), EXPORT, "the loss log (log.csv) changed"),
     "image replaced": (_swap_image, EXPORT, "the images changed"),
     "image corrupt": (_bytes("images/img-0000.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40), EXPORT, "the images changed"),
-    "eval.csv image path changed": (_set("image", "images/img-0001.png"), EXPORT,
-                                    "the ids, labels or image paths (eval.csv)"),
+    "eval.csv image path changed": (
+        _set("image", "images/img-0001.png"),
+        EXPORT,
+        "the ids, labels or image paths (eval.csv)",
+    ),
     # layouts and arguments
     "layout nested 100k deep": (_layout(DEEP), APPROVE_LAYOUT, "nested too deeply"),
     "layout not JSON": (_layout("{"), APPROVE_LAYOUT, "is not valid JSON"),
     "layout a list": (_layout("[]"), APPROVE_LAYOUT, "is not a Spotlight layout"),
-    "layout save into a missing folder": (lambda run: None, ["layout", "save", "{parent}/nowhere/l.json"],
-                                          "does not exist; create it first"),
+    "layout save into a missing folder": (
+        lambda run: None,
+        ["layout", "save", "{parent}/nowhere/l.json"],
+        "does not exist; create it first",
+    ),
     "exclude unknown id": (lambda run: None, ["exclude", "{run}", "nope"], "unknown image id"),
 }
 
@@ -246,7 +281,8 @@ def test_a_corrupt_image_in_a_dataset_is_named(tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{k}.png")
     (tmp_path / "data" / "a" / "4.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    result = CliRunner().invoke(cli, ["finetune", "--out", str(tmp_path / "run"), "--dataset",
-                                      str(tmp_path / "data"), "--epochs", "0.1", "-q"])
+    result = CliRunner().invoke(
+        cli, ["finetune", "--out", str(tmp_path / "run"), "--dataset", str(tmp_path / "data"), "--epochs", "0.1", "-q"]
+    )
     line = cli_error(result)
     assert "cannot be decoded (cannot identify image file" in line and "4.png" in line, line

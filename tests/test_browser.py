@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from conftest import make_synthetic_run, start_chromium
 
-from spotreview.analysis import analyze
-from spotreview.exclusions import exclude
-from spotreview.layouts import FIRST_PLOT, LAST_PLOT
-from spotreview.server import start_review
-from spotreview.table import build_table
+from spotreview.analysis.analyze import analyze
+from spotreview.reviewing.exclusions import exclude
+from spotreview.reviewing.layouts import FIRST_PLOT, LAST_PLOT
+from spotreview.reviewing.review import start_review
+from spotreview.reviewing.table import build_table
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
 
@@ -87,8 +87,7 @@ return [...document.querySelectorAll('svg path')].filter(p => {
 
 def _rendered(counts: dict, n_classes: int) -> bool:
     return all(
-        counts.get(name, {}).get("pixels", 0) >= 300
-        and counts[name]["colours"] >= min(n_classes, PALETTE)
+        counts.get(name, {}).get("pixels", 0) >= 300 and counts[name]["colours"] >= min(n_classes, PALETTE)
         for name in (FIRST_PLOT, LAST_PLOT)
     )
 
@@ -116,7 +115,6 @@ def test_review_page_shows_and_colours_classes(tmp_path, capsys, kind):
     top = table.sort_values("outlier_rank_last").iloc[0]["id"]
     exclude(run, [table.iloc[2]["id"]], reason="blurry")
     screenshot = SCREENSHOTS / f"review-{kind}.png"
-
 
     with start_review(run, open_browser=False, quiet=True) as session:
         # The served table: every class-name column has the class names as categories.
@@ -178,5 +176,7 @@ def test_review_page_shows_and_colours_classes(tmp_path, capsys, kind):
             driver.quit()
     with capsys.disabled():
         drawn_px = {name: counts[name] for name in (FIRST_PLOT, LAST_PLOT)}
-        print(f"\nreview page screenshot: {screenshot}  (canvas: {drawn_px}; label cells {sorted(set(labels))}; "
-              f"inspector svg paths {lines})")
+        print(
+            f"\nreview page screenshot: {screenshot}  (canvas: {drawn_px}; label cells {sorted(set(labels))}; "
+            f"inspector svg paths {lines})"
+        )

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from conftest import cli_error
 
 from spotreview.cli import cli
-from spotreview.exclusions import exclude
-from spotreview.rundir import sha256_file
-from spotreview.table import read_table
+from spotreview.reviewing.exclusions import exclude
+from spotreview.reviewing.table import read_table
+from spotreview.rundir.atomic import sha256_file
 
 
 def invoke(*args):
@@ -48,7 +48,7 @@ def test_bundle_contents_are_portable(analysed_run, tmp_path, cache):
 
 @pytest.mark.slow
 def test_bundle_moved_elsewhere_is_served_and_decisions_go_back(analysed_run, tmp_path, cache):
-    from spotreview.server import start_review
+    from spotreview.reviewing.review import start_review
 
     made = tmp_path / "made" / "review.zip"
     made.parent.mkdir()

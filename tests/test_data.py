@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spotreview.data import load_images, to_rgb
+from spotreview.embedding.sources import load_images
 from spotreview.errors import DataError
+from spotreview.rundir.evalset import to_rgb
 
 CLASSES = ("ant", "bee", "cow")
 
@@ -120,7 +121,7 @@ def test_mixed_modes_and_sizes_become_rgb(tmp_path):
         Image.fromarray(rng.integers(0, 255, (5, 5, 4), dtype=np.uint8), mode="RGBA"),
         Image.fromarray(rng.integers(0, 255, (12, 4, 3), dtype=np.uint8)).convert("P"),
         Image.fromarray(rng.integers(0, 60000, (6, 6)).astype(np.uint16)),  # 16-bit grey
-        Image.fromarray((rng.random((8, 8)) > 0.5)),  # 1-bit
+        Image.fromarray(rng.random((8, 8)) > 0.5),  # 1-bit
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).convert("CMYK"),
     ]
     for im in images:

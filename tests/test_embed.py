@@ -10,10 +10,12 @@ from conftest import cli_error, tiny_vit, vit_processor
 from PIL import Image
 
 from spotreview.cli import cli
-from spotreview.embedding import embed, preprocess
-from spotreview.models import bf16_is_native, load_checkpoint, resolve_device, resolve_precision
+from spotreview.embedding.embed import embed
+from spotreview.embedding.forward import preprocess
+from spotreview.embedding.models import bf16_is_native, load_checkpoint, resolve_device, resolve_precision
 from spotreview.errors import ModelError, RunDirError, SpotreviewError
-from spotreview.rundir import Run
+from spotreview.rundir.evalset import read_eval
+from spotreview.rundir.run import Run
 
 STEPS = (0, 20, 100)  # 100 sorts before 20 as text
 
@@ -57,7 +59,7 @@ def test_embeds_every_checkpoint_of_a_foreign_folder_in_step_order(tmp_path, ima
     assert done == [0, 20, 100]
     run = Run(tmp_path)
     assert run.snapshots() == [0, 20, 100]
-    table = run.read_eval()
+    table = read_eval(run)
     assert list(table.columns) == ["id", "label", "class_name", "image"] and len(table) == 10
     assert sorted(set(table["class_name"])) == ["dark", "light"]
     assert all(run.image_path(i).is_file() for i in table["id"])
@@ -71,8 +73,8 @@ def test_embeds_every_checkpoint_of_a_foreign_folder_in_step_order(tmp_path, ima
 
     # the embedding is the CLS row of the base model's last hidden state (after the final layer norm)
     model = load_checkpoint(tmp_path / "checkpoint-20")
-    from spotreview.evalset import read_eval_images
-    from spotreview.models import load_processor
+    from spotreview.embedding.models import load_processor
+    from spotreview.rundir.evalset import read_eval_images
 
     pixels = preprocess(read_eval_images(run), load_processor(run, tmp_path / "checkpoint-20"), quiet=True)
     with torch.no_grad():
@@ -170,7 +172,7 @@ def test_bf16_embeddings_stay_close_to_fp32(tmp_path, image_folder):
 def test_matmul_attention_gives_the_fused_kernels_outputs():
     import torch.nn.functional as F
 
-    from spotreview.embedding import _matmul_attention, use_matmul_attention
+    from spotreview.embedding.forward import _matmul_attention, use_matmul_attention
 
     q, k, v = torch.randn(3, 2, 4, 7, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     module = torch.nn.Module().eval()
@@ -196,8 +198,9 @@ def test_matmul_attention_gives_the_fused_kernels_outputs():
         keep = torch.rand(5, 1, 17, 17, generator=torch.Generator().manual_seed(2)) > 0.3  # True = attend
         q, k, v = (t[:, :, :17].to(torch.bfloat16) for t in torch.randn(3, 5, 2, 17, 8, dtype=torch.float64))
         out, _ = _matmul_attention(module, q, k, v, keep, scaling=0.3)  # boolean masks: the fused kernel too
-        torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=0.3)
-                                   .transpose(1, 2), atol=0, rtol=0)
+        torch.testing.assert_close(
+            out, F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=0.3).transpose(1, 2), atol=0, rtol=0
+        )
 
     assert not use_matmul_attention(tiny_vit(0))  # float32: torch's fused kernel is faster there
     flash = tiny_vit(0).to(torch.bfloat16)
@@ -206,7 +209,7 @@ def test_matmul_attention_gives_the_fused_kernels_outputs():
 
 
 def test_onednn_linears_give_nn_linears_outputs():
-    from spotreview.embedding import use_onednn_linears
+    from spotreview.embedding.forward import use_onednn_linears
 
     x = torch.randn(5, 3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16)
     model = tiny_vit(0).to(torch.bfloat16).eval()
@@ -223,7 +226,7 @@ def test_onednn_linears_give_nn_linears_outputs():
 
 
 def test_onednn_linears_that_disagree_with_nn_linear_are_not_used(monkeypatch):
-    from spotreview.embedding import _OneDNNLinear, use_onednn_linears
+    from spotreview.embedding.forward import _OneDNNLinear, use_onednn_linears
 
     monkeypatch.setattr(_OneDNNLinear, "forward", lambda self, x: torch.zeros(*x.shape[:-1], self.out_features))
     model = tiny_vit(0).to(torch.bfloat16).eval()
@@ -234,7 +237,7 @@ def test_onednn_linears_that_disagree_with_nn_linear_are_not_used(monkeypatch):
 def test_compiled_models_keep_sdpa_without_a_mask():
     # traced by torch.compile, transformers' "sdpa" got an all-true mask (seen on CUDA), which
     # sends SDPA to its float32 math path; the same function under our name gets none
-    from spotreview.embedding import compiled, use_matmul_attention
+    from spotreview.embedding.forward import compiled, use_matmul_attention
 
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     model = tiny_vit(0).eval()
@@ -261,8 +264,8 @@ def test_compiled_models_give_the_eager_vectors_and_cache_in_the_user_cache(tmp_
     for root in (eager, compiled):
         save_checkpoints(root, steps=(1, 2))
     # 10 images in batches of 4: the last batch (2) is padded so that one graph serves all
-    embed(eager, images=image_folder, precision="fp32", batch_size=4, torch_compile="off", quiet=True)
-    embed(compiled, images=image_folder, precision="fp32", batch_size=4, torch_compile="on", quiet=True)
+    embed(eager, images=image_folder, precision="fp32", batch_size=4, torch_compile=False, quiet=True)
+    embed(compiled, images=image_folder, precision="fp32", batch_size=4, torch_compile=True, quiet=True)
     for step in (1, 2):
         a, b = (np.load(Run(r).embedding_path(step)) for r in (eager, compiled))
         assert _cosines(a, b).min() > 0.9999
@@ -282,19 +285,15 @@ def test_without_a_compiler_embed_warns_and_runs_eager(tmp_path, image_folder, m
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))  # empty: nothing compiled to load
     monkeypatch.setattr(inductor.cpp, "cxx", (None, str(tmp_path / "no-such-c++")))
     save_checkpoints(tmp_path / "run", steps=(1,))
-    embed(tmp_path / "run", images=image_folder, precision="fp32", batch_size=4, torch_compile="on", quiet=True)
-    assert any(r.levelname == "WARNING" and r.message.startswith("torch.compile failed (") and
-               r.message.endswith("); embedding without it") for r in caplog.records)
+    embed(tmp_path / "run", images=image_folder, precision="fp32", batch_size=4, torch_compile=True, quiet=True)
+    assert any(
+        r.levelname == "WARNING"
+        and r.message.startswith("torch.compile failed (")
+        and r.message.endswith("); embedding without it")
+        for r in caplog.records
+    )
     assert Run(tmp_path / "run").read_manifest()["embed"]["compiled"] is False
     assert np.isfinite(np.load(Run(tmp_path / "run").embedding_path(1))).all()
-
-
-def test_compile_auto_compiles_nowhere_at_present():
-    from spotreview.embedding import want_compile
-
-    assert not want_compile("auto") and want_compile("on") and not want_compile("off")
-    with pytest.raises(SpotreviewError, match="unknown compile mode 'yes'; expected auto, on or off"):
-        want_compile("yes")
 
 
 # --- bad input: one line, exit 1, nothing finished deleted ------------------------------------
@@ -400,8 +399,9 @@ def test_checkpoint_with_corrupt_weights(tmp_path, image_folder):
 def test_checkpoint_that_is_not_an_image_model(tmp_path, image_folder):
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=8)).save_pretrained(tmp_path / "checkpoint-3")
+    BertModel(
+        BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    ).save_pretrained(tmp_path / "checkpoint-3")
     vit_processor().save_pretrained(tmp_path / "processor")
     assert run_cli(tmp_path, "--images", image_folder) == (
         f"Error: {tmp_path / 'checkpoint-3'} is a bert model that reads input_ids, not images; "
@@ -482,9 +482,26 @@ def test_embed_under_torchrun_splits_the_checkpoints(tmp_path, image_folder):
     save_checkpoints(tmp_path / "two", steps=(1, 2, 3))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "spotreview", "embed",
-         str(tmp_path / "two"), "--images", str(image_folder), "--precision", "fp32", "-q"],
-        env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "spotreview",
+            "embed",
+            str(tmp_path / "two"),
+            "--images",
+            str(image_folder),
+            "--precision",
+            "fp32",
+            "-q",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     save_checkpoints(tmp_path / "one", steps=(1, 2, 3))

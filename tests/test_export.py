@@ -14,14 +14,14 @@ from click.testing import CliRunner
 from conftest import cli_error
 from PIL import Image
 
-from spotreview.analysis_store import load_analysis
-from spotreview.animation import export
-from spotreview.approval import approve
+from spotreview.analysis.store import load_analysis
 from spotreview.cli import cli
 from spotreview.errors import ExportError
-from spotreview.exclusions import exclude
-from spotreview.figure import Renderer
-from spotreview.scene import build_scene, frame_sources, leaderboard
+from spotreview.rendering.export import export
+from spotreview.rendering.figure import Renderer
+from spotreview.rendering.scene import build_scene, frame_sources, leaderboard
+from spotreview.reviewing.approval import approve
+from spotreview.reviewing.exclusions import exclude
 
 OUTLIER = "img-0035"  # conftest plants the last row far away from everything
 SMALL = (320, 180)  # the smallest frame export lays out: fast tests
@@ -100,8 +100,7 @@ def test_mp4_is_h264_with_even_size(run, warnings_logged):
 
 
 def test_html_frames_is_a_self_contained_player(run):
-    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=4, quiet=True,
-                  html_player="frames").path
+    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=4, quiet=True, html_player="frames").path
     html = path.read_text()
     n = _frames(S, 1)
     assert html.count("data:image/png;base64,") == n  # every frame embedded, none dropped
@@ -138,7 +137,15 @@ def test_two_workers_give_the_same_file_as_one(run):
 
 def test_frame_plan_interpolates_coordinates_and_follows_the_nearer_snapshot(run):
     assert [s[::2] for s in frame_sources(3, 3)] == [
-        (0, 0), (0, 0), (0, 0), (0, 1), (1, 1), (1, 1), (1, 1), (1, 2), (2, 2)
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 1),
+        (1, 1),
+        (1, 1),
+        (1, 1),
+        (1, 2),
+        (2, 2),
     ]  # t = 0, 1/4, 1/2 stay with the earlier snapshot; t = 3/4 shows the next one
     analysis = load_analysis(run)
     scene = build_scene(analysis, tween=3, size=SMALL)
@@ -235,8 +242,7 @@ def test_force_renders_warns_and_is_recorded(unapproved, warnings_logged):
     path = done.path
     assert path.is_file() and done.forced is True
     assert warnings_logged() == [
-        f"exporting {unapproved.root} although it is not approved (no approval.json); "
-        "forced, recorded in export.json"
+        f"exporting {unapproved.root} although it is not approved (no approval.json); forced, recorded in export.json"
     ]
     record = json.loads(unapproved.export_record.read_text())
     assert record["forced"] is True and record["approval"]["state"] == "missing"
@@ -311,17 +317,25 @@ def test_missing_leaderboard_images_become_blank_tiles(run, warnings_logged):
     [
         (dict(out="anim.avi"), "cannot export to {out}: unknown format '.avi'; use .gif, .mp4 or .html"),
         (dict(out="anim"), "cannot export to {out}: unknown format '(no suffix)'; use .gif, .mp4 or .html"),
-        (dict(out="missing-dir/anim.gif"), "cannot write the animation to {out}: directory {out.parent} "
-                                           "does not exist; create it or choose another path"),
+        (
+            dict(out="missing-dir/anim.gif"),
+            "cannot write the animation to {out}: directory {out.parent} "
+            "does not exist; create it or choose another path",
+        ),
         (dict(still="s.jpg"), "--still {still} must be a .png file"),
-        (dict(still="nowhere/s.png"), "cannot write the still to {still}: directory {still.parent} "
-                                      "does not exist; create it or choose another path"),
+        (
+            dict(still="nowhere/s.png"),
+            "cannot write the still to {still}: directory {still.parent} "
+            "does not exist; create it or choose another path",
+        ),
         (dict(still="s.png", still_step=7), "no snapshot at step 7; snapshots are at steps 0, 5, 10, 20, 100"),
         (dict(still_step=5), "still_step picks the frame of --still; give --still FILE.png too"),
         (dict(size="big"), "size 'big' is not WxH in pixels, e.g. 1280x720"),
         (dict(size=(100, 50)), "size 100x50 is too small to lay out a frame; use at least 320x180"),
-        (dict(fps=60), "fps 60 is too fast for a GIF (viewers slow frames under 20 ms to 100 ms); "
-                       "use --fps 50 or less, or .mp4"),
+        (
+            dict(fps=60),
+            "fps 60 is too fast for a GIF (viewers slow frames under 20 ms to 100 ms); use --fps 50 or less, or .mp4",
+        ),
         (dict(fps=0), "fps must be positive, got 0"),
         (dict(tween=-1), "tween must be 0 or more frames between snapshots, got -1"),
         (dict(top_k=0), "top_k must be at least 1, got 0"),
@@ -353,8 +367,7 @@ def test_missing_ffmpeg_is_one_line(run, monkeypatch):
 
 def test_cli_export_prints_the_path(run):
     result = CliRunner().invoke(
-        cli, ["export", str(run.root), "--out", str(run.root / "a.gif"), "--size", "320x180",
-              "--tween", "1", "--quiet"]
+        cli, ["export", str(run.root), "--out", str(run.root / "a.gif"), "--size", "320x180", "--tween", "1", "--quiet"]
     )
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"wrote {run.root / 'a.gif'} ({_frames(S, 1)} frames)"
@@ -367,7 +380,8 @@ def test_cli_refuses_then_forces(unapproved):
     forced = CliRunner().invoke(cli, args + ["--force"])
     assert forced.exit_code == 0, forced.output
     assert forced.stdout.splitlines() == [
-        f"wrote {unapproved.root / 'animation.gif'} ({S} frames)", "forced: not approved (missing)"
+        f"wrote {unapproved.root / 'animation.gif'} ({S} frames)",
+        "forced: not approved (missing)",
     ]
     # The library's warning reaches the user as one line on stderr.
     assert forced.stderr == (
@@ -378,8 +392,7 @@ def test_cli_refuses_then_forces(unapproved):
 
 def test_cli_still_and_bad_suffix(run):
     still = CliRunner().invoke(
-        cli, ["export", str(run.root), "--still", str(run.root / "s.png"), "--still-step", "5",
-              "--size", "320x180"]
+        cli, ["export", str(run.root), "--still", str(run.root / "s.png"), "--still-step", "5", "--size", "320x180"]
     )
     assert still.exit_code == 0 and still.output.strip() == f"wrote {run.root / 's.png'}"
     bad = CliRunner().invoke(cli, ["export", str(run.root), "--out", str(run.root / "a.webm")])
@@ -405,14 +418,19 @@ def test_html_player_plays_pauses_and_seeks_offline_in_chromium(run, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=20, quiet=True,
-                  html_player="frames").path
+    path = export(run, run.root / "player.html", size=SMALL, tween=1, fps=20, quiet=True, html_player="frames").path
     n = _frames(S, 1)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-', dir=tmp_path)}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-', dir=tmp_path)}",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -421,8 +439,7 @@ def test_html_player_plays_pauses_and_seeks_offline_in_chromium(run, tmp_path):
         image = driver.find_element(By.CSS_SELECTOR, ".animation img")
         WebDriverWait(driver, 20).until(lambda d: image.get_property("naturalWidth") == SMALL[0])
         assert int(slider.get_attribute("max")) == n - 1
-        icon = driver.execute_script(
-            "return getComputedStyle(document.querySelector('.fa-play'), '::before').content")
+        icon = driver.execute_script("return getComputedStyle(document.querySelector('.fa-play'), '::before').content")
         assert icon == '"\u25b6"'  # the buttons have visible icons without the CDN
 
         driver.find_element(By.CSS_SELECTOR, "button[title=Pause]").click()
@@ -437,8 +454,7 @@ def test_html_player_plays_pauses_and_seeks_offline_in_chromium(run, tmp_path):
 
         driver.find_element(By.CSS_SELECTOR, "button[title='Last frame']").click()
         assert int(slider.get_property("value")) == n - 1
-        requests = driver.execute_script(
-            "return performance.getEntriesByType('resource').map(e => e.name)")
+        requests = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert not [r for r in requests if r.startswith("http")]  # nothing from the network
     finally:
         driver.quit()

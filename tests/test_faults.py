@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from spotreview.approval import approve
-from spotreview.rundir import Run
+from spotreview.reviewing.approval import approve
+from spotreview.rundir.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--size", "320x180"]
@@ -32,8 +32,12 @@ def _env() -> dict:
 
 def spotreview(*args, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "spotreview", *map(str, args)], env=_env(), capture_output=True, text=True,
-        timeout=300, **kwargs,
+        [sys.executable, "-m", "spotreview", *map(str, args)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -42,8 +46,11 @@ def spotreview(*args, check: bool = True, **kwargs) -> subprocess.CompletedProce
 
 def start(*args) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "spotreview", *map(str, args)], env=_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "spotreview", *map(str, args)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -56,7 +63,7 @@ def descendants(pid: int) -> set[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             if fields[0] != "Z":
                 parents[int(entry.name)] = int(fields[1])
     found, todo = set(), [pid]
@@ -206,6 +213,7 @@ def test_finetune_interrupted_then_rerun_gives_the_same_run(finetuned, tmp_path,
 def test_embed_interrupted_resumes_byte_identically(finetuned, tmp_path, sig, after):
     """Killed post-hoc embed, then embed again: the same bytes as one uninterrupted embed (post-hoc
     vectors use bf16 weights where training used autocast, so compare post hoc with post hoc)."""
+
     def stripped(name: str) -> Run:
         run = Run(tmp_path / name)
         shutil.copytree(finetuned.root, run.root)
@@ -298,8 +306,9 @@ def test_full_disk_analyze_and_exclude_keep_what_is_there(approved, small_disk):
     before = {p: digest(p) for p in run.root.rglob("*") if p.is_file()}
     fill(small_disk, 1_000)
     one_error_line(spotreview("analyze", run.root, "-q", check=False))
-    line = one_error_line(spotreview("exclude", run.root, *[f"img-{i:04d}" for i in range(36)],
-                                     "--reason", "x" * 2000, check=False))
+    line = one_error_line(
+        spotreview("exclude", run.root, *[f"img-{i:04d}" for i in range(36)], "--reason", "x" * 2000, check=False)
+    )
     assert "no space left on device writing" in line
     after = {p: digest(p) for p in run.root.rglob("*") if p.is_file() and p.name != ".lock"}
     assert after == before
@@ -363,8 +372,12 @@ def test_read_only_run_every_command_is_one_line(approved, small_disk, tmp_path,
     done = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot remount read-only: {done.stderr.decode().strip()}")
-    for args in (["analyze", run.root, "-q"], ["exclude", run.root, "img-0001"], ["approve", run.root, "--yes"],
-                 ["export", run.root, "-q", *SMALL]):
+    for args in (
+        ["analyze", run.root, "-q"],
+        ["exclude", run.root, "img-0001"],
+        ["approve", run.root, "--yes"],
+        ["export", run.root, "-q", *SMALL],
+    ):
         line = one_error_line(spotreview(*args, check=False))
         assert "Read-only file system" in line and "make it writable" in line, (args, line)
     assert spotreview("status", run.root).returncode == 0  # reading needs no writing

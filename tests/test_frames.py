@@ -20,18 +20,19 @@ from click.testing import CliRunner
 from conftest import cli_error, make_synthetic_run
 from PIL import Image
 
-from spotreview.analysis import analyze
-from spotreview.analysis_store import format_table, load_analysis
-from spotreview.animation import export
-from spotreview.approval import approve
+from spotreview.analysis.analyze import analyze
+from spotreview.analysis.store import format_table, load_analysis
 from spotreview.cli import cli
 from spotreview.errors import ExportError
-from spotreview.figure import Renderer
-from spotreview.placement import place_labels
-from spotreview.rundir import Run, save_npy
-from spotreview.scene import build_scene
-from spotreview.status import format_status, run_status
-from spotreview.text import middle_ellipsis, plural, sig
+from spotreview.rendering.export import export
+from spotreview.rendering.figure import Renderer
+from spotreview.rendering.placement import place_labels
+from spotreview.rendering.scene import build_scene
+from spotreview.reviewing.approval import approve
+from spotreview.reviewing.status import format_status, run_status
+from spotreview.rundir.atomic import save_npy
+from spotreview.rundir.run import Run
+from spotreview.util.text import middle_ellipsis, plural, sig
 
 SMALL = (320, 180)
 STILL = Path(__file__).resolve().parents[1] / "build" / "test-artifacts" / "clustered-outliers.png"
@@ -96,7 +97,7 @@ def test_labels_of_clustered_outliers_never_overlap_and_stay_inside_the_axes(clu
         assert len(boxes) == CLUSTER + len(picks)
         for i, a in enumerate(boxes):
             assert inside.x0 <= a.x0 and a.x1 <= inside.x1 and inside.y0 <= a.y0 and a.y1 <= inside.y1
-            for b in boxes[i + 1:]:
+            for b in boxes[i + 1 :]:
                 assert not _overlaps(a, b), (a, b)
         assert [t.get_text() for t in r.names] == picks  # the picks are named with their ids
         assert len(r.leaders.get_segments()) > 0  # labels pushed away point back to their dots
@@ -125,9 +126,7 @@ def test_captions_keep_the_distinguishing_end_of_the_id(clustered, analysed_run)
     r = Renderer(scene)
     r.render(len(scene.steps) - 1)
     rows, scores = scene.board[-1], scene.board_scores[-1]
-    assert [t.get_text() for t in r.feet[: len(rows)]] == [
-        f"{sig(v)} · {scene.ids[i]}" for i, v in zip(rows, scores)
-    ]
+    assert [t.get_text() for t in r.feet[: len(rows)]] == [f"{sig(v)} · {scene.ids[i]}" for i, v in zip(rows, scores)]
     # `validation-000041` does not fit beside its score: it is cut in the middle, not the end.
     scene = build_scene(load_analysis(clustered))
     r = Renderer(scene)
@@ -162,8 +161,14 @@ def test_highlight_rings_and_names_the_picks_in_every_format(clustered):
     picks = [analysis.ids[3], analysis.ids[20]]
     plain = export(clustered, still=clustered.root / "plain.png", size=SMALL, quiet=True).path
     for suffix in (".gif", ".mp4"):
-        done = export(clustered, clustered.root / f"a{suffix}", still=clustered.root / f"h{suffix}.png",
-                      size=SMALL, highlight=picks, quiet=True)
+        done = export(
+            clustered,
+            clustered.root / f"a{suffix}",
+            still=clustered.root / f"h{suffix}.png",
+            size=SMALL,
+            highlight=picks,
+            quiet=True,
+        )
         assert done.highlight == picks
         assert json.loads(clustered.export_record.read_text())["highlight"] == picks
         assert Path(done.out).stat().st_size > 0
@@ -176,8 +181,9 @@ def test_unknown_highlight_ids_are_named_in_one_line(clustered):
     with pytest.raises(ExportError) as e:
         export(clustered, highlight=["validation-000001", "nope", "img-0003"], quiet=True)
     assert str(e.value).startswith("cannot highlight nope, img-0003: not in the evaluation set")
-    result = CliRunner().invoke(cli, ["export", str(clustered.root), "--highlight", "nope,validation-000001",
-                                      "--highlight", "zzz"])
+    result = CliRunner().invoke(
+        cli, ["export", str(clustered.root), "--highlight", "nope,validation-000001", "--highlight", "zzz"]
+    )
     assert cli_error(result).startswith("Error: cannot highlight nope, zzz: not in the evaluation set")
     assert not (clustered.root / "animation.gif").exists() and not clustered.export_record.exists()
 
@@ -191,7 +197,8 @@ def test_loss_curve_and_epochs_from_trainer_state_without_log_csv(clustered):
     for step in (10, 20):
         clustered.checkpoint_path(step).mkdir()
         (clustered.checkpoint_path(step) / "trainer_state.json").write_text(
-            json.dumps({"log_history": history[: step + (step == 20)]}))
+            json.dumps({"log_history": history[: step + (step == 20)]})
+        )
     scene = build_scene(load_analysis(clustered))
     steps, loss = scene.loss
     assert steps.tolist() == list(range(1, 21)) and loss[0] == 2.0  # the newest checkpoint's history
@@ -229,8 +236,9 @@ def test_fps_and_size_out_of_range_are_one_line(clustered, kwargs, message):
 
 @pytest.mark.parametrize("suffix, fmt", [(".GIF", "gif"), (".MP4", "mp4"), (".HTML", "html")])
 def test_upper_case_suffixes_work(clustered, suffix, fmt):
-    result = CliRunner().invoke(cli, ["export", str(clustered.root), "--out", str(clustered.root / f"A{suffix}"),
-                                      "--size", "320x180", "-q"])
+    result = CliRunner().invoke(
+        cli, ["export", str(clustered.root), "--out", str(clustered.root / f"A{suffix}"), "--size", "320x180", "-q"]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == f"wrote {clustered.root / f'A{suffix}'} (3 frames)\n"
     assert json.loads(clustered.export_record.read_text())["format"] == fmt

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spotreview.neighbors import cleanlab_neighbors, cosine_knn, knn_accuracy, ood_scores
+from spotreview.analysis.outliers import cleanlab_neighbors, cosine_knn, knn_accuracy, ood_scores
 
 
 def _clusters(n: int, dim: int, seed: int = 0, offset: float = 0.0, classes: int = 4):

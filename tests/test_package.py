@@ -8,7 +8,11 @@ import sys
 
 import spotreview
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(spotreview.__path__) if m.name != "__main__")
+MODULES = sorted(
+    m.name.removeprefix("spotreview.")
+    for m in pkgutil.walk_packages(spotreview.__path__, "spotreview.")
+    if not m.name.endswith("__main__")
+)
 
 
 def test_every_public_name_is_the_object_its_module_defines():
@@ -48,7 +52,5 @@ def test_help_is_light_and_python_m_works():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-    out = subprocess.run(
-        [sys.executable, "-m", "spotreview", "--version"], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-m", "spotreview", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"spotreview, version {spotreview.__version__}"

@@ -15,8 +15,8 @@ import transformers
 from conftest import tiny_vit, vit_processor
 from PIL import Image
 
-from spotreview import pixels
-from spotreview.embedding import forward, preprocess, use_matmul_attention
+from spotreview.embedding import pixels
+from spotreview.embedding.forward import forward, preprocess, use_matmul_attention
 
 ROOT = Path(__file__).resolve().parents[1]
 PIL_PROCESSOR = getattr(transformers, "ViTImageProcessorPil", transformers.ViTImageProcessor)
@@ -33,7 +33,9 @@ def _images(sizes, seed=0):
 def test_tensor_preprocessing_equals_the_processor_to_one_level(size):
     # up- and down-sampling, several source sizes in one batch (grouped by size)
     images = _images([(32, 32), (32, 32), (40, 30), (300, 260), (32, 32), (7, 9)])
-    processor = PIL_PROCESSOR(size={"height": size, "width": size}, image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.3, 0.25])
+    processor = PIL_PROCESSOR(
+        size={"height": size, "width": size}, image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.3, 0.25]
+    )
     assert pixels.plan(processor) is not None
     expected = processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
     got = preprocess(images, processor, batch_size=4, quiet=True)
@@ -84,14 +86,20 @@ print("ok")
 
 
 def test_the_gpu_benchmark_path_imports_no_datasets_cleanlab_or_spotlight():
-    out = subprocess.run([sys.executable, "-c", BLOCKED], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", BLOCKED],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
 FAULTS = """
 import resource, sys, torch
-from spotreview.memory import keep_freed_memory
+from spotreview.util.process import keep_freed_memory
 kept = sys.argv[1] == "keep" and keep_freed_memory()
 x = torch.randn(512, 768)
 for k in range(30):
@@ -116,7 +124,7 @@ def test_freed_activations_are_reused_not_faulted_in_again():
 
 SPIN = """
 import sys, time
-from spotreview.threads import idle_blas_threads_sleep
+from spotreview.util.process import idle_blas_threads_sleep
 set_here = sys.argv[1] == "sleep" and idle_blas_threads_sleep()
 import numpy as np
 from threadpoolctl import threadpool_info
@@ -137,8 +145,9 @@ def test_idle_blas_threads_sleep_instead_of_spinning():
     idle = {}
     for way in ("default", "sleep"):
         env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-        out = subprocess.run([sys.executable, "-c", SPIN, way], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120, env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", SPIN, way], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+        )
         set_here, idle[way], threads = out.stdout.split()
         assert set_here == str(way == "sleep"), out.stderr[-2000:]
         if int(threads) < 2:
@@ -148,10 +157,14 @@ def test_idle_blas_threads_sleep_instead_of_spinning():
 
 
 def test_the_cli_tells_blas_threads_to_sleep_before_numpy_loads():
-    code = ("import os, sys\nfrom spotreview.cli import main\nsys.argv = ['spotreview', '--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\nprint(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
+    code = (
+        "import os, sys\nfrom spotreview.cli import main\nsys.argv = ['spotreview', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\nprint(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    )
     for given, expected in ((None, "4"), ("9", "9")):  # a user's own setting stays
         env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
         env.update({} if given is None else {"OPENBLAS_THREAD_TIMEOUT": given})
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
+        )
         assert out.stdout.split()[-1] == expected, out.stderr[-2000:]

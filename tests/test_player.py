@@ -17,7 +17,7 @@ import pytest
 from conftest import make_synthetic_run, start_chromium
 
 from spotreview.errors import ExportError
-from spotreview.player import PlayerData, write_player
+from spotreview.rendering.player import PlayerData, write_player
 
 SCREENSHOT = Path(__file__).resolve().parents[1] / "build" / "test-artifacts" / "player.png"
 NAMES = ("cat", "dog", "frog")
@@ -40,18 +40,30 @@ def make_player_data(n: int = 30, n_snapshots: int = 4, seed: int = 0, bad_id: s
     if bad_id:
         ids[2] = bad_id
     excluded = {"img-0004": "blurry"}
-    board = [np.array([r for r in np.argsort(s, kind="stable") if ids[r] not in excluded][:4])
-             for s in scores]
+    board = [np.array([r for r in np.argsort(s, kind="stable") if ids[r] not in excluded][:4]) for s in scores]
     tiles = np.zeros((n, 16, 16, 3), np.uint8) + (np.arange(n) * 8)[:, None, None, None].astype(np.uint8)
     steps = np.array([0, 50, 100, 200][:n_snapshots])
     log_steps = np.arange(1, 201)
     return PlayerData(
-        steps=steps, coords=coords, labels=labels, class_names=list(NAMES), ids=ids,
-        scores=scores, ranks=ranks, board=board, thumbs=tiles, limits=(-9.0, 9.0, -7.5, 7.5),
-        colors=COLORS, titles=[f"step {s}" for s in steps], subtitle="toy",
-        predictions=np.tile(labels, (n_snapshots, 1)), epochs=steps / 100,
-        accuracy=np.linspace(0.3, 0.9, n_snapshots), knn_accuracy=np.full(n_snapshots, np.nan),
-        loss=(log_steps, 2.0 * np.exp(-log_steps / 40)), excluded=excluded,
+        steps=steps,
+        coords=coords,
+        labels=labels,
+        class_names=list(NAMES),
+        ids=ids,
+        scores=scores,
+        ranks=ranks,
+        board=board,
+        thumbs=tiles,
+        limits=(-9.0, 9.0, -7.5, 7.5),
+        colors=COLORS,
+        titles=[f"step {s}" for s in steps],
+        subtitle="toy",
+        predictions=np.tile(labels, (n_snapshots, 1)),
+        epochs=steps / 100,
+        accuracy=np.linspace(0.3, 0.9, n_snapshots),
+        knn_accuracy=np.full(n_snapshots, np.nan),
+        loss=(log_steps, 2.0 * np.exp(-log_steps / 40)),
+        excluded=excluded,
     )
 
 
@@ -129,7 +141,7 @@ def _hover(driver, row: int) -> str:
 
 def _class_pixels(driver, color: str) -> int:
     """Canvas pixels of the colour a lone point of ``color`` gets (alpha 0.9 over white)."""
-    rgb = [round(0.9 * int(color[k:k + 2], 16) + 0.1 * 255) for k in (1, 3, 5)]
+    rgb = [round(0.9 * int(color[k : k + 2], 16) + 0.1 * 255) for k in (1, 3, 5)]
     return driver.execute_script(
         """const c = document.getElementById('scatter'), [r, g, b] = arguments[0];
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
@@ -142,8 +154,7 @@ def _class_pixels(driver, color: str) -> int:
 
 @pytest.fixture(scope="module")
 def toy_page(tmp_path_factory):
-    return write_player(tmp_path_factory.mktemp("player") / "story.html", make_player_data(),
-                        highlight=["img-0005"])
+    return write_player(tmp_path_factory.mktemp("player") / "story.html", make_player_data(), highlight=["img-0005"])
 
 
 def test_page_opens_from_disk_without_errors(driver, toy_page):
@@ -226,13 +237,14 @@ def test_real_analysed_run_with_numeric_class_names(driver, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from spotreview.analysis import analyze
-    from spotreview.player import player_data
+    from spotreview.analysis.analyze import analyze
+    from spotreview.rendering.player import player_data
 
     run = make_synthetic_run(tmp_path / "run", class_names=("0", "1", "2"))
     analysis = analyze(run, quiet=True)
-    page = write_player(tmp_path / "run.html", player_data(analysis, exclude={"img-0003": "blurry"}, top_k=4),
-                        highlight=["img-0001"])
+    page = write_player(
+        tmp_path / "run.html", player_data(analysis, exclude={"img-0003": "blurry"}, top_k=4), highlight=["img-0001"]
+    )
     _open(driver, page)
     assert _errors(driver) == []
     assert [b.text for b in driver.find_elements(By.CSS_SELECTOR, "#legend button")] == ["0", "1", "2", "× excluded"]
@@ -247,8 +259,8 @@ def test_real_analysed_run_with_numeric_class_names(driver, tmp_path):
 
 
 def test_export_writes_the_interactive_player(tmp_path):
-    from spotreview.analysis import analyze
-    from spotreview.animation import export
+    from spotreview.analysis.analyze import analyze
+    from spotreview.rendering.export import export
 
     run = make_synthetic_run(tmp_path / "run")
     analyze(run, quiet=True)
@@ -284,8 +296,16 @@ def test_one_snapshot_without_loss_predictions_or_accuracy(driver, tmp_path):
 
     from selenium.webdriver.common.by import By
 
-    data = replace(make_player_data(n_snapshots=1), predictions=None, loss=None, accuracy=None,
-                   knn_accuracy=None, epochs=None, excluded={}, loss_note="not shown: log.csv is missing")
+    data = replace(
+        make_player_data(n_snapshots=1),
+        predictions=None,
+        loss=None,
+        accuracy=None,
+        knn_accuracy=None,
+        epochs=None,
+        excluded={},
+        loss_note="not shown: log.csv is missing",
+    )
     data.coords[0, 3] = np.nan  # a point without coordinates is skipped, not drawn at 0,0
     _open(driver, write_player(tmp_path / "one.html", data))
     assert _errors(driver) == []
@@ -306,5 +326,5 @@ def test_labels_of_clustered_outliers_do_not_overlap(driver, tmp_path):
     assert len(boxes) >= 4  # the pinned id and at least three of the four ranks
     for k, (x, y, bw, bh) in enumerate(boxes):
         assert 0 <= x and x + bw <= w and 0 <= y and y + bh <= h
-        for x2, y2, bw2, bh2 in boxes[k + 1:]:
+        for x2, y2, bw2, bh2 in boxes[k + 1 :]:
             assert x + bw <= x2 or x2 + bw2 <= x or y + bh <= y2 or y2 + bh2 <= y

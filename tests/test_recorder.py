@@ -16,23 +16,62 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from spotreview.rundir import Run
+from spotreview.rundir.evalset import read_eval
+from spotreview.rundir.run import Run
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_like_hf.py"
 ROOT = Path(__file__).parent.parent
 # 24 training images, batch 4: 6 steps per epoch, 2 epochs = 12 steps
-COMMON = ["--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "12",
-          "--learning_rate", "5e-3", "--seed", "3", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm",
-          "true", "--logging_steps", "3", "--remove_unused_columns", "false"]
+COMMON = [
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "12",
+    "--learning_rate",
+    "5e-3",
+    "--seed",
+    "3",
+    "--report_to",
+    "none",
+    "--use_cpu",
+    "true",
+    "--disable_tqdm",
+    "true",
+    "--logging_steps",
+    "3",
+    "--remove_unused_columns",
+    "false",
+]
 BEST = ["--load_best_model_at_end", "true", "--metric_for_best_model", "accuracy"]
 CASES = {
     "steps": ["--save_strategy", "steps", "--save_steps", "4"],
-    "steps-best-limit": ["--save_strategy", "steps", "--save_steps", "4", "--eval_strategy", "steps",
-                         "--eval_steps", "4", "--save_total_limit", "1", *BEST],
+    "steps-best-limit": [
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "4",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "4",
+        "--save_total_limit",
+        "1",
+        *BEST,
+    ],
     "epoch": ["--save_strategy", "epoch", "--eval_strategy", "epoch"],
     "epoch-best": ["--save_strategy", "epoch", "--eval_strategy", "epoch", *BEST],
-    "best": ["--save_strategy", "best", "--eval_strategy", "steps", "--eval_steps", "2",
-             "--metric_for_best_model", "accuracy"],
+    "best": [
+        "--save_strategy",
+        "best",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+        "--metric_for_best_model",
+        "accuracy",
+    ],
     "best-best": ["--save_strategy", "best", "--eval_strategy", "steps", "--eval_steps", "2", *BEST],
 }
 
@@ -53,8 +92,18 @@ def folder(tmp_path_factory) -> Path:
 
 def train(folder: Path, out: Path, args: list[str], record_to: Path | None = None, *extra: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(SCRIPT), "--train_dir", str(folder), "--output_dir", str(out), *COMMON, *args,
-               *(["--record_to", str(record_to)] if record_to else []), *extra]
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--train_dir",
+        str(folder),
+        "--output_dir",
+        str(out),
+        *COMMON,
+        *args,
+        *(["--record_to", str(record_to)] if record_to else []),
+        *extra,
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads((out / "outcome.json").read_text())
@@ -100,7 +149,7 @@ def test_recorder_records_every_save_and_leaves_the_trainer_as_it_is(folder, tmp
     np.testing.assert_allclose(snapshots["epoch"], np.array(steps) / 6)  # 6 steps per epoch
     log = pd.read_csv(run.log_csv)
     assert {3, 6, 9, 12} <= set(log["step"]) and log["loss"].notna().sum() == 4
-    assert len(run.read_eval()) == 12 and np.load(run.embedding_path(12)).shape == (12, 16)
+    assert len(read_eval(run)) == 12 and np.load(run.embedding_path(12)).shape == (12, 16)
     if case == "epoch-best":
         assert steps == [0, 6, 12] and plain["best_model_checkpoint"] in ("checkpoint-6", "checkpoint-12")
 
@@ -112,7 +161,14 @@ def test_save_total_limit_and_every_steps(folder, tmp_path):
     plain = train(folder, tmp_path / "plain", args)
     recorded = train(folder, tmp_path / "with", args, tmp_path / "run", "--every_steps", "2")
     assert recorded.pop("recorded") == [0, 2, 4, 6, 8, 10, 12] and Run(tmp_path / "run").snapshots() == [
-        0, 2, 4, 6, 8, 10, 12]
+        0,
+        2,
+        4,
+        6,
+        8,
+        10,
+        12,
+    ]
     plain.pop("recorded")
     assert recorded == plain and plain["checkpoints"] == ["checkpoint-12"]
     assert_same_weights(tmp_path / "plain" / "final", tmp_path / "with" / "final")
@@ -130,8 +186,9 @@ def test_resume_from_checkpoint_with_the_recorder(folder, tmp_path):
         shutil.copytree(tmp_path / "whole" / "checkpoint-4", tmp_path / name / "checkpoint-4")
     resume = ["--resume_from_checkpoint", "checkpoint-4"]
     plain = train(folder, tmp_path / "plain", CASES["steps"], None, *resume[:1], str(tmp_path / "plain" / resume[1]))
-    recorded = train(folder, tmp_path / "with", CASES["steps"], tmp_path / "run", *resume[:1],
-                     str(tmp_path / "with" / resume[1]))
+    recorded = train(
+        folder, tmp_path / "with", CASES["steps"], tmp_path / "run", *resume[:1], str(tmp_path / "with" / resume[1])
+    )
     assert recorded.pop("recorded") == [4, 8, 12] and Run(tmp_path / "run").snapshots() == [4, 8, 12]
     plain.pop("recorded")
     assert recorded == plain
@@ -141,8 +198,20 @@ def test_resume_from_checkpoint_with_the_recorder(folder, tmp_path):
 
 LAUNCHERS = {
     "torchrun": (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"),
-    "accelerate": (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"),
+    "accelerate": (
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ),
 }
 
 
@@ -152,7 +221,7 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
     launcher for several processes; `--cpu` would start one), gloo on the CPU as the script asks:
     each process embeds half of the evaluation set, process 0 gathers them in evaluation order and
     writes; equal to a single-process embed of the same weights."""
-    from spotreview.embedding import embed
+    from spotreview.embedding.embed import embed
 
     odd = tmp_path / "folder"  # 11 evaluation images: 6 + 5, the second share padded
     shutil.copytree(folder, odd)
@@ -161,18 +230,30 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
     launch = LAUNCHERS[launcher]
     args = [*CASES["steps"], "--ddp_backend", "gloo", "--per_device_train_batch_size", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    command = [*launch, str(SCRIPT), "--train_dir", str(folder), "--output_dir", str(tmp_path / "out"), *COMMON,
-               *args, "--record_to", str(tmp_path / "run")]
+    command = [
+        *launch,
+        str(SCRIPT),
+        "--train_dir",
+        str(folder),
+        "--output_dir",
+        str(tmp_path / "out"),
+        *COMMON,
+        *args,
+        "--record_to",
+        str(tmp_path / "run"),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads((tmp_path / "out" / "outcome.json").read_text())
     assert outcome["processes"] == 2 and outcome["recorded"] == [0, 4, 8, 12]
     run = Run(tmp_path / "run")
-    assert run.snapshots() == [0, 4, 8, 12] and len(run.read_eval()) == 11
+    assert run.snapshots() == [0, 4, 8, 12] and len(read_eval(run)) == 11
     written = sorted(p.relative_to(run.root).as_posix() for p in run.root.rglob("*") if p.is_file())
     assert [p for p in written if not p.startswith("images/")] == [  # one of each, no stray temporary files
         *(f"embeddings/step-{s}{x}" for s in (0, 12, 4, 8) for x in (".npy", ".probs.npy")),
-        "eval.csv", "log.csv", "snapshots.csv",
+        "eval.csv",
+        "log.csv",
+        "snapshots.csv",
     ]
 
     from conftest import vit_processor  # the script's processor
@@ -185,19 +266,17 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
     vit_processor().save_pretrained(tmp_path / "processor")
     assert embed(single, processor=tmp_path / "processor", precision="fp32", quiet=True) == [4, 8, 12]
     for step in (4, 8, 12):
-        np.testing.assert_allclose(np.load(run.embedding_path(step)),
-                                   np.load(single.embedding_path(step)), atol=1e-4)
-        np.testing.assert_allclose(np.load(run.probs_path(step)),
-                                   np.load(single.probs_path(step)), atol=1e-4)
+        np.testing.assert_allclose(np.load(run.embedding_path(step)), np.load(single.embedding_path(step)), atol=1e-4)
+        np.testing.assert_allclose(np.load(run.probs_path(step)), np.load(single.probs_path(step)), atol=1e-4)
 
 
 def _rank_with_its_own_eval_set(rank: int, port: int, errors) -> None:
     import torch
     import torch.distributed as dist
-
     from conftest import tiny_vit
+
     from spotreview.errors import DataError
-    from spotreview.recorder import EmbeddingRecorder
+    from spotreview.training.recorder import EmbeddingRecorder
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
@@ -224,8 +303,10 @@ def test_ddp_processes_given_different_eval_sets_are_refused(tmp_path):
         port = s.getsockname()[1]
     (tmp_path / "errors").mkdir()
     mp.spawn(_rank_with_its_own_eval_set, args=(port, str(tmp_path / "errors")), nprocs=2)
-    expected = ("the processes of this distributed job were given different evaluation sets (process 1: 5 images, "
-                "process 0: 4); give every process the same images")
+    expected = (
+        "the processes of this distributed job were given different evaluation sets (process 1: 5 images, "
+        "process 0: 4); give every process the same images"
+    )
     assert [(tmp_path / "errors" / f"rank{r}").read_text() for r in (0, 1)] == [expected, expected]
     assert not (tmp_path / "run").exists()  # nothing written
 
@@ -234,7 +315,7 @@ def test_keep_checkpoints_is_accepted_and_changes_nothing(tmp_path):
     """0.1's README passed keep_checkpoints=False; such scripts keep working, told it has no effect."""
     import torch
 
-    from spotreview.recorder import EmbeddingRecorder
+    from spotreview.training.recorder import EmbeddingRecorder
 
     with pytest.warns(FutureWarning, match=r"keep_checkpoints=\.\.\.\) has no effect.*save_total_limit"):
         recorder = EmbeddingRecorder(tmp_path / "run", pixel_values=torch.zeros(2, 3, 16, 16), keep_checkpoints=False)
@@ -243,7 +324,7 @@ def test_keep_checkpoints_is_accepted_and_changes_nothing(tmp_path):
 
 EXIT_RIGHT_AFTER_GATHERING = """
 import numpy as np, torch, torch.distributed as dist
-from spotreview.recorder import _gather, _same_on_every_rank
+from spotreview.training.recorder import _gather, _same_on_every_rank
 dist.init_process_group("gloo")
 rank, cpu = dist.get_rank(), torch.device("cpu")
 _same_on_every_rank(torch.full((5, 3, 4, 4), 0.5), cpu)
@@ -267,5 +348,7 @@ def test_processes_that_exit_right_after_the_gather_exit_cleanly(tmp_path):
     script.write_text(EXIT_RIGHT_AFTER_GATHERING)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for attempt in range(12):
-        done = subprocess.run([*LAUNCHERS["torchrun"], str(script)], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [*LAUNCHERS["torchrun"], str(script)], env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0 and "terminate called" not in done.stderr, (attempt, done.stderr[-2000:])

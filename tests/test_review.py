@@ -19,19 +19,23 @@ import pytest
 from click.testing import CliRunner
 from conftest import cli_error, make_synthetic_run
 
-from spotreview.analysis import analyze
-from spotreview.approval import approval_status, approve
+from spotreview.analysis.analyze import analyze
 from spotreview.cli import cli
 from spotreview.errors import AnalysisError, ReviewError
-from spotreview.exclusions import exclude
-from spotreview.layouts import FIRST_PLOT, LAST_PLOT, default_layout, import_spotlight, layout_json, load_layout
-from spotreview.server import review
+from spotreview.reviewing.approval import approval_status, approve
+from spotreview.reviewing.exclusions import exclude
+from spotreview.reviewing.layouts import (
+    FIRST_PLOT,
+    LAST_PLOT,
+    default_layout,
+    import_spotlight,
+    layout_json,
+    load_layout,
+)
+from spotreview.reviewing.review import review
 
 REPO = Path(__file__).resolve().parents[1]
-KNOWN = (
-    "ConfusionMatrix, IssuesWidget, Metric, histogram, inspector, scatterplot, "
-    "similaritymap, table, wordcloud"
-)
+KNOWN = "ConfusionMatrix, IssuesWidget, Metric, histogram, inspector, scatterplot, similaritymap, table, wordcloud"
 
 
 @pytest.fixture
@@ -90,13 +94,15 @@ def test_default_layout_widgets():
 
 
 def test_default_layout_leaves_out_columns_the_table_lacks():
-    from spotreview.layouts import layout_columns
+    from spotreview.reviewing.layouts import layout_columns
 
     full = layout_columns(default_layout())
     no_probs = {"prediction_last", "label_quality_last", "is_label_issue_last"}
     assert no_probs <= full
     assert layout_columns(default_layout(full - no_probs)) <= full - no_probs
-    assert {"pca_last_x", "outlier_rank_trajectory", "outlier_status"} <= layout_columns(default_layout(full - no_probs))
+    assert {"pca_last_x", "outlier_rank_trajectory", "outlier_status"} <= layout_columns(
+        default_layout(full - no_probs)
+    )
 
 
 def test_layout_naming_missing_columns(analysed, tmp_path):
@@ -162,7 +168,7 @@ def test_layout_saved_from_spotlight_ui_loads(tmp_path):
     widgets = list(_widgets(load_layout(path)))
     assert [w.type for w in widgets] == ["scatterplot", "table"]
     assert widgets[0].config.x_column == "pca_last_x"
-    from spotreview.layouts import check_layout_columns, layout_columns
+    from spotreview.reviewing.layouts import check_layout_columns, layout_columns
 
     assert layout_columns(load_layout(path)) == {"pca_last_x", "pca_last_y", "label"}
     check_layout_columns(load_layout(path), ["pca_last_x", "pca_last_y", "label", "id"], path)
@@ -199,9 +205,7 @@ def test_layout_errors(tmp_path):
     unknown.write_text(json.dumps({"children": [tab]}))
     with pytest.raises(ReviewError) as e:
         load_layout(unknown)
-    assert str(e.value) == (
-        f"layout file {unknown} has unknown widget type(s) 'bogus'; Spotlight knows {KNOWN}"
-    )
+    assert str(e.value) == (f"layout file {unknown} has unknown widget type(s) 'bogus'; Spotlight knows {KNOWN}")
 
 
 def test_review_command_bad_input(analysed, tmp_path, synthetic_run):
@@ -224,8 +228,7 @@ def test_port_in_use(analysed):
         busy.listen()
         port = busy.getsockname()[1]
         message = (
-            f"port {port} on 127.0.0.1 is already in use; pick another with --port "
-            f"(or leave --port out for a free one)"
+            f"port {port} on 127.0.0.1 is already in use; pick another with --port (or leave --port out for a free one)"
         )
         with pytest.raises(ReviewError) as e:
             review(analysed, port=port, open_browser=False, timeout=1, quiet=True)
@@ -364,9 +367,7 @@ def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     record = approve(fresh, by="bo", layout=layout)
     layout.write_text(layout.read_text().replace('"weight": 33', '"weight": 40', 1))
     status = approval_status(fresh)
-    assert status.message == (
-        f"stale: the layout changed since bo approved it at {record['at']}; {again}"
-    )
+    assert status.message == (f"stale: the layout changed since bo approved it at {record['at']}; {again}")
     layout.unlink()
     status = approval_status(fresh)
     assert status.message == f"stale: the approved layout file {layout.resolve()} is gone; {again}"
@@ -512,6 +513,7 @@ def test_real_spotlight_server_serves_the_table_and_shows_exclusions(analysed):
                 "img-0001",
                 "img-0035",
             ] and cols
+
         cols = _until(refreshed, 30, "the running review to show the exclusions")
         reasons = dict(zip(cols["id"]["values"], cols["exclude_reason"]["values"]))
         assert reasons["img-0035"] == "checked" and reasons["img-0000"] == ""
@@ -544,8 +546,8 @@ def test_any_class_names_become_explicit_categories(tmp_path):
     and every cell converts to its class's code (Spotlight infers none for "0".."9")."""
     from renumics.spotlight.dtypes.conversion import convert_to_dtype
 
-    from spotreview.server import _dtypes
-    from spotreview.table import build_table
+    from spotreview.reviewing.review import _dtypes
+    from spotreview.reviewing.table import build_table
 
     names = ("0", "10", "chat noir", "Æble", "7")
     run = make_synthetic_run(tmp_path / "run", class_names=names, n_per_class=6)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from spotreview.errors import RunDirError
-from spotreview.rundir import Run, atomic_path, save_npy, write_json, write_text
+from spotreview.rundir.atomic import atomic_path, save_npy, write_json, write_text
+from spotreview.rundir.evalset import read_eval
+from spotreview.rundir.run import Run
 
 
 def test_snapshots_and_checkpoints_are_ordered_by_step_as_a_number(tmp_path):
@@ -82,11 +84,11 @@ def test_missing_run_messages(tmp_path):
     with pytest.raises(RunDirError, match="manifest.json is missing; this is not a spotreview run"):
         Run(tmp_path / "empty").read_manifest()
     with pytest.raises(RunDirError, match="eval.csv is missing"):
-        Run(tmp_path / "empty").read_eval()
+        read_eval(Run(tmp_path / "empty"))
 
 
 def test_synthetic_run_matches_the_contract(synthetic_run):
-    table = synthetic_run.read_eval()
+    table = read_eval(synthetic_run)
     assert list(table.columns) == ["id", "label", "class_name", "image"]
     assert synthetic_run.snapshots() == [0, 5, 10, 20, 100]
     n = len(table)
@@ -100,7 +102,7 @@ def test_temp_files_of_dead_processes_are_swept_by_the_next_write(tmp_path):
     import subprocess
     import sys
 
-    from spotreview import atomic
+    from spotreview.rundir import atomic
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)  # a process that has exited

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import subprocess
-
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,11 @@ import pandas as pd
 import pytest
 from conftest import make_synthetic_run
 
-from spotreview.analysis import analyze
-from spotreview.analysis_store import load_analysis
+from spotreview.analysis.analyze import analyze
+from spotreview.analysis.store import load_analysis
 from spotreview.errors import AnalysisError, RunDirError
-from spotreview.exclusions import exclude
-from spotreview.table import (
+from spotreview.reviewing.exclusions import exclude
+from spotreview.reviewing.table import (
     EMBEDDING_COLUMN,
     TRAJECTORY_COLUMNS,
     build_table,
@@ -26,6 +25,7 @@ from spotreview.table import (
     outlier_status,
     read_table,
 )
+from spotreview.rundir.evalset import read_eval
 
 COLUMNS = [
     "id",
@@ -61,7 +61,7 @@ def analysed(analysed_run):
 def test_columns_rows_and_images(analysed):
     df = build_table(analysed)
     assert set(COLUMNS) <= set(df.columns)
-    ev = analysed.read_eval()
+    ev = read_eval(analysed)
     assert list(df["id"]) == list(ev["id"])
     assert list(df["label"]) == list(ev["class_name"])
     for path in df["image"]:  # relative to the run, so the table can be handed on
@@ -102,7 +102,9 @@ def test_exclusions_and_saved_parquet(analysed_run):
     assert row.loc["img-0004", "exclude"] and row.loc["img-0004", "exclude_reason"] == ""
     assert df["exclude"].sum() == 2
     back = read_table(run.review_table)
-    pd.testing.assert_frame_equal(back.drop(columns=list(TRAJECTORY_COLUMNS)), df.drop(columns=list(TRAJECTORY_COLUMNS)))
+    pd.testing.assert_frame_equal(
+        back.drop(columns=list(TRAJECTORY_COLUMNS)), df.drop(columns=list(TRAJECTORY_COLUMNS))
+    )
     for col in TRAJECTORY_COLUMNS:
         np.testing.assert_array_equal(np.stack(back[col]), np.stack(df[col]))
     assert back.attrs == df.attrs == {"class_names": ["cat", "dog", "frog"], "outlier_threshold": 8}
@@ -153,7 +155,7 @@ def test_label_issues_find_flipped_labels(tmp_path):
     """Labels flipped in eval.csv after the probabilities were made: cleanlab must rank them
     worst and flag them; correct_last is the last prediction against the label."""
     run = make_synthetic_run(tmp_path / "run")
-    ev = run.read_eval()
+    ev = read_eval(run)
     flipped = [0, 13, 26]  # one per class, moved to the next class
     for i in flipped:
         ev.loc[i, "label"] = (ev.loc[i, "label"] + 1) % 3

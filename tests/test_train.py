@@ -11,9 +11,10 @@ from PIL import Image
 
 from spotreview.cli import cli
 from spotreview.errors import ModelError, RunDirError
-from spotreview.recorder import EmbeddingRecorder
-from spotreview.rundir import Run
-from spotreview.train import finetune
+from spotreview.rundir.evalset import read_eval
+from spotreview.rundir.run import Run
+from spotreview.training.finetune import finetune
+from spotreview.training.recorder import EmbeddingRecorder
 
 # 1438 digits / 64 per batch = 23 steps per epoch; 0.25 epochs = 6 steps; a save every 2.
 TINY = dict(eval_size=30, epochs=0.25, batch_size=64, save_steps=2, quiet=True)
@@ -37,8 +38,20 @@ def test_finetune_digits_end_to_end(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(
         cli,
-        ["finetune", "--out", str(out), "--eval-size", "30", "--epochs", "0.25", "--batch-size", "64",
-         "--save-steps", "2", "--quiet"],
+        [
+            "finetune",
+            "--out",
+            str(out),
+            "--eval-size",
+            "30",
+            "--epochs",
+            "0.25",
+            "--batch-size",
+            "64",
+            "--save-steps",
+            "2",
+            "--quiet",
+        ],
     )
     assert result.exit_code == 0, result.output
     run = Run(out)
@@ -47,7 +60,7 @@ def test_finetune_digits_end_to_end(tmp_path):
     assert "4 snapshots (steps 0..6) of 30 eval images" in result.output
     assert f"Next: spotreview analyze {out}" in result.output
 
-    table = run.read_eval()
+    table = read_eval(run)
     assert list(table.columns) == ["id", "label", "class_name", "image"] and len(table) == 30
     assert np.bincount(table["label"]).tolist() == [3] * 10
     assert all((out / p).is_file() for p in table["image"])
@@ -67,7 +80,12 @@ def test_finetune_digits_end_to_end(tmp_path):
     assert (run.processor_dir / "preprocessor_config.json").is_file()
 
     log = pd.read_csv(run.log_csv)
-    assert list(log.columns[:4]) == ["step", "epoch", "loss", "learning_rate"]  # log.csv's own order (traininglog.log_row)
+    assert list(log.columns[:4]) == [
+        "step",
+        "epoch",
+        "loss",
+        "learning_rate",
+    ]  # log.csv's own order (traininglog.log_row)
     assert log["step"].tolist()[:6] == [1, 2, 3, 4, 5, 6]  # logging_steps = save_steps // 2
     assert log["loss"].iloc[:6].notna().all()
     # lr 1e-3 with warmup_steps=0.1 read as a ratio (transformers 5): ceil(0.6) = 1 warmup
@@ -93,7 +111,9 @@ def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
     assert spotreview.EmbeddingRecorder is EmbeddingRecorder
     for s in (0, 2, 4, 6):  # bf16 weights post hoc vs bf16 autocast in training: 1e-2 cosine (issue 12)
         post_hoc = np.load(run.embedding_path(s))
-        cosine = (post_hoc * recorded[s]).sum(1) / np.linalg.norm(post_hoc, axis=1) / np.linalg.norm(recorded[s], axis=1)
+        cosine = (
+            (post_hoc * recorded[s]).sum(1) / np.linalg.norm(post_hoc, axis=1) / np.linalg.norm(recorded[s], axis=1)
+        )
         assert cosine.min() >= 1 - 1e-2, (s, cosine.min())
 
 
@@ -110,10 +130,17 @@ def test_recorder_in_a_plain_trainer_script(tmp_path):
     pixels = processor(images=images, return_tensors="pt")["pixel_values"]
     train = [{"pixel_values": pixels[i], "labels": labels[i]} for i in range(8)]
 
-    recorder = EmbeddingRecorder(tmp_path, images=images, processor=processor, labels=labels,
-                                 class_names=["no", "yes"])
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=5, save_strategy="steps", save_steps=2,
-                             per_device_train_batch_size=4, report_to="none", disable_tqdm=True, use_cpu=True)
+    recorder = EmbeddingRecorder(tmp_path, images=images, processor=processor, labels=labels, class_names=["no", "yes"])
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=5,
+        save_strategy="steps",
+        save_steps=2,
+        per_device_train_batch_size=4,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+    )
     Trainer(model=model, args=args, train_dataset=train, callbacks=[recorder]).train()
 
     run = Run(tmp_path)
@@ -122,7 +149,7 @@ def test_recorder_in_a_plain_trainer_script(tmp_path):
     snapshots = pd.read_csv(run.snapshots_csv)
     assert snapshots["step"].tolist() == [0, 2, 4, 5] and snapshots["epoch"].tolist() == [0, 1, 2, 2.5]
     assert pd.read_csv(run.log_csv)["step"].tolist() == [5]  # the Trainer's one log: the summary at the end
-    assert run.read_eval()["class_name"].tolist() == ["no", "yes"] * 4
+    assert read_eval(run)["class_name"].tolist() == ["no", "yes"] * 4
     assert np.load(run.embedding_path(5)).shape == (8, 16)
 
 
@@ -131,8 +158,15 @@ def test_finetune_a_local_model_on_an_image_folder_of_mixed_images(tmp_path, mix
     tiny_vit(0, num_labels=5, intermediate_size=16).save_pretrained(tmp_path / "base")
     vit_processor().save_pretrained(tmp_path / "base")
 
-    run = finetune(tmp_path / "r", model=str(tmp_path / "base"), dataset=str(mixed_folder),
-                   epochs=2, batch_size=4, save_steps=3, quiet=True).run
+    run = finetune(
+        tmp_path / "r",
+        model=str(tmp_path / "base"),
+        dataset=str(mixed_folder),
+        epochs=2,
+        batch_size=4,
+        save_steps=3,
+        quiet=True,
+    ).run
     m = run.read_manifest()
     assert m["class_names"] == ["a", "b", "c"] and m["parameters"]["learning_rate"] == 5e-5
     assert run.snapshots()[0] == 0 and run.snapshots()[-1] == m["parameters"]["max_steps"]
@@ -143,8 +177,7 @@ def test_existing_run_is_refused_and_replaced_only_with_overwrite(tmp_path, synt
     root = synthetic_run.root
     result = CliRunner().invoke(cli, ["finetune", "--out", str(root), "-q"])
     assert cli_error(result) == (
-        f"Error: {root} already holds a run with 5 snapshots; "
-        "choose another --out, or pass --overwrite to replace it"
+        f"Error: {root} already holds a run with 5 snapshots; choose another --out, or pass --overwrite to replace it"
     )
     assert synthetic_run.snapshots() == [0, 5, 10, 20, 100]
 
@@ -171,8 +204,9 @@ def finetune_error(*args) -> str:
 def test_model_that_is_not_an_image_model(tmp_path):
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=8)).save_pretrained(tmp_path / "bert")
+    BertModel(
+        BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    ).save_pretrained(tmp_path / "bert")
     assert finetune_error("--out", tmp_path / "r", "--model", tmp_path / "bert", "--eval-size", "11") == (
         f"Error: {tmp_path / 'bert'} is a bert model, not an image-classification model; give an image model "
         "such as google/vit-base-patch16-224-in21k, or leave --model out for the built-in small ViT"
@@ -208,8 +242,7 @@ def test_dataset_errors_reach_the_cli_as_one_line(tmp_path):
         "column or one named 'label' or 'labels' (an image folder needs one sub-folder per class)"
     )
     assert finetune_error("--out", tmp_path / "r", "--eval-size", "400") == (
-        "Error: eval size 400 is larger than the evaluation data (359 images in digits); "
-        "use --eval-size 359 or less"
+        "Error: eval size 400 is larger than the evaluation data (359 images in digits); use --eval-size 359 or less"
     )
     assert not (tmp_path / "r").exists()
 
@@ -228,8 +261,12 @@ def test_finetune_resumes_after_kill_9(tmp_path):
     args = ["finetune", "--eval-size", "30", "--epochs", "1", "--batch-size", "64", "--save-steps", "4", "-q"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "spotreview", *args, "--out", str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spotreview", *args, "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not (out / "checkpoint-8" / "trainer_state.json").is_file() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -286,13 +323,13 @@ def test_recorder_refuses_another_eval_set_unless_overwrite(tmp_path):
     )
     assert (run.eval_csv.read_bytes(), run.embedding_path(0).read_bytes()) == before  # nothing lost
     EmbeddingRecorder(tmp_path, images=images[:5], labels=[0, 1, 0, 1, 0], overwrite=True, **given)
-    assert len(run.read_eval()) == 5 and run.snapshots() == []
+    assert len(read_eval(run)) == 5 and run.snapshots() == []
 
 
 def test_approve_and_export_warn_about_an_unfinished_run(analysed_run, caplog):
-    from spotreview.animation import export
-    from spotreview.approval import approve
-    from spotreview.rundir import write_json
+    from spotreview.rendering.export import export
+    from spotreview.reviewing.approval import approve
+    from spotreview.rundir.atomic import write_json
 
     write_json(analysed_run.manifest, {**analysed_run.read_manifest(), "finished": False})
     with caplog.at_level("WARNING", logger="spotreview"):

@@ -34,8 +34,9 @@ def main():
     processor = Processor(size={"height": 16, "width": 16})
 
     def transform(batch):
-        batch["pixel_values"] = processor(images=[im.convert("RGB") for im in batch["image"]],
-                                          return_tensors="pt")["pixel_values"]
+        batch["pixel_values"] = processor(images=[im.convert("RGB") for im in batch["image"]], return_tensors="pt")[
+            "pixel_values"
+        ]
         return batch
 
     eval_images, eval_labels = list(data["validation"]["image"]), list(data["validation"]["label"])
@@ -43,26 +44,51 @@ def main():
     data["validation"].set_transform(transform)
 
     def collate(examples):
-        return {"pixel_values": torch.stack([e["pixel_values"] for e in examples]),
-                "labels": torch.tensor([e["label"] for e in examples])}
+        return {
+            "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+            "labels": torch.tensor([e["label"] for e in examples]),
+        }
 
     def compute_metrics(p):
         return {"accuracy": float((np.argmax(p.predictions, axis=1) == p.label_ids).mean())}
 
     torch.manual_seed(training_args.seed)
-    config = ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=16, num_labels=len(names), id2label=dict(enumerate(names)),
-                       label2id={n: i for i, n in enumerate(names)})
+    config = ViTConfig(
+        image_size=16,
+        patch_size=8,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
     model = ViTForImageClassification(config)
     callbacks = []
     if script.record_to:
         from spotreview import EmbeddingRecorder
 
-        callbacks.append(EmbeddingRecorder(script.record_to, images=eval_images, processor=processor,
-                                           labels=eval_labels, class_names=names, every_steps=script.every_steps,
-                                           precision=script.precision))
-    trainer = Trainer(model=model, args=training_args, train_dataset=data["train"], eval_dataset=data["validation"],
-                      data_collator=collate, compute_metrics=compute_metrics, callbacks=callbacks)
+        callbacks.append(
+            EmbeddingRecorder(
+                script.record_to,
+                images=eval_images,
+                processor=processor,
+                labels=eval_labels,
+                class_names=names,
+                every_steps=script.every_steps,
+                precision=script.precision,
+            )
+        )
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        data_collator=collate,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(os.path.join(training_args.output_dir, "final"))
     if trainer.is_world_process_zero():

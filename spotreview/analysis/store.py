@@ -1,0 +1,254 @@
+"""The stored result of ``analyze``: the :class:`Analysis` record, its files on disk, and reading it back.
+
+Stored under ``RUN/analysis/`` (all written atomically)::
+
+    step-STEP.npz    per snapshot: step, format, embedding_digest, probs_digest ("" without
+                     probs), labels_digest (sha256 hex of the sources it was computed from),
+                     scores (n,) float64, pca (n, 2) float64 raw (unaligned) PCA,
+                     accuracy, knn_accuracy (float64 scalars, accuracy NaN without probs),
+                     predictions (n,) int64 argmax of probs, or (0,) without probs
+    aligned.npz      steps (S,) int64, coords (S, n, 2) float32, disparity (S,) float64,
+                     align (str), top_k, digests (S,) embedding digests the frames were built from
+    summary.json     align, top_k, per snapshot: step, accuracy, knn_accuracy, disparity,
+                     top (ids of the top_k most atypical images)
+
+:func:`load_analysis` checks every source digest, so a stored analysis is only returned
+while it matches the embeddings, probabilities and labels it was computed from. Load it
+once and hand the :class:`Analysis` on (``approval_status``, ``run_status`` take it), since
+the check hashes every embedding file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from spotreview.errors import AnalysisError, first_line
+from spotreview.rundir.atomic import atomic_path, sha256_bytes, sha256_file
+from spotreview.rundir.evalset import read_eval_columns
+from spotreview.rundir.run import Run
+from spotreview.util.text import sig
+
+FORMAT = 1  # bump when the stored layout changes; older step files are then recomputed
+
+
+@dataclass
+class Analysis:
+    """Everything ``analyze`` computed for a run, snapshots ordered by step number."""
+
+    run: Run
+    steps: np.ndarray  # (S,) int64, ascending by number
+    ids: list[str]  # (n,) eval image ids, row order of every embedding file
+    labels: np.ndarray  # (n,) int64 class index
+    class_names: list[str]
+    scores: np.ndarray  # (S, n) float64 cleanlab OOD score; LOWER = MORE atypical
+    ranks: np.ndarray  # (S, n) int64; 1 = most atypical at that snapshot
+    coords: np.ndarray  # (S, n, 2) float32 aligned 2-D PCA, one shared frame of reference
+    disparity: np.ndarray  # (S,) float64 Procrustes disparity vs its reference, NaN for "none"
+    accuracy: np.ndarray  # (S,) float64 eval accuracy from probs, NaN where no probs
+    knn_accuracy: np.ndarray  # (S,) float64 leave-one-out kNN accuracy of the embeddings
+    predictions: np.ndarray | None  # (S, n) int64 argmax of probs; None unless every snapshot has probs
+    align: str  # "last" | "previous" | "none"
+    top_k: int
+    recomputed: tuple[int, ...] = ()  # steps (re)computed by the call that returned this; () from load_analysis
+
+    def top(self, snapshot: int, k: int | None = None, exclude: Iterable[str] = ()) -> np.ndarray:
+        """Row indices (int64) of the k lowest scores at snapshot index ``snapshot`` (negative
+        counts from the end), most atypical first, skipping rows whose id is in ``exclude``."""
+        k = self.top_k if k is None else k
+        skip = set(exclude)
+        order = np.argsort(self.scores[snapshot], kind="stable")
+        keep = [i for i in order if self.ids[i] not in skip] if skip else order
+        return np.asarray(keep[:k], dtype=np.int64)
+
+
+def load_analysis(run) -> Analysis:
+    """The stored analysis of ``run``; AnalysisError if it is missing or out of date."""
+    run = Run(run)
+    again = f"run `spotreview analyze {run.root}` first"
+    aligned_path, summary_path = run.analysis_dir / "aligned.npz", run.analysis_dir / "summary.json"
+    if not aligned_path.is_file() or not summary_path.is_file():
+        raise AnalysisError(f"{run.root} has no analysis; {again}")
+    try:
+        with np.load(aligned_path, allow_pickle=False) as f:
+            aligned = {key: f[key] for key in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, empty, garbage
+        raise AnalysisError(f"{aligned_path} is unreadable ({first_line(e)}); {again}") from None
+    missing = {"format", "steps", "digests", "coords", "disparity", "align", "top_k"} - set(aligned)
+    if missing - {"format"}:
+        raise AnalysisError(f"{aligned_path} lacks {', '.join(sorted(missing))}; {again}")
+    if int(aligned.get("format", -1)) != FORMAT:
+        raise AnalysisError(f"the analysis of {run.root} was stored by another spotreview version; {again}")
+    steps = [int(s) for s in aligned["steps"]]
+    now = run.snapshots()
+    if now != steps:
+        raise AnalysisError(
+            f"the analysis covers steps {steps_text(steps)} but embeddings now exist for "
+            f"steps {steps_text(now)}; {again}"
+        )
+    ids, labels, class_names = read_labels(run)
+    labels_digest = sha256_bytes(labels.astype("<i8").tobytes())
+    results = []
+    for step, frame_digest, current in zip(steps, aligned["digests"], source_digests(run, steps, labels_digest)):
+        stored = read_step(run, step)
+        if stored is None:
+            raise AnalysisError(f"analysis of step {step} is missing; {again}")
+        if stored["labels_digest"] != labels_digest:
+            raise AnalysisError(f"labels in eval.csv changed since the analysis; {again}")
+        for key, what in (("embedding_digest", "embeddings"), ("probs_digest", "probabilities")):
+            if stored[key] != current[key]:
+                raise AnalysisError(f"{what} of step {step} changed since the analysis; {again}")
+        if stored["embedding_digest"] != str(frame_digest):
+            raise AnalysisError(
+                f"aligned coordinates of step {step} are older than its scores (an analyze was interrupted); {again}"
+            )
+        results.append(stored)
+    return assemble(
+        run,
+        aligned["steps"].astype(np.int64),
+        ids,
+        labels,
+        class_names,
+        results,
+        aligned["coords"],
+        aligned["disparity"],
+        str(aligned["align"]),
+        int(aligned["top_k"]),
+    )
+
+
+def analysis_digest(run) -> str:
+    """sha256 hex over the stored analysis files (name and content, sorted by name)."""
+    run = Run(run)
+    h = hashlib.sha256()
+    if run.analysis_dir.is_dir():
+        for path in sorted(run.analysis_dir.iterdir()):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                h.update(path.name.encode() + b"\0")
+                h.update(sha256_file(path).encode() + b"\n")
+    return h.hexdigest()
+
+
+def format_table(analysis: Analysis) -> str:
+    """A short per-snapshot table: step, accuracy, kNN accuracy, disparity, worst outlier."""
+
+    def num(x: float) -> str:
+        return "-" if not np.isfinite(x) else f"{x:.3f}"
+
+    header = ("step", "accuracy", "kNN acc", "disparity", "worst outlier (score)")
+    rows = [header]
+    for s, step in enumerate(analysis.steps):
+        worst = int(analysis.top(s, 1)[0])
+        rows.append(
+            (
+                str(step),
+                num(analysis.accuracy[s]),
+                num(analysis.knn_accuracy[s]),
+                num(analysis.disparity[s]),
+                f"{analysis.ids[worst]} ({sig(analysis.scores[s, worst])})",
+            )
+        )
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.rjust(w) if c < 4 else cell for c, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in rows
+    )
+
+
+def read_labels(run: Run) -> tuple[list[str], np.ndarray, list[str]]:
+    table = read_eval_columns(run, paths=False)  # no image is opened here
+    ids, labels = table["id"], table["label"]
+    class_names = None
+    if run.manifest.is_file():
+        class_names = run.read_manifest().get("class_names")
+    if not class_names:
+        names = {label: name for label, name in zip(labels.tolist(), table["class_name"]) if name}
+        class_names = [names.get(k, str(k)) for k in range(int(labels.max()) + 1)] if len(labels) else []
+    return ids, labels, list(class_names)
+
+
+def source_digests(run: Run, steps: Iterable[int], labels_digest: str) -> list[dict[str, str]]:
+    """What each step's analysis is computed from, as sha256 hex digests: one dict per step.
+
+    The files are hashed by several threads (hashlib lets go of the GIL while it hashes): at
+    100k x 768 each snapshot's embeddings are 300 MB.
+    """
+    steps = list(steps)
+    files = [run.embedding_path(s) for s in steps]
+    probs = [run.probs_path(s) for s in steps]
+    files += [p for p in probs if p.is_file()]
+    with ThreadPoolExecutor(max(1, min(len(files), os.cpu_count() or 1))) as pool:
+        digest = dict(zip(files, pool.map(sha256_file, files)))
+    return [
+        {
+            "embedding_digest": digest[run.embedding_path(s)],
+            "probs_digest": digest.get(p, ""),
+            "labels_digest": labels_digest,
+        }
+        for s, p in zip(steps, probs)
+    ]
+
+
+def read_step(run: Run, step: int) -> dict | None:
+    """A stored step file as a dict, or None if missing, unreadable or of another format."""
+    path = run.analysis_dir / f"step-{step}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if int(f["format"]) != FORMAT:
+                return None
+            return {
+                "embedding_digest": str(f["embedding_digest"]),
+                "probs_digest": str(f["probs_digest"]),
+                "labels_digest": str(f["labels_digest"]),
+                "scores": f["scores"],
+                "pca": f["pca"],
+                "accuracy": float(f["accuracy"]),
+                "knn_accuracy": float(f["knn_accuracy"]),
+                "predictions": f["predictions"],
+            }
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # recomputed by analyze: a corrupt cache never blocks its own repair
+
+
+def assemble(run, steps, ids, labels, class_names, results, coords, disparity, align, top_k) -> Analysis:
+    scores = np.stack([r["scores"] for r in results]).astype(np.float64)
+    ranks = np.empty(scores.shape, dtype=np.int64)
+    for s, row in enumerate(scores):
+        ranks[s, np.argsort(row, kind="stable")] = np.arange(1, len(row) + 1)
+    # All or nothing: a -1 placeholder would silently index the last class name downstream.
+    predictions = None
+    if all(len(r["predictions"]) for r in results):
+        predictions = np.stack([r["predictions"] for r in results]).astype(np.int64)
+    return Analysis(
+        run=run,
+        steps=np.asarray(steps, dtype=np.int64),
+        ids=ids,
+        labels=labels,
+        class_names=class_names,
+        scores=scores,
+        ranks=ranks,
+        coords=np.asarray(coords, dtype=np.float32),
+        disparity=np.asarray(disparity, dtype=np.float64),
+        accuracy=np.array([r["accuracy"] for r in results], dtype=np.float64),
+        knn_accuracy=np.array([r["knn_accuracy"] for r in results], dtype=np.float64),
+        predictions=predictions,
+        align=align,
+        top_k=top_k,
+    )
+
+
+def savez(path: os.PathLike, **arrays) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def steps_text(steps: Iterable[int]) -> str:
+    steps = list(steps)
+    return ", ".join(str(s) for s in steps) if steps else "none"

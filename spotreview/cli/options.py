@@ -1,0 +1,86 @@
+"""What every ``spotreview`` command shares: the group's error and log handling, and options."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from spotreview import defaults as D
+from spotreview.errors import SpotreviewError
+
+
+class _Echo(logging.Handler):
+    """A library log record as one line on stderr, without breaking a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        tqdm.write(prefix + record.getMessage(), file=sys.stderr)
+
+
+class _Group(click.Group):
+    """Shows library logs and turns library errors into one-line Click errors (no traceback)."""
+
+    def invoke(self, ctx):
+        logger, handler = logging.getLogger("spotreview"), _Echo()
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)  # the library logs INFO only when not asked to be quiet
+        try:
+            return super().invoke(ctx)
+        except SpotreviewError as e:
+            raise click.ClickException(str(e)) from None
+        except OSError as e:  # a file problem no check foresaw: still one line, naming the file
+            raise click.ClickException(f"{e.strerror or e}: {e.filename or 'a file of the run'}") from None
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+class _RunType(click.Path):
+    """The RUN argument: an existing directory, converted to a ``Run``."""
+
+    name = "run"
+
+    def convert(self, value, param, ctx):
+        from spotreview.rundir.run import Run
+
+        return Run(super().convert(value, param, ctx)).require()  # a RunDirError is one line
+
+
+RUN = click.argument("run", type=_RunType(file_okay=False))
+QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+LAYOUT = click.option(
+    "--layout",
+    "layout_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Spotlight layout file (default: the built-in layout, as in layouts/review.json).",
+)
+
+
+DEVICE = click.option(
+    "--device",
+    type=click.Choice(D.DEVICES),
+    default=D.DEVICES[0],
+    show_default=True,
+    help="auto: CUDA when available, else CPU.",
+)
+EVAL_SIZE = click.option(
+    "--eval-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="A seeded, stratified "
+    "subset of this many evaluation images (default: the whole test/validation split; a "
+    "dataset with only train gets this many images, default 20 %, split off for evaluation).",
+)
+THRESHOLD = click.option(
+    "--outlier-threshold",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="RANK",
+    help="outlier_status: an outlier at rank <= RANK (default: max(top-k, 1% of images)).",
+)

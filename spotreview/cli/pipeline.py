@@ -1,0 +1,298 @@
+"""The pipeline's commands: finetune, embed, analyze, export. Each parses, calls one library
+function and reports."""
+
+from __future__ import annotations
+
+import click
+
+from spotreview import defaults as D
+from spotreview.cli.options import DEVICE, EVAL_SIZE, QUIET, RUN
+from spotreview.util.text import plural
+
+
+@click.command("finetune")
+@click.option(
+    "--out", default=D.RUN_DIR, show_default=True, type=click.Path(file_okay=False), help="Run directory to create."
+)
+@click.option(
+    "--model", default=None, help="Hub id or save_pretrained directory (default: a small ViT, random init, offline)."
+)
+@click.option(
+    "--dataset",
+    default=D.DATASET,
+    show_default=True,
+    help="digits, a hub dataset name, a save_to_disk directory or an image folder (one sub-folder per class).",
+)
+@EVAL_SIZE
+@click.option(
+    "--save-steps",
+    type=click.IntRange(min=1),
+    default=D.SAVE_STEPS,
+    show_default=True,
+    help="Record a snapshot every this many optimizer steps (plus step 0 and the last step).",
+)
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=D.EPOCHS, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=D.TRAIN_BATCH_SIZE, show_default=True)
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Default: 1e-3 for the built-in ViT, 5e-5 for a pretrained --model.",
+)
+@click.option("--seed", type=int, default=D.SEED, show_default=True)
+@click.option(
+    "--keep-checkpoints",
+    is_flag=True,
+    help="Keep a checkpoint-STEP directory per snapshot, and checkpoint-0 (before fine-tuning).",
+)
+@DEVICE
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a run already in --out (an unfinished one made with the same options resumes without).",
+)
+@QUIET
+def finetune_cmd(
+    out,
+    model,
+    dataset,
+    eval_size,
+    save_steps,
+    epochs,
+    batch_size,
+    learning_rate,
+    seed,
+    keep_checkpoints,
+    device,
+    overwrite,
+    quiet,
+):
+    """Fine-tune an image classifier, recording the eval embeddings at step 0 and every save."""
+    from spotreview.training.finetune import finetune
+
+    done = finetune(
+        out,
+        model=model,
+        dataset=dataset,
+        eval_size=eval_size,
+        save_steps=save_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        keep_checkpoints=keep_checkpoints,
+        device=device,
+        overwrite=overwrite,
+        quiet=quiet,
+    )
+    click.echo(done.describe())
+    click.echo(f"Next: spotreview analyze {done.run.root}")
+
+
+@click.command("embed")
+@RUN
+@click.option(
+    "--dataset",
+    default=None,
+    help="For a folder without eval.csv: embed this dataset's evaluation split (test or validation; "
+    "without one, a seeded split of train) - a name, save_to_disk dir or image folder.",
+)
+@click.option(
+    "--images",
+    "images_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="For a folder without eval.csv: embed every image in this folder (sub-folders = classes).",
+)
+@EVAL_SIZE
+@click.option(
+    "--base-model", default=None, help="The model before fine-tuning (directory or hub id), embedded as step 0."
+)
+@click.option(
+    "--processor",
+    default=None,
+    help="Image processor (directory or hub id) when neither RUN nor its checkpoints have one.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start RUN's evaluation set afresh (removes its embeddings, analysis and approval).",
+)
+@DEVICE
+@click.option(
+    "--precision",
+    type=click.Choice(D.PRECISIONS),
+    default=D.PRECISIONS[0],
+    show_default=True,
+    help="auto: bf16 autocast where the hardware runs bf16 natively (CUDA, AMX/AVX512-BF16 CPUs), else fp32.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=D.EMBED_BATCH_SIZE, show_default=True)
+@click.option(
+    "--compile",
+    "torch_compile",
+    is_flag=True,
+    help="torch.compile the models (compiled graphs are cached in ~/.cache/spotreview).",
+)
+@QUIET
+def embed_cmd(
+    run,
+    dataset,
+    images_dir,
+    eval_size,
+    base_model,
+    processor,
+    overwrite,
+    device,
+    precision,
+    batch_size,
+    torch_compile,
+    quiet,
+):
+    """Embed the eval images at every checkpoint-STEP of RUN (or any folder of HF checkpoints).
+
+    Also writes log.csv from the newest trainer_state.json when RUN has none.
+    """
+    from spotreview.embedding.embed import embed
+
+    done = embed(
+        run,
+        dataset=dataset,
+        images=images_dir,
+        eval_size=eval_size,
+        base_model=base_model,
+        processor=processor,
+        overwrite=overwrite,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        torch_compile=torch_compile,
+        quiet=quiet,
+    )
+    total = run.snapshots()
+    if done:
+        click.echo(f"Embedded {len(done)} snapshots (steps {', '.join(map(str, done))}) into {run.embeddings_dir}")
+    else:
+        click.echo(f"Nothing to embed: all {len(total)} snapshots in {run.embeddings_dir} are up to date")
+    click.echo(f"{len(total)} snapshots in all. Next: spotreview analyze {run.root}")
+
+
+@click.command("analyze")
+@RUN
+@click.option(
+    "--align",
+    type=click.Choice(D.ALIGN_MODES),
+    default=D.ALIGN,
+    show_default=True,
+    help="Rotate/reflect every snapshot's 2-D PCA onto the final snapshot, onto the one before, or not at all.",
+)
+@click.option(
+    "--top-k", type=click.IntRange(min=1), default=D.TOP_K, show_default=True, help="Outliers listed per snapshot."
+)
+@QUIET
+def analyze_cmd(run, align, top_k, quiet):
+    """Outlier scores and aligned 2-D projections of every snapshot (incremental)."""
+    from spotreview.analysis.analyze import analyze
+    from spotreview.analysis.store import format_table
+
+    result = analyze(run, align=align, top_k=top_k, quiet=quiet)
+    done, total = len(result.recomputed), len(result.steps)
+    redone = f"{done} of {total} snapshots computed" + (f", {total - done} unchanged" if done < total else "")
+    click.echo(f"{format_table(result)}\n\n{redone}; results in {result.run.analysis_dir}")
+    click.echo(f"Next: spotreview review {run.root}")
+
+
+@click.command("export")
+@RUN
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Animation file: .gif (default RUN/animation.gif), .mp4 or .html.",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Frames per second (default: 2 snapshots per second, whatever --tween; at most 50).",
+)
+@click.option("--size", default=None, metavar="WxH", help="Frame size in pixels (default 1280x720).")
+@click.option(
+    "--dpi",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Text and marker scale (default: as designed for the frame size).",
+)
+@click.option(
+    "--tween",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Interpolated frames between consecutive snapshots.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=D.TOP_K,
+    show_default=True,
+    help="Outliers on each frame's leaderboard.",
+)
+@click.option(
+    "--still",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write one frame as FILE.png instead of the animation (add --out for both).",
+)
+@click.option(
+    "--still-step", type=int, default=None, help="Training step of the --still frame (default: the last snapshot)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes rendering frames (default: 2 for 16+ frames on 2+ cores, Linux).",
+)
+@click.option(
+    "--highlight",
+    "highlight",
+    multiple=True,
+    metavar="ID",
+    help="Ring and label this image in every frame; repeat it, or give ids separated by commas.",
+)
+@click.option(
+    "--html-player",
+    type=click.Choice(["interactive", "frames"]),
+    default="interactive",
+    show_default=True,
+    help=".html: the interactive player, or matplotlib's over the frames.",
+)
+@click.option("--force", is_flag=True, help="Export even if RUN is not approved (recorded).")
+@QUIET
+def export_cmd(
+    run, out, fps, size, dpi, tween, top_k, still, still_step, workers, highlight, html_player, force, quiet
+):
+    """Render RUN's approved analysis as an animation (GIF, MP4 or HTML player)."""
+    from spotreview.rendering.export import export
+
+    done = export(
+        run,
+        out,
+        fps=fps,
+        size=size,
+        dpi=dpi,
+        tween=tween,
+        top_k=top_k,
+        force=force,
+        still=still,
+        still_step=still_step,
+        workers=workers,
+        quiet=quiet,
+        html_player=html_player,
+        highlight=[i.strip() for value in highlight for i in value.split(",") if i.strip()],
+    )
+    if done.out:
+        click.echo(f"wrote {done.out} ({plural(done.frames, 'frame')})")
+    if done.still:
+        click.echo(f"wrote {done.still}")
+    if done.forced:
+        click.echo(f"forced: not approved ({done.approval['state']})")

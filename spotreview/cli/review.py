@@ -1,0 +1,179 @@
+"""The review's commands: review, exclude, bundle, approve, status, layout. Each parses, calls
+one library function and reports."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from spotreview import defaults as D
+from spotreview.cli.options import LAYOUT, QUIET, RUN, THRESHOLD
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _later(run) -> str:
+    return f"approve it later with `spotreview approve {run}`"
+
+
+def _approved(record: dict) -> None:
+    click.echo(f"Approved by {record['by']} at {record['at']} (digest {record['digest'][:12]})")
+
+
+@click.command("review")
+@click.argument("run", type=click.Path(exists=True))
+@LAYOUT
+@click.option("--host", default=D.HOST, show_default=True, help="Address to serve on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: a free one).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
+@click.option("--analytics", is_flag=True, help="Allow Spotlight's usage analytics (off by default).")
+@click.option("--insecure", is_flag=True, help="Serve a non-local --host without TLS (trusted networks only).")
+@click.option("--no-approve-prompt", is_flag=True, help="Do not ask to approve when the review ends.")
+@THRESHOLD
+@click.option(
+    "--embeddings",
+    is_flag=True,
+    help="Add the last snapshot's embedding (for Spotlight's similarity map; costs memory).",
+)
+@QUIET
+def review_cmd(
+    run,
+    layout_file,
+    host,
+    port,
+    no_browser,
+    timeout,
+    analytics,
+    insecure,
+    no_approve_prompt,
+    outlier_threshold,
+    embeddings,
+    quiet,
+):
+    """Review RUN (a run directory or a `spotreview bundle` zip) in Renumics Spotlight.
+
+    Runs until Ctrl-C or --timeout, then asks whether to approve a run for export.
+    """
+    from spotreview.reviewing.approval import approve
+    from spotreview.reviewing.review import review
+    from spotreview.rundir.run import Run
+
+    result = review(
+        run,
+        layout=layout_file,
+        host=host,
+        port=port,
+        open_browser=not no_browser,
+        timeout=timeout,
+        analytics=analytics,
+        insecure=insecure,
+        quiet=quiet,
+        outlier_threshold=outlier_threshold,
+        embeddings=embeddings,
+    )
+    click.echo(f"review ended ({result['ended']})")
+    if result["bundle"]:
+        click.echo(
+            f"exclusions made on this bundle are in {result['bundle']}; "
+            f"apply them with `spotreview exclude RUN --from {result['bundle']}`"
+        )
+        return
+    run = Run(run)
+    if no_approve_prompt or not _interactive() or not click.confirm(f"Approve {run.root} for export?"):
+        click.echo(f"Not approved; {_later(run.root)}")
+        return
+    _approved(approve(run, layout=layout_file))
+
+
+@click.command("exclude")
+@click.argument("run", type=click.Path(exists=True))
+@click.argument("ids", nargs=-1)
+@click.option("--reason", default=None, help="Why these images are excluded.")
+@click.option("--clear", is_flag=True, help="Remove the given ids from the exclusions (all when none given).")
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Apply a bundle's decisions file (REVIEW.decisions.json) to RUN.",
+)
+def exclude_cmd(run, ids, reason, clear, from_file):
+    """Exclude evaluation images (ids from the review table) from RUN, or --clear them.
+
+    RUN may be a review bundle (.zip): the exclusions then go to REVIEW.decisions.json
+    beside it, which `spotreview exclude RUN --from REVIEW.decisions.json` applies.
+    """
+    from spotreview.reviewing.bundle import exclude_anywhere
+
+    if from_file is not None and (ids or clear):
+        raise click.UsageError("--from takes no ids and no --clear")
+    where, now = exclude_anywhere(run, ids, reason=reason, clear=clear, from_file=from_file)
+    done = f"{'cleared' if clear else 'excluded'} {len(ids) if ids else 'all'}"
+    click.echo(f"{f'applied {from_file}' if from_file else done}; {len(now)} image(s) now excluded in {where}")
+
+
+@click.command("bundle")
+@RUN
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The bundle to write (.zip).")
+@LAYOUT
+@THRESHOLD
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def bundle_cmd(run, out, layout_file, outlier_threshold, force):
+    """Write RUN's review (table, images, layout, summary, approval) as one zip for a teammate."""
+    from spotreview.reviewing.bundle import write_bundle
+
+    path = write_bundle(run, out, layout=layout_file, outlier_threshold=outlier_threshold, force=force)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it anywhere with `spotreview review {path}`")
+
+
+@click.command("approve")
+@RUN
+@click.option("--by", default=None, help="Who approves (default: the OS user).")
+@LAYOUT
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def approve_cmd(run, by, layout_file, yes):
+    """Record that RUN's analysis, exclusions and layout are approved for export."""
+    from spotreview.analysis.store import load_analysis
+    from spotreview.reviewing.approval import approval_parts, approve, format_parts, os_user
+
+    analysis = load_analysis(run)  # loaded (and checked) once for what is shown and recorded
+    parts = approval_parts(run, layout=layout_file, analysis=analysis)
+    click.echo(format_parts(run, parts, by=by or os_user()))
+    if not yes and _interactive() and not click.confirm("Approve?"):
+        click.echo(f"Not approved; {_later(run.root)}")
+        return
+    _approved(approve(run, by=by, layout=layout_file, analysis=analysis))
+
+
+@click.command("status")
+@RUN
+def status_cmd(run):
+    """Snapshots, first/last metrics, exclusions and approval state of RUN."""
+    from spotreview.reviewing.status import format_status, run_status
+
+    click.echo(format_status(run_status(run)))
+
+
+@click.group("layout")
+def layout_group():
+    """Spotlight layouts, shareable as files."""
+
+
+@layout_group.command("save")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def layout_save_cmd(file, force):
+    """Write the default review layout to FILE (edit it, or use it with --layout)."""
+    from spotreview.reviewing.layouts import save_layout
+
+    path = save_layout(file, force=force)
+    click.echo(f"wrote {path}; use it with `spotreview review RUN --layout {path}`")

@@ -1,0 +1,1 @@
+"""Stage 5, rendering: ``export`` (:mod:`.export`) draws the approved story; what a frame shows (:mod:`.scene`), how it is drawn (:mod:`.figure`, :mod:`.style`), encoders (:mod:`.writers`) and the HTML player (:mod:`.player`)."""

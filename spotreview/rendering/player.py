@@ -1,0 +1,325 @@
+"""The interactive HTML story: one self-contained file with a small canvas player.
+
+The page (``spotreview/rendering/assets/player.*``, inlined at write time: no network, opens from
+disk) interpolates the points between snapshots in the browser, shows any point's image,
+id, label, prediction, outlier rank and score on hover, pins clicked points and draws
+their path through every snapshot, toggles classes from the legend, and shows the
+per-snapshot leaderboard and the loss curve with a marker at the current step.
+
+Why a hand-written canvas player and not plotly: plotly is not a dependency of the
+project, its hover shows text rather than images, and a sprite atlas plus a spatial grid
+keep hover thumbnails of 10,000 points cheap (see ``benchmarks/bench_player.py``).
+
+What the file holds:
+
+* ``<script type="application/json" id="spotreview-data">``: readable JSON, one line per
+  snapshot and one line per point (id, label, class, per-snapshot ``xy``, ``rank``,
+  ``score`` and ``pred``), so ``grep IMAGE_ID`` finds a point and two exports diff line by
+  line. Coordinates keep 1e-4 of the axis span, scores 4 significant digits.
+* ``<script type="application/json" id="spotreview-atlas">``: the thumbnails of every
+  point, packed row by row into a few PNG/JPEG sprite atlases (data URIs).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from spotreview.errors import ExportError
+from spotreview.rundir.atomic import atomic_path
+from spotreview.rundir.run import Run
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "spotreview-player/1"
+THUMB_PX = 48  # thumbnail side in the atlas; the tooltip shows it at 2x
+_ATLAS_PX = 2048  # atlas side; browsers (Safari included) decode this size without trouble
+_SIZE_BUDGET = 24e6  # bytes; thumbnails get a lower JPEG quality to keep the file under it
+
+
+@dataclass
+class PlayerData:
+    """What the page shows, as plain arrays (no Run or Analysis).
+
+    ``S`` snapshots, ``n`` points, ``C`` classes, ``T`` thumbnail side.
+    """
+
+    steps: np.ndarray  # (S,) int64 training step of each snapshot
+    coords: np.ndarray  # (S, n, 2) float32 aligned 2-D coordinates
+    labels: np.ndarray  # (n,) int64 class index
+    class_names: list[str]  # (C,)
+    ids: list[str]  # (n,)
+    scores: np.ndarray  # (S, n) float64 cleanlab OOD score; lower = more atypical
+    ranks: np.ndarray  # (S, n) int64; 1 = most atypical at that snapshot
+    board: list[np.ndarray]  # (S,) each (<=k,) int64 rows, most atypical first, exclusions skipped
+    thumbs: np.ndarray  # (n, T, T, 3) uint8, one per point
+    limits: tuple[float, float, float, float]  # x0, x1, y0, y1: the GIF's fixed axes
+    colors: list[str]  # (C,) "#rrggbb", the GIF's class colours
+    titles: list[str]  # (S,) "step 100 · epoch 2.00 · ..."
+    subtitle: str = ""
+    predictions: np.ndarray | None = None  # (S, n) int64 predicted class, or None
+    epochs: np.ndarray | None = None  # (S,) float64, NaN where unknown
+    accuracy: np.ndarray | None = None  # (S,) float64 eval accuracy, NaN where unknown
+    knn_accuracy: np.ndarray | None = None  # (S,) float64, NaN where unknown
+    loss: tuple[np.ndarray, np.ndarray] | None = None  # (m,) steps, (m,) loss
+    loss_note: str = ""  # shown instead of the curve when ``loss`` is None
+    excluded: Mapping[str, str] = field(default_factory=dict)  # id -> reviewer's reason
+
+
+def player_data(
+    analysis, *, exclude: Mapping[str, str] | Iterable[str] = (), top_k: int = 8, thumb_px: int = THUMB_PX, scene=None
+) -> PlayerData:
+    """Collect the page's data from an ``Analysis``, its run's log.csv and images.
+
+    Titles, leaderboard, loss curve, epochs, axes and colours are the GIF's: ``scene`` (built
+    here unless the caller has one for the same ``exclude`` and ``top_k``) and the same
+    functions. Unreadable images become blank thumbnails, with one warning line.
+    """
+    from matplotlib.colors import to_hex
+
+    from spotreview.rendering.figure import DEFAULT_SIZE, _class_colors, _limits, frame_layout
+    from spotreview.rendering.scene import build_scene
+    from spotreview.rendering.thumbnails import placeholder_tile, thumbnail
+
+    exclude = dict(exclude) if isinstance(exclude, Mapping) else {i: "" for i in exclude}
+    if scene is None:
+        scene = build_scene(analysis, exclude=exclude, top_k=top_k)
+    run = Run(analysis.run)
+    tiles, missing = [], 0
+    for image_id in scene.ids:
+        tile = thumbnail(run.image_path(image_id), thumb_px)
+        missing += tile is None
+        tiles.append(placeholder_tile(thumb_px) if tile is None else tile)
+    if missing:
+        logger.warning(
+            "%d of %d images missing or unreadable under %s; their hover thumbnails are blank",
+            missing,
+            len(tiles),
+            run.images_dir,
+        )
+    scatter = frame_layout(DEFAULT_SIZE, top_k).scatter  # the GIF's axes box, for the same aspect
+    box = (scatter[2] * DEFAULT_SIZE[0], scatter[3] * DEFAULT_SIZE[1])
+    n_snap = len(scene.steps)
+    return PlayerData(
+        steps=scene.steps,
+        coords=scene.coords,
+        labels=scene.labels,
+        class_names=scene.class_names,
+        ids=scene.ids,
+        scores=np.asarray(analysis.scores, dtype=np.float64),
+        ranks=np.asarray(analysis.ranks, dtype=np.int64),
+        board=scene.board,
+        thumbs=np.stack(tiles),
+        limits=_limits(scene.coords, box),
+        colors=[to_hex(c) for c in _class_colors(len(scene.class_names))],
+        titles=scene.titles,
+        subtitle=scene.subtitles[0].split(":")[0],
+        predictions=analysis.predictions,
+        epochs=scene.epochs,
+        accuracy=np.asarray(getattr(analysis, "accuracy", np.full(n_snap, np.nan)), float),
+        knn_accuracy=np.asarray(getattr(analysis, "knn_accuracy", np.full(n_snap, np.nan)), float),
+        loss=scene.loss,
+        loss_note=scene.loss_note,
+        excluded=exclude,
+    )
+
+
+def write_player(
+    path: str | Path, data: PlayerData, *, snapshots_per_second: float = 2.0, highlight: Iterable[str] = ()
+) -> Path:
+    """Write the self-contained interactive page to ``path``; returns the path.
+
+    ``snapshots_per_second``: the pace at speed 1x (a GIF without tween frames plays at
+    ``fps`` snapshots per second). ``highlight``: image ids that start pinned, their paths
+    drawn; an unknown id is an ``ExportError`` naming it. The file appears only once complete.
+    """
+    path = Path(path)
+    n = _check(data)
+    from spotreview.rendering.scene import highlight_rows
+
+    pinned = highlight_rows(list(data.ids), highlight).tolist()  # unknown ids: one ExportError
+    if not (math.isfinite(snapshots_per_second) and snapshots_per_second > 0):
+        raise ExportError(f"snapshots per second must be positive, got {snapshots_per_second:g}")
+    cols = max(1, _ATLAS_PX // data.thumbs.shape[1])
+    doc = _data_json(data, highlight=pinned, pace=float(snapshots_per_second), atlas_cols=cols)
+    atlases, _ = _atlases(data.thumbs, budget=_SIZE_BUDGET - len(doc.encode()) - 100_000)
+    assets = resources.files("spotreview.rendering") / "assets"
+    parts = {
+        "TITLE": html.escape(f"{data.subtitle or 'spotreview'}: {n:,} images, {len(data.steps)} snapshots"),
+        "CSS": (assets / "player.css").read_text("utf-8"),
+        "JS": (assets / "player.js").read_text("utf-8"),
+        "DATA": doc,
+        "ATLAS": "[\n" + ",\n".join(json.dumps(a) for a in atlases) + "\n]",
+    }
+    page = re.sub(r"@@(\w+)@@", lambda m: parts[m.group(1)], (assets / "player.html").read_text("utf-8"))
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
+
+
+def _check(d: PlayerData) -> int:
+    """Number of points; ExportError when the arrays disagree in shape."""
+    n_snap, n = len(d.steps), len(d.ids)
+    shapes = {
+        "coords": (np.shape(d.coords), (n_snap, n, 2)),
+        "labels": (np.shape(d.labels), (n,)),
+        "scores": (np.shape(d.scores), (n_snap, n)),
+        "ranks": (np.shape(d.ranks), (n_snap, n)),
+        "thumbs": (np.shape(d.thumbs)[:1], (n,)),
+    }
+    if d.predictions is not None:
+        shapes["predictions"] = (np.shape(d.predictions), (n_snap, n))
+    for name, (got, want) in shapes.items():
+        if got != want:
+            raise ExportError(f"player data: {name} has shape {got}, expected {want}")
+    if n_snap == 0 or n == 0:
+        raise ExportError("player data: nothing to show (no snapshots or no points)")
+    if len(d.board) != n_snap or len(d.titles) != n_snap or len(d.colors) != len(d.class_names):
+        raise ExportError("player data: board, titles or colours do not match the snapshots/classes")
+    return n
+
+
+def _atlases(thumbs: np.ndarray, budget: float) -> tuple[list[str], int]:
+    """Data URIs of sprite atlases holding every thumbnail row by row, and tiles per atlas row.
+
+    An atlas of at most 256 colours (digits, icons, greyscale scans) is a lossless PNG;
+    photos are JPEG, at quality 88 unless the atlases would exceed ``budget`` bytes, in
+    which case lower qualities are tried (so even noise-like images keep the file size).
+    """
+    from PIL import Image
+
+    n, t = thumbs.shape[:2]
+    cols = max(1, _ATLAS_PX // t)
+    per = cols * cols
+    sheets = []
+    for start in range(0, n, per):
+        chunk = thumbs[start : start + per]
+        rows = math.ceil(len(chunk) / cols)
+        sheet = np.full((rows * cols, t, t, 3), 255, np.uint8)
+        sheet[: len(chunk)] = chunk
+        sheets.append(sheet.reshape(rows, cols, t, t, 3).swapaxes(1, 2).reshape(rows * t, cols * t, 3))
+
+    def encode(sheet, fmt, **kwargs) -> str:
+        buf = io.BytesIO()
+        Image.fromarray(sheet).save(buf, format=fmt, **kwargs)
+        return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+    out = [encode(sheet, "PNG") if _few_colours(sheet) else None for sheet in sheets]
+    photos = [k for k, uri in enumerate(out) if uri is None]
+    for quality in (88, 75, 60, 45, 30):
+        for k in photos:
+            out[k] = encode(sheets[k], "JPEG", quality=quality)
+        if sum(map(len, out)) <= budget:
+            break
+    return out, cols
+
+
+def _few_colours(sheet: np.ndarray, limit: int = 256) -> bool:
+    """Whether an (H, W, 3) uint8 image has at most ``limit`` distinct colours."""
+    flat = sheet.reshape(-1, 3).astype(np.uint32)
+    packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    sample = packed[:: max(1, len(packed) // 20_000)]  # a photo fails here, cheaply
+    return len(np.unique(sample)) <= limit and len(np.unique(packed)) <= limit
+
+
+def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: int) -> str:
+    """The page's data as JSON: one line per snapshot and per point, the rest one line per key."""
+    n_snap, n = len(d.steps), len(d.ids)
+    x0, x1, y0, y1 = d.limits
+    decimals = max(0, 4 - math.floor(math.log10(max(x1 - x0, y1 - y0, 1e-12))))
+    xy = _finite_or_none(np.round(np.asarray(d.coords, np.float64), decimals))
+    scores = _finite_or_none(_significant(np.asarray(d.scores, np.float64), 4))
+    ranks = np.asarray(d.ranks, np.int64).T.tolist()
+    preds = None if d.predictions is None else np.asarray(d.predictions, np.int64).T.tolist()
+    labels = np.asarray(d.labels, np.int64).tolist()
+    epochs, acc, knn = (
+        _finite_or_none(_significant(np.full(n_snap, np.nan) if a is None else np.asarray(a, float), 6))
+        for a in (d.epochs, d.accuracy, d.knn_accuracy)
+    )
+
+    snapshots = [
+        {
+            "step": int(d.steps[s]),
+            "epoch": epochs[s],
+            "accuracy": acc[s],
+            "knn_accuracy": knn[s],
+            "title": d.titles[s],
+            "board": [int(r) for r in d.board[s]],
+            "board_ids": [d.ids[int(r)] for r in d.board[s]],
+        }
+        for s in range(n_snap)
+    ]
+    points = []
+    for i in range(n):
+        point = {
+            "id": str(d.ids[i]),
+            "label": labels[i],
+            "class": d.class_names[labels[i]],
+            "xy": [xy[s][i] for s in range(n_snap)],
+            "rank": ranks[i],
+            "score": [scores[s][i] for s in range(n_snap)],
+        }
+        if preds is not None:
+            point["pred"] = preds[i]
+        points.append(point)
+    loss = None
+    if d.loss is not None:
+        loss = {
+            "step": np.asarray(d.loss[0], np.int64).tolist(),
+            "loss": _finite_or_none(_significant(np.asarray(d.loss[1], float), 5)),
+        }
+    doc = {
+        "format": FORMAT,
+        "subtitle": d.subtitle,
+        "class_names": list(d.class_names),
+        "colors": list(d.colors),
+        "limits": [float(v) for v in d.limits],
+        "pace": pace,
+        "highlight": highlight,
+        "excluded": {str(k): str(v) for k, v in d.excluded.items()},
+        "loss": loss,
+        "loss_note": d.loss_note,
+        "thumbs": {"px": int(d.thumbs.shape[1]), "cols": atlas_cols},
+        "snapshots": snapshots,
+        "points": points,
+    }
+    compact = lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    lines = []
+    for key, value in doc.items():
+        if key in ("snapshots", "points"):
+            body = ",\n".join(compact(v) for v in value)
+            lines.append(f'"{key}": [\n{body}\n]')
+        else:
+            lines.append(f'"{key}": {compact(value)}')
+    # "<" only occurs inside strings; escaped, no id can end the <script> element early.
+    return ("{\n" + ",\n".join(lines) + "\n}").replace("<", "\\u003c")
+
+
+def _significant(a: np.ndarray, digits: int) -> np.ndarray:
+    """``a`` rounded to ``digits`` significant digits (zeros and non-finite values kept)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mag = np.where(np.isfinite(a) & (a != 0), np.floor(np.log10(np.abs(a))), 0)
+        e = digits - 1 - mag
+        # Only exact powers of ten (10**e for e >= 0) keep the shortest decimal repr.
+        up, down = 10.0 ** np.maximum(e, 0), 10.0 ** np.maximum(-e, 0)
+        return np.where(np.isfinite(a), np.round(a * up / down) * down / up, a)
+
+
+def _finite_or_none(a: np.ndarray) -> list:
+    """Nested lists of Python floats with NaN/inf as None (JSON null)."""
+    if np.isfinite(a).all():
+        return a.tolist()
+    obj = a.astype(object)
+    obj[~np.isfinite(a)] = None
+    return obj.tolist()

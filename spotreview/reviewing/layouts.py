@@ -1,0 +1,237 @@
+"""Spotlight layouts: the default review layout built in code, and layout files to share.
+
+* ``default_layout()`` is the layout built in code; ``layouts/review.json`` in the repository
+  is ``save_layout`` of it. ``load_layout(path)`` validates any layout file, including
+  those saved from Spotlight's UI ("Save Layout").
+* ``import_spotlight()`` imports Renumics Spotlight with its usage analytics off (also used
+  by :mod:`spotreview.server`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from spotreview.errors import ReviewError
+from spotreview.rundir.atomic import write_text
+
+# Names of the widgets in the default layout; the browser test finds the plots by them.
+FIRST_PLOT = "first snapshot (aligned PCA)"
+LAST_PLOT = "last snapshot (aligned PCA)"
+LABEL_QUALITY_PLOT = "label quality, last (lower = worse)"
+LABEL_ISSUES_TABLE = "likely mislabelled first"
+
+
+# --- Spotlight import ------------------------------------------------------------------
+
+
+def import_spotlight(analytics: bool = False):
+    """Import ``renumics.spotlight`` with its analytics off unless ``analytics`` is true.
+
+    Spotlight reads ``SPOTLIGHT_OPT_OUT`` / ``SPOTLIGHT_OPT_IN`` into a settings object when
+    ``renumics.spotlight.settings`` is first imported, and its server is a subprocess that
+    imports it afresh with a copy of ``os.environ``; so the environment is set before the
+    import (for the subprocess) and the already-imported settings object is updated too.
+    """
+    os.environ["SPOTLIGHT_OPT_OUT"] = "false" if analytics else "true"
+    if not analytics:
+        os.environ["SPOTLIGHT_OPT_IN"] = "false"
+    from loguru import logger
+
+    # Spotlight logs optional-analyzer warnings (e.g. cleanvision missing) at import time.
+    logger.disable("renumics")
+    from renumics import spotlight
+    from renumics.spotlight.settings import settings
+
+    settings.opt_out = not analytics
+    if not analytics:
+        settings.opt_in = False
+    return spotlight
+
+
+# --- layouts ---------------------------------------------------------------------------
+
+
+#: Inspector lenses of the default layout: (lens kind, column, title), in reading order.
+INSPECTOR_LENSES = (
+    ("image", "image", "image"),
+    ("markdown", "summary", "what decides (label, prediction, outlier rank, label quality)"),
+    ("sequences", "outlier_rank_trajectory", "outlier rank over training (1 = most atypical)"),
+    ("sequences", "outlier_score_trajectory", "outlier score over training (lower = more atypical)"),
+)
+
+
+def default_layout(columns: Iterable[str] | None = None):
+    """The default review layout (a ``renumics.spotlight.layout.nodes.Layout``).
+
+    Top: the first and the last snapshot as scatterplots of the aligned PCA columns,
+    coloured by label (not Spotlight's similarity map, whose PCA would re-project and undo
+    the alignment), and an inspector: the image, titled values that help a decision, and
+    the image's outlier rank and score over every snapshot as line plots. Bottom: the
+    table, most atypical images at the last snapshot first; histograms of the outlier
+    scores; the images most likely mislabelled first (cleanlab label quality, lower =
+    worse) as a table and a histogram, and the outlier status.
+
+    ``columns``: the table's columns; widgets and lenses naming others are left out (a
+    run without probabilities has no predictions or label quality). None: everything.
+    """
+    import_spotlight()
+    from renumics.spotlight import layout as L
+    from renumics.spotlight.layout import lenses
+
+    have = (lambda *cs: True) if columns is None else (lambda *cs, _c=set(columns): set(cs) <= _c)
+
+    def lens(kind, column, title):
+        view = getattr(lenses, kind)(column, name=title)
+        view.id = f"lens-{column}"  # a fixed key (default: a random uuid) keeps the JSON stable
+        return view
+
+    inspector = L.inspector("image", [lens(*spec) for spec in INSPECTOR_LENSES if have(spec[1])], num_columns=1)
+    plots = [
+        L.scatterplot(name, f"pca_{w}_x", f"pca_{w}_y", color_by_column="label")
+        for name, w in ((FIRST_PLOT, "first"), (LAST_PLOT, "last"))
+    ]
+    table = L.table("review table", sort_by_columns=[("outlier_rank_last", "ascending")])
+    scores = [L.histogram(f"outlier score, {w} snapshot", f"outlier_score_{w}", "label") for w in ("last", "first")]
+    issues = (
+        [
+            L.table(
+                LABEL_ISSUES_TABLE,
+                visible_columns=["id", "label", "prediction_last", "label_quality_last", "is_label_issue_last"],
+                sort_by_columns=[("label_quality_last", "ascending")],
+            )
+        ]
+        if have("label_quality_last")
+        else []
+    )
+    issues += [
+        L.histogram(title, column, "label")
+        for title, column in (
+            (LABEL_QUALITY_PLOT, "label_quality_last"),
+            ("outlier status (first -> last)", "outlier_status"),
+        )
+        if have(column)
+    ]
+    bottom = [L.tab(table, weight=52), L.tab(*scores, weight=24)]
+    if issues:
+        bottom.append(L.tab(*issues, weight=24))
+    return L.layout(
+        L.split(
+            L.tab(plots[0], weight=33),
+            L.tab(plots[1], weight=33),
+            L.tab(inspector, weight=34),
+            weight=62,
+        ),
+        L.split(*bottom, weight=38),
+    )
+
+
+def layout_json(layout) -> str:
+    """A layout as the JSON text spotreview writes: by alias, as Spotlight's UI saves it."""
+    return layout.model_dump_json(by_alias=True, indent=2) + "\n"
+
+
+def save_layout(path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write the default layout as JSON to ``path`` (atomically) for a teammate to edit."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ReviewError(f"{path} already exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise ReviewError(f"{path} is a directory; give a file name such as {path / 'review.json'}")
+    if not path.parent.is_dir():
+        raise ReviewError(f"folder {path.parent} does not exist; create it first or give another file name")
+    write_text(path, layout_json(default_layout()))
+    return path
+
+
+def _widgets(node) -> Iterable[Any]:
+    for child in getattr(node, "children", []):
+        if getattr(child, "kind", None) == "widget":
+            yield child
+        else:
+            yield from _widgets(child)
+
+
+def load_layout(path: str | os.PathLike):
+    """Read and validate a Spotlight layout file (``spotreview layout save`` or the UI's
+    "Save Layout"); raise a one-line ``ReviewError`` when it is missing, not JSON, not a
+    layout, or names a widget type Spotlight does not have."""
+    import_spotlight()
+    from pydantic import ValidationError
+    from renumics.spotlight.layout.nodes import Layout
+    from renumics.spotlight.layout.widgets import Widget
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReviewError(f"layout file {path} not found; write the default with `spotreview layout save {path}`")
+    too_deep = ReviewError(
+        f"layout file {path} is nested too deeply to be a layout; start from `spotreview layout save FILE`"
+    )
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReviewError(f"layout file {path} is not valid JSON ({e})") from e
+    except RecursionError:
+        raise too_deep from None
+    try:
+        layout = Layout.model_validate(obj)
+    except RecursionError:
+        raise too_deep from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise ReviewError(
+            f"layout file {path} is not a Spotlight layout: {where}: {first['msg']} "
+            f"({e.error_count()} problem(s)); start from `spotreview layout save FILE`"
+        ) from e
+    # Spotlight's model accepts any widget type string and keeps it as the base class;
+    # the UI would then show an empty tab, so unknown types are refused here.
+    known = sorted(sub.model_fields["type"].default for sub in Widget.__subclasses__())
+    unknown = sorted({w.type for w in _widgets(layout) if type(w) is Widget})
+    if unknown:
+        raise ReviewError(
+            f"layout file {path} has unknown widget type(s) {', '.join(map(repr, unknown))}; "
+            f"Spotlight knows {', '.join(known)}"
+        )
+    return layout
+
+
+# Keys of a layout (as saved, by alias) whose string value names a table column.
+_COLUMN_KEYS = ("xAxisColumn", "yAxisColumn", "colorBy", "sizeBy", "columnKey", "stackByColumnKey")
+
+
+def layout_columns(layout) -> set[str]:
+    """The table columns a layout's widgets and lenses name (scatterplot axes and colours,
+    histogram columns, table sorting, inspector lenses, similarity-map inputs)."""
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key in _COLUMN_KEYS and isinstance(value, str):
+                    found.add(value)
+                elif key in ("columns", "placeBy", "visibleColumns") and isinstance(value, list):
+                    found.update(v for v in value if isinstance(v, str))
+                elif key == "sorting" and isinstance(value, list):
+                    found.update(s[0] for s in value if isinstance(s, list) and s and isinstance(s[0], str))
+                else:
+                    walk(value)
+
+    walk(json.loads(layout.model_dump_json(by_alias=True)))
+    return found
+
+
+def check_layout_columns(layout, columns: Iterable[str], where) -> None:
+    """ReviewError naming the columns ``layout`` (from ``where``) uses that the table lacks."""
+    missing = sorted(layout_columns(layout) - set(columns))
+    if missing:
+        raise ReviewError(
+            f"layout {where} names column(s) the review table does not have: "
+            f"{', '.join(missing)}; edit the layout or start from `spotreview layout save FILE`"
+        )

@@ -1,0 +1,332 @@
+"""Review in Renumics Spotlight: serve the review table with a layout, refresh it on changes.
+
+``review(run)`` serves the review table (``table.build_table``) in Spotlight with a layout,
+re-serves it whenever ``exclusions.json`` or the analysis changes, and runs until Ctrl-C
+or a timeout. ``start_review`` returns the running :class:`ReviewSession` without blocking.
+Messages (the URL, refreshes) are logged at INFO on the ``spotreview`` logger, which the
+CLI shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import logging
+import os
+import signal
+import threading
+import time
+
+from spotreview.defaults import HOST
+from spotreview.errors import ReviewError, SpotreviewError
+from spotreview.reviewing.layouts import check_layout_columns, default_layout, import_spotlight, load_layout
+from spotreview.reviewing.table import (
+    CATEGORY_COLUMNS,
+    EMBEDDING_COLUMN,
+    STATUSES,
+    TRAJECTORY_COLUMNS,
+    absolute_images,
+    build_table,
+)
+from spotreview.rundir.run import Run
+from spotreview.util.process import popen_dying_with_parent
+
+logger = logging.getLogger(__name__)
+
+
+def _dtypes(df) -> dict:
+    """Spotlight dtypes of the review table's columns.
+
+    Class-name columns get an explicit ``CategoryDType`` with every class name: Spotlight
+    1.8.2 infers ``categories: None`` for numeric-looking names ("0".."9"), which leaves
+    the cells empty and the points grey.
+    """
+    from renumics.spotlight import dtypes as sd
+
+    names = df.attrs.get("class_names") or sorted({str(v) for c in CATEGORY_COLUMNS if c in df for v in df[c]})
+    classes = {str(name): code for code, name in enumerate(names)}
+    dtype = {"image": sd.image_dtype}
+    dtype.update({c: sd.CategoryDType(classes) for c in CATEGORY_COLUMNS if c in df})
+    if "outlier_status" in df:
+        dtype["outlier_status"] = sd.CategoryDType(list(STATUSES))
+    for col, what in zip(TRAJECTORY_COLUMNS, ("outlier score", "outlier rank")):
+        if col in df:
+            dtype[col] = sd.Sequence1DDType("training step", what)
+    if EMBEDDING_COLUMN in df:
+        dtype[EMBEDDING_COLUMN] = sd.EmbeddingDType(len(df[EMBEDDING_COLUMN].iloc[0]))
+    return dtype
+
+
+class RunSource:
+    """What a review serves from a run directory: its review table, rebuilt when
+    ``exclusions.json`` or the analysis changes, images from the run."""
+
+    def __init__(self, run: Run, *, outlier_threshold: int | None = None, embeddings: bool = False):
+        self.run, self.name = run, run.root
+        self._threshold, self._embeddings = outlier_threshold, embeddings
+        self.watched = (
+            run.exclusions,
+            run.analysis_dir / "aligned.npz",
+            run.analysis_dir / "summary.json",
+        )
+        self.default_layout = None
+
+    def table(self):
+        df = build_table(self.run, outlier_threshold=self._threshold, embeddings=self._embeddings)
+        return absolute_images(df, self.run.root)
+
+
+def _source(target, *, outlier_threshold, embeddings):
+    """A run directory or a review bundle (``.zip``, see :mod:`spotreview.bundle`)."""
+    from pathlib import Path
+
+    if Path(target).is_file():
+        from spotreview.reviewing.bundle import BundleSource
+
+        if embeddings:
+            raise ReviewError(f"{target} is a bundle, which holds no embeddings; drop --embeddings")
+        return BundleSource(target)
+    return RunSource(Run(target).require(), outlier_threshold=outlier_threshold, embeddings=embeddings)
+
+
+class ReviewSession:
+    """A running Spotlight server on a run's (or a bundle's) review table.
+
+    ``refresh()`` re-serves the table when its source's watched files (``exclusions.json``
+    and the analysis of a run, the decisions file of a bundle) changed; ``wait()`` polls for that until a timeout, ``stop()`` or Ctrl-C; ``close()``
+    stops the server. Use ``start_review`` to make one; it is also a context manager.
+    """
+
+    def __init__(self, source, viewer, layout, quiet: bool):
+        self.source = source
+        self.run = getattr(source, "run", None)
+        self.viewer = viewer
+        self.layout = layout
+        self.refreshes = 0
+        self._quiet = quiet
+        self._stop = threading.Event()
+        self._interrupted = False
+        self._seen = self._signature()
+
+    @property
+    def url(self) -> str:
+        return self.viewer.url
+
+    def _signature(self) -> tuple:
+        sig = []
+        for f in self.source.watched:
+            try:
+                st = f.stat()
+                sig.append((st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                sig.append(None)
+        return tuple(sig)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Re-serve the table if its inputs changed (or ``force``); True if it did.
+
+        A table that cannot be built right now (an analysis being rewritten) is retried at
+        the next call rather than taking the server down.
+        """
+        sig = self._signature()
+        if sig == self._seen and not force:
+            return False
+        try:
+            df = self.source.table()
+        except SpotreviewError as e:
+            if not self._quiet:
+                logger.info("review table not refreshed: %s", e)
+            return False
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # Spotlight prints its URL again
+                # No layout here: passing one would reset every open browser's layout.
+                self.viewer.show(df, dtype=_dtypes(df), no_browser=True, wait=False)
+        except Exception as e:  # Spotlight closes its server when an update fails
+            raise ReviewError(
+                f"Spotlight could not show the refreshed table ({type(e).__name__}: {e}); "
+                f"start the review again with `spotreview review {self.source.name}`"
+            ) from e
+        self._seen = sig
+        self.refreshes += 1
+        if not self._quiet:
+            n = int(df["exclude"].sum())
+            logger.info("review table refreshed (%d excluded)", n)
+        return True
+
+    def wait(self, timeout: float | None = None, *, poll: float = 1.0) -> str:
+        """Refresh on changes every ``poll`` seconds until ``timeout`` seconds pass
+        (``"timeout"``), ``stop()`` or ``interrupt()`` is called (``"stopped"``, ``"interrupted"``).
+        Ctrl-C propagates unless :func:`review` turned it into ``interrupt()``."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return "timeout"
+            if self._stop.wait(poll if left is None else min(poll, left)):
+                return "interrupted" if self._interrupted else "stopped"
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def interrupt(self) -> None:
+        """Stop as Ctrl-C does: ``wait()`` returns "interrupted"."""
+        self._interrupted = True
+        self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
+        self.viewer.close()
+
+    def __enter__(self) -> ReviewSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_review(
+    run,
+    *,
+    layout: str | os.PathLike | None = None,
+    host: str = HOST,
+    port: int | None = None,
+    open_browser: bool = True,
+    analytics: bool = False,
+    insecure: bool = False,
+    quiet: bool = False,
+    outlier_threshold: int | None = None,
+    embeddings: bool = False,
+) -> ReviewSession:
+    """Build the review table and serve it in Spotlight without blocking.
+
+    ``run``: a run directory, or a review bundle (``spotreview bundle``, a ``.zip``).
+    ``layout``: a layout file (validated, and checked against the table's columns), or
+    None for the bundle's layout or ``default_layout()``. ``outlier_threshold``,
+    ``embeddings``: see ``table.build_table`` (runs only). ``port``:
+    None picks a free one. ``insecure`` lets Spotlight serve a non-local ``host`` without
+    TLS (trusted networks only). Returns a running ``ReviewSession``; close it when done.
+    """
+    source = _source(run, outlier_threshold=outlier_threshold, embeddings=embeddings)
+    df = source.table()  # first: a missing analysis is the likeliest error, and cheap
+    if layout is not None:
+        parsed = load_layout(layout)
+        check_layout_columns(parsed, df.columns, layout)
+    elif source.default_layout is not None:
+        parsed = load_layout(source.default_layout)
+    else:
+        parsed = default_layout(df.columns)
+    spotlight = import_spotlight(analytics)
+    from renumics.spotlight import server as spotlight_server
+    from renumics.spotlight.server import MissingTLSCertificate, MissingTLSKey
+
+    viewer = spotlight.Viewer(host=host, port="auto" if port is None else port, no_ssl=insecure)
+    try:
+        # The server is a child process: it must not outlive a killed `review`.
+        with contextlib.redirect_stdout(io.StringIO()), popen_dying_with_parent(spotlight_server):
+            viewer.show(
+                df,
+                layout=parsed,
+                dtype=_dtypes(df),
+                no_browser=not open_browser,
+                allow_filebrowsing=False,
+                wait=False,
+            )
+    except OSError as e:
+        viewer.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ReviewError(
+                f"port {port} on {host} is already in use; pick another with --port "
+                f"(or leave --port out for a free one)"
+            ) from e
+        raise ReviewError(
+            f"cannot serve Spotlight on {host}:{port} ({e.strerror or e}); try another --host/--port"
+        ) from e
+    except (MissingTLSCertificate, MissingTLSKey) as e:
+        raise ReviewError(
+            f"Spotlight refuses to serve on {host} without TLS; use --host 127.0.0.1 "
+            f"(e.g. behind an SSH tunnel), or --insecure on a trusted network"
+        ) from e
+    return ReviewSession(source, viewer, layout, quiet)
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts(session: ReviewSession):
+    """While active, Ctrl-C calls ``session.interrupt()`` instead of raising KeyboardInterrupt
+    wherever the main thread happens to be: raised there, it can be lost (CPython swallows
+    it in the after-fork callbacks of a child process being started, as cleanlab's process
+    pool in a table refresh did), and the review then ran on to its timeout. A second Ctrl-C raises as usual. Only in the main
+    thread (the only one that may set signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.default_int_handler if previous is None else previous
+
+    def interrupt(signum, frame) -> None:
+        signal.signal(signal.SIGINT, previous)
+        session.interrupt()
+
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def review(
+    run,
+    *,
+    layout: str | os.PathLike | None = None,
+    host: str = HOST,
+    port: int | None = None,
+    open_browser: bool = True,
+    timeout: float | None = None,
+    analytics: bool = False,
+    insecure: bool = False,
+    poll: float = 1.0,
+    quiet: bool = False,
+    outlier_threshold: int | None = None,
+    embeddings: bool = False,
+) -> dict:
+    """Serve ``run``'s review table in Spotlight until Ctrl-C or ``timeout`` seconds.
+
+    Logs the URL (unless ``quiet``); re-serves the table when ``exclusions.json`` or the
+    analysis changes (checked every ``poll`` seconds). Returns ``{"url", "layout",
+    "refreshes", "ended": "timeout" | "interrupted"}``.
+    """
+    session = start_review(
+        run,
+        layout=layout,
+        host=host,
+        port=port,
+        open_browser=open_browser,
+        analytics=analytics,
+        insecure=insecure,
+        quiet=quiet,
+        outlier_threshold=outlier_threshold,
+        embeddings=embeddings,
+    )
+    url = session.url
+    with _ctrl_c_interrupts(session):  # from here on, Ctrl-C ends the review cleanly
+        try:
+            if not quiet:
+                until = "Ctrl-C" if timeout is None else f"Ctrl-C or {timeout:g} s"
+                logger.info("Spotlight review of %s: %s  (stops on %s)", session.source.name, url, until)
+                logger.info(
+                    "exclude rows with `spotreview exclude %s ID... --reason TEXT`; this review refreshes to show them",
+                    session.source.name,
+                )
+            ended = session.wait(timeout, poll=poll)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
+            ended = "interrupted"
+        finally:
+            session.close()
+    return {
+        "url": url,
+        "layout": None if layout is None else str(layout),
+        "refreshes": session.refreshes,
+        "ended": ended,
+        "bundle": getattr(session.source, "decisions", None),
+    }

@@ -1,0 +1,354 @@
+"""Fine-tuning with the Hugging Face ``Trainer``, recording embeddings at every save.
+
+:func:`finetune` builds (or loads) an image classifier (:mod:`spotreview.models`), writes
+the run directory's ``manifest.json``, ``eval.csv``, ``images/`` and ``processor/``, then
+trains with :class:`spotreview.recorder.EmbeddingRecorder` (``embeddings/step-STEP.npy`` at
+step 0 and every save, ``snapshots.csv``, ``log.csv``). While it trains, the Trainer keeps one
+rolling checkpoint so that re-running the same command after a crash resumes from it; the
+checkpoints are deleted when training ends unless ``keep_checkpoints=True`` (which also saves
+``checkpoint-0``, the model before fine-tuning). Returns a :class:`Finetuned`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spotreview.defaults import DATASET, EPOCHS, OOD_K, RUN_DIR, SAVE_STEPS, SEED, TRAIN_BATCH_SIZE
+from spotreview.embedding.models import (
+    PRETRAINED_LR,
+    SMALL_VIT,
+    SMALL_VIT_LR,
+    pretrained,
+    resolve_device,
+    resolve_precision,
+    small_vit,
+    transformers_bars,
+    versions,
+)
+from spotreview.embedding.sources import load_images
+from spotreview.errors import RunDirError, SpotreviewError
+from spotreview.rundir.atomic import write_json
+from spotreview.rundir.run import Run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Finetuned:
+    """What :func:`finetune` did (also in the run's ``manifest.json``)."""
+
+    run: Run
+    model: str  # what was fine-tuned: a hub id, a directory or the built-in small ViT
+    dataset: str
+    snapshots: list[int]  # steps with embeddings, ascending
+    num_images: int  # evaluation images embedded per snapshot
+    seconds: float  # training time
+    accuracy: dict[int, float | None]  # eval accuracy at the first and the last snapshot
+    checkpoints: int  # checkpoint-STEP directories kept
+
+    def describe(self) -> str:
+        """A few lines for a terminal: what was trained, the snapshots, the accuracy, the files."""
+        steps = self.snapshots
+        acc = " -> ".join(f"{a:.1%} (step {s})" for s, a in self.accuracy.items() if a is not None)
+        kept = f", {self.checkpoints} checkpoints" if self.checkpoints else ""
+        return "\n".join(
+            [
+                f"Fine-tuned {self.model} on {self.dataset} in {self.seconds:.0f} s: "
+                f"{len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) of {self.num_images} eval images",
+                *([f"Eval accuracy: {acc}"] if acc else []),
+                f"Run: {self.run.root} (embeddings/, log.csv, images/, eval.csv, manifest.json{kept})",
+            ]
+        )
+
+
+def finetune(
+    out: str | Path = RUN_DIR,
+    *,
+    model: str | None = None,
+    dataset: str = DATASET,
+    eval_size: int | None = None,
+    save_steps: int = SAVE_STEPS,
+    epochs: float = EPOCHS,
+    batch_size: int = TRAIN_BATCH_SIZE,
+    learning_rate: float | None = None,
+    seed: int = SEED,
+    keep_checkpoints: bool = False,
+    device: str = "auto",
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> Finetuned:
+    """Fine-tune an image classifier on ``dataset`` and record its embeddings into run ``out``.
+
+    ``model``: None for the built-in small ViT (random init, 32x32 inputs, offline), a hub id
+    or a local ``save_pretrained`` directory (a new classification head is attached).
+    ``learning_rate``: None picks 1e-3 for the built-in ViT and 5e-5 for pretrained models.
+    A snapshot is recorded at step 0 and every ``save_steps`` optimizer steps (and the last
+    step). ``out`` must not hold a run already unless ``overwrite`` (then it is replaced once
+    the data and model have loaded), or an unfinished run made with the same settings: then
+    training resumes from its last checkpoint. A non-empty folder that is not a run is never
+    touched. Returns a :class:`Finetuned` record (its ``run`` is the :class:`Run`).
+    """
+    import torch
+    import transformers
+    from transformers import TrainingArguments
+
+    from spotreview.training.recorder import EmbeddingRecorder
+
+    for name, value in (("save steps", save_steps), ("batch size", batch_size)):
+        if value < 1:
+            raise SpotreviewError(f"{name} must be at least 1, got {value}")
+    if not epochs > 0:
+        raise SpotreviewError(f"epochs must be positive, got {epochs}")
+    if eval_size is not None and eval_size < OOD_K + 1:
+        raise SpotreviewError(
+            f"eval size {eval_size} is too small: `spotreview analyze` compares each image with its {OOD_K} "
+            f"nearest neighbours; use --eval-size {OOD_K + 1} or more"
+        )
+    command = {
+        "model": model,
+        "dataset": dataset,
+        "eval_size": eval_size,
+        "save_steps": save_steps,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "keep_checkpoints": keep_checkpoints,
+    }
+    run = Run(out)
+    resume = _check_out(run, overwrite, command)
+    dev = resolve_device(device)
+
+    images = load_images(dataset, eval_size=eval_size, seed=seed, quiet=quiet)
+    if len(images.train_labels) == 0:
+        raise SpotreviewError(f"dataset {dataset!r} has no training images")
+    transformers.set_seed(seed)  # the random init of the built-in ViT and the new head
+    if model is None:
+        net, processor = small_vit(images.class_names)
+        lr = SMALL_VIT_LR if learning_rate is None else learning_rate
+    else:
+        with transformers_bars(not quiet):
+            net, processor = pretrained(model, images.class_names)
+        lr = PRETRAINED_LR if learning_rate is None else learning_rate
+
+    if overwrite and run.root.exists():
+        shutil.rmtree(run.root)
+    run.root.mkdir(parents=True, exist_ok=True)
+    checkpoint = _last_checkpoint(run) if resume else None
+    steps_per_epoch = math.ceil(len(images.train_labels) / batch_size)
+    parameters = {
+        "save_steps": save_steps,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": lr,
+        "keep_checkpoints": keep_checkpoints,
+        "device": dev.type,
+        "embed_precision": "bf16" if resolve_precision("auto", dev) else "fp32",  # the recorder uses auto
+        "max_steps": math.ceil(steps_per_epoch * epochs),
+    }
+    manifest = {
+        "created_by": "spotreview finetune",
+        "model": model or "built-in small ViT (random init)",
+        "model_config": {
+            "model_type": net.config.model_type,
+            "num_parameters": int(sum(p.numel() for p in net.parameters())),
+            **({k: getattr(net.config, k) for k in SMALL_VIT} if model is None else {}),
+        },
+        "dataset": dataset,
+        "eval_split": images.eval_split,
+        "eval_size": eval_size,
+        "num_images": len(images.eval_ids),
+        "num_train": len(images.train_labels),
+        "class_names": images.class_names,
+        "seed": seed,
+        "versions": versions(),
+        "parameters": parameters,
+        "command": command,
+        "finished": False,
+    }
+    if resume:
+        manifest = {**run.read_manifest(), "finished": False}
+        if not quiet:
+            logger.info(
+                "resuming the unfinished run in %s from %s",
+                run.root,
+                checkpoint.name if checkpoint else "the start (no checkpoint was saved)",
+            )
+    else:
+        write_json(run.manifest, manifest)  # the recorder writes eval.csv and images/
+        processor.save_pretrained(run.processor_dir)
+        if keep_checkpoints:  # the model before fine-tuning, for re-embedding later
+            with transformers_bars(not quiet):
+                net.save_pretrained(run.checkpoint_path(0))
+            processor.save_pretrained(run.checkpoint_path(0))
+
+    recorder = EmbeddingRecorder(
+        run,
+        images=images.eval_images,
+        processor=processor,
+        labels=images.eval_labels,
+        ids=images.eval_ids,
+        class_names=images.class_names,
+    )
+    args = TrainingArguments(
+        output_dir=str(run.root),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        warmup_steps=0.1,  # a ratio of the total steps
+        weight_decay=0.01,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=None if keep_checkpoints else 1,  # one rolling checkpoint to resume from
+        logging_strategy="steps",
+        logging_steps=max(1, save_steps // 2),
+        eval_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=quiet,
+        use_cpu=dev.type == "cpu",
+        bf16=dev.type == "cuda" and torch.cuda.is_bf16_supported(),
+        dataloader_pin_memory=dev.type == "cuda",
+        remove_unused_columns=False,
+    )
+    trainer = _Trainer(
+        model=net,
+        args=args,
+        train_dataset=_TrainSet(images.train_images, images.train_labels),
+        data_collator=_Collate(processor),
+        processing_class=processor,  # saved into kept checkpoints, so `embed` finds it there too
+        callbacks=[recorder],
+    )
+    if quiet:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
+    started = time.perf_counter()
+    with transformers_bars(not quiet):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    if not keep_checkpoints:  # finished: the rolling checkpoint is not needed any more
+        for _, path in run.checkpoints():
+            shutil.rmtree(path)
+    steps = run.snapshots()
+    manifest.update(
+        finished=True,
+        seconds=round(time.perf_counter() - started, 1),
+        record_seconds=round(recorder.seconds, 1),  # of which recording snapshots
+        snapshots=steps,
+        accuracy={str(s): _accuracy(run, s, images.eval_labels) for s in (steps[0], steps[-1])},
+    )
+    write_json(run.manifest, manifest)
+    return Finetuned(
+        run=run,
+        model=manifest["model"],
+        dataset=dataset,
+        snapshots=steps,
+        num_images=len(images.eval_ids),
+        seconds=manifest["seconds"],
+        accuracy={s: manifest["accuracy"][str(s)] for s in (steps[0], steps[-1])},
+        checkpoints=len(run.checkpoints()),
+    )
+
+
+def _check_out(run: Run, overwrite: bool, command: dict) -> bool:
+    """Whether to resume the unfinished run in ``run`` (made with the same ``command``); raise
+    when ``run`` cannot be written."""
+    root = run.root
+    if not root.exists():
+        return False
+    if not root.is_dir():
+        raise RunDirError(f"{root} is a file; choose another --out")
+    if not any(root.iterdir()):
+        return False
+    if not run.manifest.is_file():
+        raise RunDirError(f"{root} exists, is not empty and is not a spotreview run; choose another --out")
+    if overwrite:
+        return False
+    try:
+        manifest = run.read_manifest()
+    except (ValueError, RunDirError):  # an unreadable manifest is still somebody's run
+        manifest = {}
+    finished = manifest.get("finished")
+    if finished is False and manifest.get("command") == command:
+        return True
+    if finished is False and "command" in manifest:
+        key = next(k for k in command if manifest["command"].get(k) != command[k])
+        raise RunDirError(
+            f"{root} holds an unfinished run made with other settings ({key} {manifest['command'].get(key)!r}, "
+            f"now {command[key]!r}); repeat its command to resume it, or pass --overwrite to replace it"
+        )
+    state = {True: "a finished", False: "an unfinished"}.get(finished, "a")
+    raise RunDirError(
+        f"{root} already holds {state} run with {len(run.snapshots())} snapshots; "
+        "choose another --out, or pass --overwrite to replace it"
+    )
+
+
+def _last_checkpoint(run: Run) -> Path | None:
+    """The newest complete checkpoint (the Trainer writes ``trainer_state.json`` last)."""
+    done = [p for _, p in run.checkpoints() if (p / "trainer_state.json").is_file()]
+    return done[-1] if done else None
+
+
+def _accuracy(run: Run, step: int, labels: np.ndarray) -> float | None:
+    path = run.probs_path(step)
+    if not path.is_file():
+        return None
+    return round(float((np.load(path).argmax(1) == labels).mean()), 4)
+
+
+def _Trainer(**kwargs):
+    """A ``Trainer`` whose resume loads the checkpoint's weights with ``from_pretrained``.
+
+    transformers 5.24's ``Trainer._load_from_checkpoint`` reads ``model.safetensors`` with a plain
+    ``load_state_dict``; ``save_pretrained`` writes ViT weights under their legacy names
+    (``vit.encoder.layer.0...``) while the model's own are ``vit.layers.0...``, so a resumed ViT
+    silently kept its initial weights. ``from_pretrained`` converts the names.
+    """
+    from transformers import Trainer
+
+    class ResumingTrainer(Trainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            model = model or self.model
+            with transformers_bars(False):
+                saved = type(model).from_pretrained(resume_from_checkpoint)
+            model.load_state_dict(saved.state_dict())
+
+    return ResumingTrainer(**kwargs)
+
+
+class _TrainSet:
+    """A map-style dataset of ``{"image": PIL, "label": int}`` (decoded lazily by ``images``)."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "label": int(self.labels[i])}
+
+
+class _Collate:
+    """Batches of PIL images -> ``pixel_values`` (via the model's processor) and ``labels``."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, batch):
+        import torch
+
+        from spotreview.rundir.evalset import to_rgb
+
+        pixels = self.processor(images=[to_rgb(b["image"]) for b in batch], return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels, "labels": torch.tensor([b["label"] for b in batch], dtype=torch.long)}
