@@ -19,6 +19,7 @@ import numpy as np
 
 from spotreview.defaults import TOP_K
 from spotreview.errors import ExportError, RunDirError
+from spotreview.rendering import style
 from spotreview.rendering.figure import DEFAULT_SIZE, DESIGN_DPI, frame_layout
 from spotreview.rendering.thumbnails import placeholder_tile, thumbnail
 from spotreview.rundir.run import Run
@@ -51,7 +52,7 @@ class Scene:
     tween: int
     size: tuple[int, int]  # (W, H) pixels
     dpi: float
-    order: np.ndarray  # (n,) int64 a fixed shuffle of the rows, for a fair drawing order
+    order: np.ndarray  # (n,) int64 a fixed shuffle of the rows (style.point_shuffle), for a fair drawing order
     highlight: np.ndarray | None = None  # (h,) int64 rows ringed and labelled with their id in every frame
     epochs: np.ndarray | None = None  # (S,) float64 epoch of each snapshot, NaN where unknown
 
@@ -261,7 +262,7 @@ def build_scene(
         tween=tween,
         size=tuple(size),
         dpi=float(dpi),
-        order=np.random.default_rng(0).permutation(len(labels)),
+        order=style.point_shuffle(len(labels)),
         highlight=chosen,
         epochs=epochs,
     )
