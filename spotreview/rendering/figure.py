@@ -190,7 +190,7 @@ class Renderer:
             zorder=3,
         )
         # Labels: rank numbers of the outliers, then the ids of the picks, placed per frame
-        # around their points (spotreview.placement) with leader lines where pushed away.
+        # around their points (spotreview.rendering.placement) with leader lines where pushed away.
         halo = [patheffects.withStroke(linewidth=2.5, foreground="white")]
         label = dict(textcoords="offset pixels", ha="center", va="center", zorder=5, annotation_clip=False)
         self.ranks = [

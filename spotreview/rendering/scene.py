@@ -4,7 +4,7 @@ One frame per snapshot (plus ``tween`` interpolated frames between consecutive s
 :func:`build_scene` collects it from an ``Analysis`` and the run's files: the aligned
 coordinates, titles with step, epoch (from ``log.csv``) and accuracy, the leaderboard of the
 top-k outliers per snapshot (reviewer exclusions skipped) with their thumbnails, and the
-training-loss curve. No matplotlib here; :mod:`spotreview.figure` draws a scene.
+training-loss curve. No matplotlib here; :mod:`spotreview.rendering.figure` draws a scene.
 """
 
 from __future__ import annotations
