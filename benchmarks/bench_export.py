@@ -99,11 +99,11 @@ def notebook_frame(scene, frame: int) -> np.ndarray:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from spotreview.rendering.figure import _class_colors
+    from spotreview.rendering.style import class_colors
 
     i, _, near = scene.source(frame)
     xy = scene.coords_at(frame)
-    colors = _class_colors(len(scene.class_names))
+    colors = class_colors(len(scene.class_names))
     fig = plt.figure(figsize=(SIZE[0] / DPI, SIZE[1] / DPI), dpi=DPI)
     grid = fig.add_gridspec(4, 6)
     ax = fig.add_subplot(grid[:, :3])

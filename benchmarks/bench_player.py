@@ -32,11 +32,11 @@ CLASSES = [str(c) for c in range(10)]  # the demo's numeric class names
 
 def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
     """PlayerData of ``n`` points whose 10 classes separate over the snapshots."""
-    from matplotlib.colors import to_hex
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
-    from spotreview.rendering.figure import _class_colors, _limits
+    from spotreview.rendering import style
+    from spotreview.rendering.figure import scatter_box_px
     from spotreview.rendering.player import THUMB_PX, PlayerData
 
     rng = np.random.default_rng(seed)
@@ -69,8 +69,8 @@ def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
         ranks=ranks,
         board=[np.argsort(s, kind="stable")[:8] for s in scores],
         thumbs=tiles,
-        limits=_limits(coords, (640, 504)),
-        colors=[to_hex(c) for c in _class_colors(10)],
+        limits=style.axis_limits(coords, scatter_box_px()),
+        colors=style.class_hex(10),
         titles=[f"step {s:,}" for s in steps],
         subtitle="benchmark",
         predictions=(labels[None] + (rng.random((n_snapshots, n)) < 0.2)) % 10,
@@ -84,6 +84,7 @@ def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
 
 def frames_player(data, out: Path) -> None:
     """The matplotlib frames player of the same data (the baseline)."""
+    from spotreview.rendering import style
     from spotreview.rendering.figure import DEFAULT_SIZE
     from spotreview.rendering.scene import Scene
     from spotreview.rendering.writers import write_animation
@@ -105,7 +106,7 @@ def frames_player(data, out: Path) -> None:
         tween=0,
         size=DEFAULT_SIZE,
         dpi=100.0,
-        order=np.random.default_rng(0).permutation(len(data.ids)),
+        order=style.point_shuffle(len(data.ids)),
     )
     write_animation(scene, out, fps=2, workers=1, quiet=True)
 

@@ -78,7 +78,7 @@ def test_data_is_readable_json_one_line_per_point(tmp_path):
     page = write_player(tmp_path / "story.html", data, highlight=["img-0005"])
     raw, doc = _data(page)
     assert [p["id"] for p in doc["points"]] == data.ids  # the id that would end the script survived
-    line = next(l for l in raw.splitlines() if '"img-0011"' in l)  # what `grep img-0011` shows
+    line = next(row for row in raw.splitlines() if '"img-0011"' in row)  # what `grep img-0011` shows
     point = json.loads(line.rstrip(","))
     assert point["rank"] == data.ranks[:, 11].tolist()
     np.testing.assert_allclose(point["xy"], data.coords[:, 11], atol=1e-3)
@@ -100,6 +100,41 @@ def test_bad_input_is_one_line_error(tmp_path):
     with pytest.raises(ExportError, match=r"ranks has shape \(4, 5\), expected \(4, 30\)"):
         write_player(tmp_path / "x.html", data)
     assert not (tmp_path / "x.html").exists()
+
+
+def test_data_carries_the_gifs_colours_limits_marker_and_drawing_order(analysed_run, tmp_path):
+    """The page's scatter style is the figure's, read from one place (rendering/style.py)."""
+    from matplotlib.colors import to_hex
+
+    from spotreview.analysis.store import load_analysis
+    from spotreview.rendering.figure import Renderer
+    from spotreview.rendering.player import player_data
+    from spotreview.rendering.scene import build_scene
+
+    analysis = load_analysis(analysed_run)
+    scene = build_scene(analysis, top_k=4)  # the GIF's default size, as the player's axes
+    figure = Renderer(scene)
+    _, doc = _data(write_player(tmp_path / "x.html", player_data(analysis, top_k=4, scene=scene)))
+    assert doc["limits"] == list(figure.ax.get_xlim() + figure.ax.get_ylim())
+    lines = [line for line, _ in figure.groups]
+    colours = {int(scene.labels[rows[0]]): to_hex(line.get_color()) for line, rows in figure.groups}
+    assert doc["colors"] == [colours[c] for c in range(len(scene.class_names))]
+    drawn = np.concatenate([rows for _, rows in figure.groups])  # Agg draws the lines in this order
+    assert doc["order"] == drawn.tolist() and sorted(doc["order"]) == list(range(len(scene.ids)))
+    diameter_px = lines[0].get_markersize() * scene.dpi / 72
+    assert doc["marker"]["diameter"] * figure.ax.get_window_extent().width == pytest.approx(diameter_px, rel=1e-3)
+    assert {line.get_alpha() for line in lines} == {doc["marker"]["alpha"]}
+
+
+def test_player_js_keeps_no_copy_of_the_style():
+    """Colours, limits, marker and drawing order come from the data, not from constants."""
+    from importlib import resources
+
+    js = (resources.files("spotreview.rendering") / "assets" / "player.js").read_text("utf-8")
+    for read in ("D.colors", "D.limits", "D.marker.diameter", "D.marker.alpha", "D.order"):
+        assert read in js
+    for copy in ("Math.imul", "seed", "4000", "2000", "640", "0.8 : 0.9", "tab10"):
+        assert copy not in js, f"player.js copies the GIF's style by hand ({copy!r})"
 
 
 # --- in the browser ---------------------------------------------------------------------
@@ -313,6 +348,37 @@ def test_one_snapshot_without_loss_predictions_or_accuracy(driver, tmp_path):
     text = _hover(driver, 7)
     assert "img-0007" in text and "predicted" not in text
     assert driver.execute_script("return player.project(3)[0]") is None  # NaN -> null
+
+
+def test_points_stack_in_the_gifs_drawing_order(driver, tmp_path):
+    """Two points of different classes on one spot: the one the GIF draws later is on top."""
+    from spotreview.rendering.style import draw_order
+
+    data = make_player_data()
+    position = {int(r): k for k, r in enumerate(draw_order(data.labels, len(NAMES)))}
+    on_boards = {int(r) for rows in data.board for r in rows} | {4, 5, 7}  # boards, excluded, pinned
+    free = [r for r in range(len(data.ids)) if r not in on_boards]
+    cats, dogs = [r for r in free if data.labels[r] == 0], [r for r in free if data.labels[r] == 1]
+    pairs = sorted(((c, d) for c in cats for d in dogs), key=lambda p: position[p[0]] - position[p[1]])
+    pairs = [pairs[0], pairs[-1]]  # the dog drawn after the cat, then a cat drawn after the dog
+    assert position[pairs[0][0]] < position[pairs[0][1]] and position[pairs[1][0]] > position[pairs[1][1]]
+    data.coords[:, list(pairs[0])] = [-8.0, -6.5]  # two spots far from every other point
+    data.coords[:, list(pairs[1])] = [8.0, -6.5]
+    _open(driver, write_player(tmp_path / "order.html", data, highlight=["img-0005"]))
+    for cat, dog in pairs:
+        top = dog if position[dog] > position[cat] else cat
+        x, y = driver.execute_script("return player.project(arguments[0])", cat)
+        pixel = driver.execute_script(
+            "const c = document.getElementById('scatter'), r = window.devicePixelRatio || 1;"
+            "return Array.from(c.getContext('2d').getImageData(arguments[0] * r, arguments[1] * r, 1, 1).data)",
+            x,
+            y,
+        )
+        distance = {
+            r: sum(abs(p - int(COLORS[data.labels[r]][k : k + 2], 16)) for p, k in zip(pixel, (1, 3, 5)))
+            for r in (cat, dog)
+        }
+        assert distance[top] < distance[cat if top == dog else dog], (pixel, top)
 
 
 def test_labels_of_clustered_outliers_do_not_overlap(driver, tmp_path):

@@ -1,1 +1,5 @@
-"""Stage 5, rendering: ``export`` (:mod:`.export`) draws the approved story; what a frame shows (:mod:`.scene`), how it is drawn (:mod:`.figure`, :mod:`.style`), encoders (:mod:`.writers`) and the HTML player (:mod:`.player`)."""
+"""Stage 5, rendering: ``export`` (:mod:`.export`) draws the approved story.
+
+What a frame shows (:mod:`.scene`), how it is drawn (:mod:`.figure`, :mod:`.style`), the
+encoders (:mod:`.writers`) and the HTML player (:mod:`.player`).
+"""

@@ -1,8 +1,8 @@
 """Export: render the approved story as an animation (GIF, MP4 or a self-contained HTML player).
 
 :func:`export` is the gate and the glue: it refuses a run whose review is not approved (or
-whose approval is stale) unless forced, builds the :class:`~spotreview.scene.Scene` from the
-stored analysis, writes the file(s) with :mod:`spotreview.writers`, records what it did in
+whose approval is stale) unless forced, builds the :class:`~spotreview.rendering.scene.Scene` from the
+stored analysis, writes the file(s) with :mod:`spotreview.rendering.writers`, records what it did in
 ``export.json`` and returns that record as an :class:`Exported`.
 """
 
@@ -59,6 +59,21 @@ class Exported:
 # --- the public entry point ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Args:
+    """export()'s arguments, checked and parsed."""
+
+    anim: Path | None  # the animation to write, or None for a still alone
+    fmt: str | None  # FORMATS value of ``anim``
+    interactive: bool  # ``anim`` is the interactive HTML player
+    still: Path | None
+    tween: int
+    top_k: int
+    fps: float
+    size: tuple[int, int]  # (W, H) pixels, even for MP4
+    dpi: float | None
+
+
 def _parse_size(size) -> tuple[int, int]:
     if size is None:
         return DEFAULT_SIZE
@@ -81,6 +96,163 @@ def _check_out(path: Path, what: str) -> None:
         raise ExportError(
             f"cannot write {what} {path}: directory {path.parent} does not exist; create it or choose another path"
         )
+
+
+def _check_outputs(run: Run, out, still, still_step, html_player: str) -> tuple[Path | None, Path | None]:
+    """(animation path or None, still path or None); ExportError for a bad suffix, a missing
+    directory or options that do not go together."""
+    anim = None
+    if out is not None or still is None:
+        anim = Path(out) if out is not None else run.root / "animation.gif"
+        if FORMATS.get(anim.suffix.lower()) is None:
+            raise ExportError(
+                f"cannot export to {anim}: unknown format {anim.suffix or '(no suffix)'!r}; use .gif, .mp4 or .html"
+            )
+        _check_out(anim, "the animation to")
+    if html_player not in ("interactive", "frames"):
+        raise ExportError(f"html_player must be 'interactive' or 'frames', got {html_player!r}")
+    if still is None and still_step is not None:
+        raise ExportError("still_step picks the frame of --still; give --still FILE.png too")
+    if still is not None:
+        still = Path(still)
+        if still.suffix.lower() != ".png":
+            raise ExportError(f"--still {still} must be a .png file")
+        _check_out(still, "the still to")
+    return anim, still
+
+
+def _check_fps(fps, fmt: str | None, tween: int) -> float:
+    """Frames per second, defaulting to two snapshots a second; ExportError if out of range."""
+    fps = float(fps) if fps is not None else min(2.0 * (tween + 1), FPS_RANGE["gif"][1])
+    if not fps > 0:
+        raise ExportError(f"fps must be positive, got {fps:g}")
+    if fmt == "gif" and fps > FPS_RANGE["gif"][1]:
+        raise ExportError(
+            f"fps {fps:g} is too fast for a GIF (viewers slow frames under 20 ms to 100 ms); "
+            f"use --fps {FPS_RANGE['gif'][1]:g} or less, or .mp4"
+        )
+    if fmt is not None and not FPS_RANGE[fmt][0] <= fps <= FPS_RANGE[fmt][1]:
+        lo, hi = FPS_RANGE[fmt]
+        raise ExportError(f"fps {fps:g} is out of range for {fmt.upper()}; use --fps between {lo:g} and {hi:g}")
+    return fps
+
+
+def _check_export_args(run: Run, out, *, fps, size, dpi, tween, top_k, still, still_step, html_player: str) -> _Args:
+    """export()'s arguments checked (one-line ExportError each) before anything is loaded."""
+    anim, still = _check_outputs(run, out, still, still_step, html_player)
+    fmt = FORMATS[anim.suffix.lower()] if anim is not None else None
+    tween = int(tween)
+    top_k = int(top_k)
+    if tween < 0:
+        raise ExportError(f"tween must be 0 or more frames between snapshots, got {tween}")
+    if top_k < 1:
+        raise ExportError(f"top_k must be at least 1, got {top_k}")
+    fps = _check_fps(fps, fmt, tween)
+    width, height = _parse_size(size)
+    if fmt == "mp4":
+        ffmpeg_exe()
+        if width % 2 or height % 2:
+            width, height = width + width % 2, height + height % 2
+            logger.warning("H.264 needs an even frame size; using %dx%d", width, height)
+    if dpi is not None and not dpi > 0:
+        raise ExportError(f"dpi must be positive, got {dpi:g}")
+    return _Args(
+        anim=anim,
+        fmt=fmt,
+        interactive=fmt == "html" and html_player == "interactive",
+        still=still,
+        tween=tween,
+        top_k=top_k,
+        fps=fps,
+        size=(width, height),
+        dpi=dpi,
+    )
+
+
+def _approval(run: Run, analysis) -> dict:
+    """The approval status as export.json records it: ``state``, ``message``, ``digest``."""
+    status = approval_status(run, analysis=analysis)
+    return {"state": status.state, "message": status.message, "digest": (status.record or {}).get("digest")}
+
+
+def _unapproved(run: Run, approval: dict) -> tuple[str, str]:
+    """(what is wrong, "" or " again") for a run whose approval is missing or stale."""
+    if approval["state"] == "missing":
+        return f"it is not approved (no {run.approval.name})", ""
+    # The status message says why; its own advice is replaced by export's full one.
+    why = approval["message"].split(";")[0].removeprefix("stale:").strip()
+    return f"its approval is stale ({why})", " again"
+
+
+def _gate(run: Run, force: bool):
+    """(analysis, approval): the stored analysis, loaded (every embedding hashed) once for
+    the gate and the frames. ExportError unless approved and current, or ``force``."""
+    try:
+        analysis, problem = load_analysis(run), None
+    except SpotreviewError as e:
+        analysis, problem = None, e
+    approval = _approval(run, analysis)
+    if approval["state"] != "approved" and not force:
+        what, again = _unapproved(run, approval)
+        raise ExportError(
+            f"cannot export {run.root}: {what}; review it with `spotreview review "
+            f"{run.root}`, approve it{again} with `spotreview approve {run.root}`, "
+            f"or pass --force to export anyway"
+        )
+    if analysis is None:
+        raise problem
+    return analysis, approval
+
+
+def _snapshot(analysis, still_step: int | None) -> int:
+    """Index of the snapshot at ``still_step`` (default the last); ExportError if none is."""
+    if still_step is None:
+        return -1
+    matches = np.flatnonzero(np.asarray(analysis.steps) == int(still_step))
+    if not len(matches):
+        raise ExportError(
+            f"no snapshot at step {still_step}; snapshots are at steps {', '.join(str(int(s)) for s in analysis.steps)}"
+        )
+    return int(matches[0])
+
+
+def _write(scene, analysis, args: _Args, exclusions, *, snapshot: int, workers, quiet: bool) -> int:
+    """Write the animation and/or the still; returns the frames written (the player's key frames)."""
+    frames = 0
+    if args.interactive:
+        from spotreview.rendering.player import player_data, write_player
+
+        data = player_data(analysis, exclude=exclusions, top_k=args.top_k, scene=scene)
+        highlight = [scene.ids[r] for r in scene.highlight]
+        write_player(args.anim, data, snapshots_per_second=args.fps / (args.tween + 1), highlight=highlight)
+        frames = len(data.steps)  # key frames: the page interpolates between them
+    elif args.anim is not None:
+        frames = write_animation(scene, args.anim, fps=args.fps, workers=workers, quiet=quiet)
+    if args.still is not None:
+        write_still(scene, args.still, snapshot=snapshot)
+    return frames
+
+
+def _record(
+    args: _Args, scene, *, frames: int, html_player: str, excluded: int, forced: bool, approval: dict
+) -> Exported:
+    """What export wrote, as :class:`Exported` (stored as export.json)."""
+    return Exported(
+        out=str(args.anim) if args.anim is not None else None,
+        format=args.fmt,
+        html_player=html_player if args.interactive else None,
+        frames=frames,
+        still=str(args.still) if args.still is not None else None,
+        fps=args.fps,
+        size=list(args.size),
+        tween=args.tween,
+        top_k=args.top_k,
+        excluded=excluded,
+        highlight=[scene.ids[r] for r in scene.highlight],
+        forced=bool(forced),
+        approval=approval,
+        at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def export(
@@ -119,135 +291,48 @@ def export(
     ``workers``: processes that render frames (default: 2 for 16+ frames on 2+ cores
     where forking is safe, else 1); ``quiet`` hides the progress bar, not the warnings.
 
-    ``.html`` is the interactive player (``spotreview.player``) unless ``html_player`` is
+    ``.html`` is the interactive player (``spotreview.rendering.player``) unless ``html_player`` is
     ``"frames"`` (matplotlib's player over the GIF's frames); ``highlight`` ids start pinned.
     """
     run = Run(run).require()
     warn_if_unfinished(run, "exporting")
-    anim = None
-    if out is not None or still is None:
-        anim = Path(out) if out is not None else run.root / "animation.gif"
-        fmt = FORMATS.get(anim.suffix.lower())
-        if fmt is None:
-            raise ExportError(
-                f"cannot export to {anim}: unknown format {anim.suffix or '(no suffix)'!r}; use .gif, .mp4 or .html"
-            )
-        _check_out(anim, "the animation to")
-    if html_player not in ("interactive", "frames"):
-        raise ExportError(f"html_player must be 'interactive' or 'frames', got {html_player!r}")
-    interactive = anim is not None and FORMATS[anim.suffix.lower()] == "html" and html_player == "interactive"
-    if still is None and still_step is not None:
-        raise ExportError("still_step picks the frame of --still; give --still FILE.png too")
-    if still is not None:
-        still = Path(still)
-        if still.suffix.lower() != ".png":
-            raise ExportError(f"--still {still} must be a .png file")
-        _check_out(still, "the still to")
-
-    tween = int(tween)
-    top_k = int(top_k)
-    if tween < 0:
-        raise ExportError(f"tween must be 0 or more frames between snapshots, got {tween}")
-    if top_k < 1:
-        raise ExportError(f"top_k must be at least 1, got {top_k}")
-    fmt = FORMATS[anim.suffix.lower()] if anim is not None else None
-    fps = float(fps) if fps is not None else min(2.0 * (tween + 1), FPS_RANGE["gif"][1])
-    if not fps > 0:
-        raise ExportError(f"fps must be positive, got {fps:g}")
-    if fmt == "gif" and fps > FPS_RANGE["gif"][1]:
-        raise ExportError(
-            f"fps {fps:g} is too fast for a GIF (viewers slow frames under 20 ms to 100 ms); "
-            f"use --fps {FPS_RANGE['gif'][1]:g} or less, or .mp4"
-        )
-    if fmt is not None and not FPS_RANGE[fmt][0] <= fps <= FPS_RANGE[fmt][1]:
-        lo, hi = FPS_RANGE[fmt]
-        raise ExportError(f"fps {fps:g} is out of range for {fmt.upper()}; use --fps between {lo:g} and {hi:g}")
-    width, height = _parse_size(size)
-    if fmt == "mp4":
-        ffmpeg_exe()
-        if width % 2 or height % 2:
-            width, height = width + width % 2, height + height % 2
-            logger.warning("H.264 needs an even frame size; using %dx%d", width, height)
-    if dpi is not None and not dpi > 0:
-        raise ExportError(f"dpi must be positive, got {dpi:g}")
-
-    # The analysis is loaded (and every embedding hashed) once, for the gate and the frames.
-    try:
-        analysis, problem = load_analysis(run), None
-    except SpotreviewError as e:
-        analysis, problem = None, e
-    status = approval_status(run, analysis=analysis)
-    if status.state != "approved":
-        # The status message says why; its own advice is replaced by the full one here.
-        if status.state == "missing":
-            what, again = f"it is not approved (no {run.approval.name})", ""
-        else:
-            why = status.message.split(";")[0].removeprefix("stale:").strip()
-            what, again = f"its approval is stale ({why})", " again"
-        if not force:
-            raise ExportError(
-                f"cannot export {run.root}: {what}; review it with `spotreview review "
-                f"{run.root}`, approve it{again} with `spotreview approve {run.root}`, "
-                f"or pass --force to export anyway"
-            )
-
-    if analysis is None:
-        raise problem
+    args = _check_export_args(
+        run,
+        out,
+        fps=fps,
+        size=size,
+        dpi=dpi,
+        tween=tween,
+        top_k=top_k,
+        still=still,
+        still_step=still_step,
+        html_player=html_player,
+    )
+    analysis, approval = _gate(run, force)
     exclusions = run.read_exclusions()
-    snapshot = -1
-    if still_step is not None:
-        matches = np.flatnonzero(np.asarray(analysis.steps) == int(still_step))
-        if not len(matches):
-            raise ExportError(
-                f"no snapshot at step {still_step}; snapshots are at steps "
-                f"{', '.join(str(int(s)) for s in analysis.steps)}"
-            )
-        snapshot = int(matches[0])
-    if status.state != "approved":
+    snapshot = _snapshot(analysis, still_step)
+    unapproved = approval["state"] != "approved"  # and forced: _gate refused otherwise
+    if unapproved:
+        what, _ = _unapproved(run, approval)
         logger.warning("exporting %s although %s; forced, recorded in %s", run.root, what, run.export_record.name)
     scene = build_scene(
         analysis,
         exclude=exclusions,
-        top_k=top_k,
-        tween=tween,
-        size=(width, height),
-        dpi=dpi,
+        top_k=args.top_k,
+        tween=args.tween,
+        size=args.size,
+        dpi=args.dpi,
         highlight=highlight,
     )
-
-    frames = 0
-    if interactive:
-        from spotreview.rendering.player import player_data, write_player
-
-        data = player_data(analysis, exclude=exclusions, top_k=top_k, scene=scene)
-        write_player(
-            anim, data, snapshots_per_second=fps / (tween + 1), highlight=[scene.ids[r] for r in scene.highlight]
-        )
-        frames = len(data.steps)  # key frames: the page interpolates between them
-    elif anim is not None:
-        frames = write_animation(scene, anim, fps=fps, workers=workers, quiet=quiet)
-    if still is not None:
-        write_still(scene, still, snapshot=snapshot)
-
-    record = Exported(
-        out=str(anim) if anim is not None else None,
-        format=fmt,
-        html_player=html_player if interactive else None,
+    frames = _write(scene, analysis, args, exclusions, snapshot=snapshot, workers=workers, quiet=quiet)
+    record = _record(
+        args,
+        scene,
         frames=frames,
-        still=str(still) if still is not None else None,
-        fps=fps,
-        size=[width, height],
-        tween=tween,
-        top_k=top_k,
+        html_player=html_player,
         excluded=len(exclusions),
-        highlight=[scene.ids[r] for r in scene.highlight],
-        forced=bool(force and status.state != "approved"),
-        approval={
-            "state": status.state,
-            "message": status.message,
-            "digest": (status.record or {}).get("digest"),
-        },
-        at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        forced=force and unapproved,
+        approval=approval,
     )
     write_json(run.export_record, asdict(record))
     return record

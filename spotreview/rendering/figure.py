@@ -1,5 +1,6 @@
-"""The animation's figure: layout, class colours, fixed axis limits, and the :class:`Renderer`
-that draws a frame of a :class:`spotreview.scene.Scene` by updating one figure's artists.
+"""The animation's figure: its layout and the :class:`Renderer` that draws a frame of a
+:class:`spotreview.rendering.scene.Scene` by updating one figure's artists (colours, axis
+limits, marker sizes and drawing order come from :mod:`spotreview.rendering.style`).
 
 * left, the aligned 2-D embedding cloud coloured by class (legend below it), axes fixed
   across all frames, the top-k outliers ringed and numbered;
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spotreview.rendering import style
 from spotreview.rendering.placement import leader, place_labels
 from spotreview.rendering.thumbnails import placeholder_tile
 from spotreview.util.text import middle_ellipsis, plural, sig
@@ -25,6 +27,7 @@ DEFAULT_SIZE = (1280, 720)
 # The layout is designed at this size and dpi; other sizes scale the dpi so the frame
 # looks the same, only sharper or smaller.
 DESIGN_DPI = 100.0
+_SCATTER = (0.035, 0.17, 0.50, 0.70)  # the scatter axes in figure fractions (left, bottom, width, height)
 
 
 @dataclass
@@ -57,42 +60,16 @@ def frame_layout(size: tuple[int, int], top_k: int) -> _Layout:
         bw, bh = 0.8 * side / w, 0.8 * side / h
         board.append((cx - bw / 2, cy - bh / 2, bw, bh))
     return _Layout(
-        scatter=(0.035, 0.17, 0.50, 0.70),
+        scatter=_SCATTER,
         board=board,
         loss=(0.64, 0.09, 0.335, 0.26),
         thumb_px=max(8, int(0.8 * side)),
     )
 
 
-def _class_colors(n_classes: int) -> np.ndarray:
-    """(n_classes, 4) float RGBA, qualitative where the palettes allow."""
-    from matplotlib import colormaps
-
-    if n_classes <= 10:
-        return colormaps["tab10"](np.arange(n_classes))
-    if n_classes <= 20:
-        return colormaps["tab20"](np.arange(n_classes))
-    return colormaps["turbo"](np.linspace(0.05, 0.95, n_classes))
-
-
-def _limits(coords: np.ndarray, box_px: tuple[float, float]) -> tuple[float, float, float, float]:
-    """Axis limits covering every snapshot (5 % margin) with equal scale on both axes.
-
-    ``coords`` (S, n, 2); ``box_px`` the axes size in pixels. One data unit gets the same
-    number of pixels horizontally and vertically, so distances in the picture are faithful.
-    """
-    finite = coords[np.isfinite(coords).all(-1)]
-    if finite.size == 0:
-        return -1.0, 1.0, -1.0, 1.0
-    lo, hi = finite.min(0).astype(float), finite.max(0).astype(float)
-    span = np.maximum(hi - lo, 1e-9) * 1.1
-    center = (lo + hi) / 2
-    aspect = box_px[0] / box_px[1]
-    if span[0] / span[1] < aspect:
-        span[0] = span[1] * aspect
-    else:
-        span[1] = span[0] / aspect
-    return (center[0] - span[0] / 2, center[0] + span[0] / 2, center[1] - span[1] / 2, center[1] + span[1] / 2)
+def scatter_box_px(size: tuple[int, int] = DEFAULT_SIZE) -> tuple[float, float]:
+    """(width, height) in pixels of the scatter axes in a frame of ``size`` (W, H) pixels."""
+    return (_SCATTER[2] * size[0], _SCATTER[3] * size[1])
 
 
 class Renderer:
@@ -102,13 +79,9 @@ class Renderer:
     """
 
     def __init__(self, scene):
-        from matplotlib import patheffects
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.collections import LineCollection
         from matplotlib.figure import Figure
-        from matplotlib.lines import Line2D
         from matplotlib.text import Text
-        from matplotlib.transforms import IdentityTransform
 
         self.scene = s = scene
         w, h = s.size
@@ -120,168 +93,12 @@ class Renderer:
 
         self.title = fig.text(0.035, 0.955, "", fontsize=15, weight="bold", va="center")
         self.subtitle = fig.text(0.035, 0.915, "", fontsize=9.5, color="0.35", va="center")
-
-        # Scatter: points in a shuffled order so no class is always drawn on top.
-        ax = self.ax = fig.add_axes(lay.scatter)
-        n = len(s.labels)
-        colors = _class_colors(len(s.class_names))
-        box = (lay.scatter[2] * w, lay.scatter[3] * h)
-        x0, x1, y0, y1 = _limits(s.coords, box)
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y0, y1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_color("0.75")
-        ax.set_xlabel("aligned PCA 1", fontsize=8.5, color="0.4", labelpad=2)
-        ax.set_ylabel("aligned PCA 2", fontsize=8.5, color="0.4", labelpad=2)
-        point_size = float(np.clip(4000.0 / max(n, 1), 2.0, 36.0))  # marker area, pt^2
-        # One marker line per (class, quarter of the class): Agg stamps a marker drawn once
-        # (draw_markers), ~10x faster than a scatter with a colour per point; drawing the
-        # quarters in a shuffled order keeps any one class from always sitting on top.
-        groups = [
-            (c, part)
-            for c in range(len(s.class_names))
-            for part in np.array_split(s.order[s.labels[s.order] == c], 4)
-            if len(part)
-        ]
-        groups = [groups[g] for g in np.random.default_rng(1).permutation(len(groups))]
-        self.groups = [
-            (
-                ax.plot(
-                    [],
-                    [],
-                    ls="",
-                    marker="o",
-                    ms=math.sqrt(point_size),
-                    mew=0,
-                    color=colors[c],
-                    alpha=0.8 if n > 2000 else 0.9,
-                    zorder=2,
-                )[0],
-                rows,
-            )
-            for c, rows in groups
-        ]
-        ring_area = max(point_size * 4, 60)  # pt^2
-        self.rings = ax.scatter(
-            np.zeros(s.top_k),
-            np.zeros(s.top_k),
-            s=ring_area,
-            facecolors="none",
-            edgecolors="black",
-            linewidths=1.2,
-            zorder=3,
-        )
-        # The reader's picks (--highlight): a heavier square, labelled with the id in a box.
-        self.chosen = np.asarray(s.highlight if s.highlight is not None else [], dtype=np.int64)
-        self.marks = ax.scatter(
-            np.zeros(len(self.chosen)),
-            np.zeros(len(self.chosen)),
-            s=ring_area * 1.3,
-            marker="s",
-            facecolors="none",
-            edgecolors="black",
-            linewidths=1.8,
-            zorder=3,
-        )
-        # Labels: rank numbers of the outliers, then the ids of the picks, placed per frame
-        # around their points (spotreview.placement) with leader lines where pushed away.
-        halo = [patheffects.withStroke(linewidth=2.5, foreground="white")]
-        label = dict(textcoords="offset pixels", ha="center", va="center", zorder=5, annotation_clip=False)
-        self.ranks = [
-            ax.annotate(str(k + 1), (0, 0), xytext=(0, 0), fontsize=8, weight="bold", path_effects=halo, **label)
-            for k in range(s.top_k)
-        ]
-        self.names = [
-            ax.annotate(
-                middle_ellipsis(s.ids[row], 24),
-                (0, 0),
-                xytext=(0, 0),
-                fontsize=7.5,
-                bbox=dict(boxstyle="square,pad=0.25", fc="white", ec="black", lw=0.6),
-                **label,
-            )
-            for row in self.chosen
-        ]
-        self.leaders = LineCollection([], transform=IdentityTransform(), colors="0.25", linewidths=0.7, zorder=4)
-        ax.add_collection(self.leaders, autolim=False)
-        px = s.dpi / 72  # pixels per point
-        self.gap = math.sqrt(ring_area * 1.3) / 2 * px + 2  # free radius around a marked point
-        handles = [
-            Line2D([], [], ls="", marker="o", ms=7, color=colors[c], label=name) for c, name in enumerate(s.class_names)
-        ]
-        # Below the axes, never over the points.
-        ax.legend(
-            handles=handles,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.055),
-            ncol=min(len(handles), 6 if len(handles) > 10 else 5),
-            frameon=False,
-            fontsize=9 if len(handles) <= 12 else 7.5,
-            handletextpad=0.2,
-            columnspacing=1.2,
-        )
-
-        # Leaderboard.
-        fig.text(
-            lay.board[0][0] - 0.012,
-            0.905,
-            f"Top {plural(s.top_k, 'outlier')} of this snapshot",
-            fontsize=11.5,
-            weight="bold",
-            va="center",
-        )
-        fig.text(
-            lay.board[0][0] - 0.012,
-            0.875,
-            "lowest cleanlab OOD score first; reviewer exclusions skipped",
-            fontsize=8,
-            color="0.35",
-            va="center",
-        )
-        self.tiles, self.heads, self.feet = [], [], []
-        blank = placeholder_tile(lay.thumb_px)
-        for rect in lay.board:
-            # No axes decoration: the thumbnails carry their own frame, so an unused slot
-            # (fewer rows than k after exclusions) is simply not drawn.
-            tax = fig.add_axes(rect)
-            tax.set_axis_off()
-            self.tiles.append(tax.imshow(blank, interpolation="nearest"))
-            self.heads.append(
-                tax.text(0.5, 1.04, "", transform=tax.transAxes, ha="center", va="bottom", fontsize=8.5, weight="bold")
-            )
-            self.feet.append(
-                tax.text(0.5, -0.04, "", transform=tax.transAxes, ha="center", va="top", fontsize=7.5, color="0.25")
-            )
-
-        # Loss curve on the real step axis.
-        lax = self.lax = fig.add_axes(lay.loss)
-        lax.set_title("training loss", fontsize=10, loc="left", weight="bold")
-        lax.set_xlabel("step", fontsize=8.5, labelpad=1)
-        lax.tick_params(labelsize=7.5)
-        for side in ("top", "right"):
-            lax.spines[side].set_visible(False)
-        last_step = int(s.steps[-1])
-        if s.loss is not None:
-            ls, lv = s.loss
-            last_step = max(last_step, int(ls[-1]))
-            lax.set_ylim(0 if lv.min() >= 0 else lv.min() * 1.1, lv.max() * 1.08)
-            (self.loss_line,) = lax.plot([], [], color="tab:blue", lw=1.4)
-            (self.loss_dot,) = lax.plot([], [], "o", color="tab:red", ms=5, zorder=3)
-        else:
-            lax.set_yticks([])
-            lax.text(
-                0.5, 0.6, s.loss_note, transform=lax.transAxes, ha="center", va="center", fontsize=8.5, color="0.4"
-            )
-            self.loss_line = self.loss_dot = None
-        # A margin left of step 0, so the current-step marker is clear of the y axis.
-        lax.set_xlim(-max(last_step, 1) * 0.03, max(last_step, 1) * 1.02)
-        # Ticks at every snapshot, so the reader sees where the frames come from.
-        lax.plot(
-            s.steps, np.zeros(len(s.steps)), "|", color="0.55", ms=6, transform=lax.get_xaxis_transform(), clip_on=False
-        )
-        self.now = lax.axvline(0, color="tab:red", lw=0.9, alpha=0.6)
+        colors = style.class_colors(len(s.class_names))
+        self._build_scatter(lay, colors)
+        self._build_marks()
+        self._build_legend(colors)
+        self._build_board(lay)
+        self._build_loss(lay)
 
         # Blitting: what never changes (axes, ticks, legend, headings) is drawn once and
         # restored per frame; only the artists that change are drawn again.
@@ -307,6 +124,7 @@ class Renderer:
         self.background = self.canvas.copy_from_bbox(fig.bbox)
         # Label sizes in pixels (with room for the halo or box), measured once.
         renderer = self.canvas.get_renderer()
+        px = s.dpi / 72  # pixels per point
         self.label_sizes = np.array(
             [_extent(t, renderer, pad=2) for t in self.ranks]
             + [_extent(t, renderer, pad=2 + 2 * 0.25 * t.get_fontsize() * px) for t in self.names]
@@ -317,6 +135,160 @@ class Renderer:
         self.offsets: dict[int, np.ndarray] = {}  # snapshot -> (m, 2) label offsets in pixels
         self.measure = Text(0, 0, "", fontsize=self.feet[0].get_fontsize())  # never drawn
         self.measure.set_figure(fig)
+
+    def _build_scatter(self, lay: _Layout, colors: np.ndarray) -> None:
+        """The scatter axes at the fixed limits, and one empty marker line per draw group."""
+        s = self.scene
+        w, h = s.size
+        ax = self.ax = self.fig.add_axes(lay.scatter)
+        n = len(s.labels)
+        x0, x1, y0, y1 = style.axis_limits(s.coords, (lay.scatter[2] * w, lay.scatter[3] * h))
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_color("0.75")
+        ax.set_xlabel("aligned PCA 1", fontsize=8.5, color="0.4", labelpad=2)
+        ax.set_ylabel("aligned PCA 2", fontsize=8.5, color="0.4", labelpad=2)
+        # One marker line per draw group: Agg stamps a marker drawn once (draw_markers)
+        # instead of a path per point, as a scatter with a colour per point would.
+        ms = math.sqrt(style.marker_area(n))
+        alpha = style.marker_alpha(n)
+        self.groups = [
+            (ax.plot([], [], ls="", marker="o", ms=ms, mew=0, color=colors[c], alpha=alpha, zorder=2)[0], rows)
+            for c, rows in style.draw_groups(s.labels, len(s.class_names), s.order)
+        ]
+
+    def _build_marks(self) -> None:
+        """Rings of the outliers, squares of the reader's picks, their labels and leader lines."""
+        from matplotlib import patheffects
+        from matplotlib.collections import LineCollection
+        from matplotlib.transforms import IdentityTransform
+
+        s, ax = self.scene, self.ax
+        ring_area = style.ring_area(len(s.labels))
+        self.rings = ax.scatter(
+            np.zeros(s.top_k),
+            np.zeros(s.top_k),
+            s=ring_area,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.2,
+            zorder=3,
+        )
+        # The reader's picks (--highlight): a heavier square, labelled with the id in a box.
+        self.chosen = np.asarray(s.highlight if s.highlight is not None else [], dtype=np.int64)
+        self.marks = ax.scatter(
+            np.zeros(len(self.chosen)),
+            np.zeros(len(self.chosen)),
+            s=ring_area * 1.3,
+            marker="s",
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.8,
+            zorder=3,
+        )
+        # Labels: rank numbers of the outliers, then the ids of the picks, placed per frame
+        # around their points (spotreview.rendering.placement) with leader lines where pushed away.
+        halo = [patheffects.withStroke(linewidth=2.5, foreground="white")]
+        label = dict(textcoords="offset pixels", ha="center", va="center", zorder=5, annotation_clip=False)
+        self.ranks = [
+            ax.annotate(str(k + 1), (0, 0), xytext=(0, 0), fontsize=8, weight="bold", path_effects=halo, **label)
+            for k in range(s.top_k)
+        ]
+        self.names = [
+            ax.annotate(
+                middle_ellipsis(s.ids[row], 24),
+                (0, 0),
+                xytext=(0, 0),
+                fontsize=7.5,
+                bbox=dict(boxstyle="square,pad=0.25", fc="white", ec="black", lw=0.6),
+                **label,
+            )
+            for row in self.chosen
+        ]
+        self.leaders = LineCollection([], transform=IdentityTransform(), colors="0.25", linewidths=0.7, zorder=4)
+        ax.add_collection(self.leaders, autolim=False)
+        self.gap = math.sqrt(ring_area * 1.3) / 2 * (s.dpi / 72) + 2  # free radius around a marked point, px
+
+    def _build_legend(self, colors: np.ndarray) -> None:
+        """The class legend, below the scatter axes so it never covers the points."""
+        from matplotlib.lines import Line2D
+
+        names = self.scene.class_names
+        handles = [Line2D([], [], ls="", marker="o", ms=7, color=colors[c], label=name) for c, name in enumerate(names)]
+        self.ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.055),
+            ncol=min(len(handles), 6 if len(handles) > 10 else 5),
+            frameon=False,
+            fontsize=9 if len(handles) <= 12 else 7.5,
+            handletextpad=0.2,
+            columnspacing=1.2,
+        )
+
+    def _build_board(self, lay: _Layout) -> None:
+        """The leaderboard's headings and one thumbnail slot (tile, head, foot) per rank."""
+        fig, top_k = self.fig, self.scene.top_k
+        left = lay.board[0][0] - 0.012
+        fig.text(
+            left, 0.905, f"Top {plural(top_k, 'outlier')} of this snapshot", fontsize=11.5, weight="bold", va="center"
+        )
+        fig.text(
+            left,
+            0.875,
+            "lowest cleanlab OOD score first; reviewer exclusions skipped",
+            fontsize=8,
+            color="0.35",
+            va="center",
+        )
+        self.tiles, self.heads, self.feet = [], [], []
+        blank = placeholder_tile(lay.thumb_px)
+        for rect in lay.board:
+            # No axes decoration: the thumbnails carry their own frame, so an unused slot
+            # (fewer rows than k after exclusions) is simply not drawn.
+            tax = fig.add_axes(rect)
+            tax.set_axis_off()
+            self.tiles.append(tax.imshow(blank, interpolation="nearest"))
+            self.heads.append(
+                tax.text(0.5, 1.04, "", transform=tax.transAxes, ha="center", va="bottom", fontsize=8.5, weight="bold")
+            )
+            self.feet.append(
+                tax.text(0.5, -0.04, "", transform=tax.transAxes, ha="center", va="top", fontsize=7.5, color="0.25")
+            )
+
+    def _build_loss(self, lay: _Layout) -> None:
+        """The loss panel on the real step axis: the curve (or why there is none), a tick at
+        every snapshot and the current-step line."""
+        s = self.scene
+        lax = self.lax = self.fig.add_axes(lay.loss)
+        lax.set_title("training loss", fontsize=10, loc="left", weight="bold")
+        lax.set_xlabel("step", fontsize=8.5, labelpad=1)
+        lax.tick_params(labelsize=7.5)
+        for side in ("top", "right"):
+            lax.spines[side].set_visible(False)
+        last_step = int(s.steps[-1])
+        if s.loss is not None:
+            ls, lv = s.loss
+            last_step = max(last_step, int(ls[-1]))
+            lax.set_ylim(0 if lv.min() >= 0 else lv.min() * 1.1, lv.max() * 1.08)
+            (self.loss_line,) = lax.plot([], [], color="tab:blue", lw=1.4)
+            (self.loss_dot,) = lax.plot([], [], "o", color="tab:red", ms=5, zorder=3)
+        else:
+            lax.set_yticks([])
+            lax.text(
+                0.5, 0.6, s.loss_note, transform=lax.transAxes, ha="center", va="center", fontsize=8.5, color="0.4"
+            )
+            self.loss_line = self.loss_dot = None
+        # A margin left of step 0, so the current-step marker is clear of the y axis.
+        lax.set_xlim(-max(last_step, 1) * 0.03, max(last_step, 1) * 1.02)
+        # Ticks at every snapshot, so the reader sees where the frames come from.
+        lax.plot(
+            s.steps, np.zeros(len(s.steps)), "|", color="0.55", ms=6, transform=lax.get_xaxis_transform(), clip_on=False
+        )
+        self.now = lax.axvline(0, color="tab:red", lw=0.9, alpha=0.6)
 
     def render(self, frame: int) -> np.ndarray:
         s = self.scene

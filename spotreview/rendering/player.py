@@ -8,14 +8,17 @@ per-snapshot leaderboard and the loss curve with a marker at the current step.
 
 Why a hand-written canvas player and not plotly: plotly is not a dependency of the
 project, its hover shows text rather than images, and a sprite atlas plus a spatial grid
-keep hover thumbnails of 10,000 points cheap (see ``benchmarks/bench_player.py``).
+keep hover thumbnails of large clouds cheap (see ``benchmarks/RESULTS.md``).
 
 What the file holds:
 
 * ``<script type="application/json" id="spotreview-data">``: readable JSON, one line per
   snapshot and one line per point (id, label, class, per-snapshot ``xy``, ``rank``,
   ``score`` and ``pred``), so ``grep IMAGE_ID`` finds a point and two exports diff line by
-  line. Coordinates keep 1e-4 of the axis span, scores 4 significant digits.
+  line. Coordinates keep 1e-4 of the axis span, scores 4 significant digits. The scatter's
+  look travels with the data (:mod:`spotreview.rendering.style`, as the GIF draws it):
+  ``colors``, ``limits``, ``marker`` (diameter as a share of the axes width, alpha) and
+  ``order`` (the rows in drawing order).
 * ``<script type="application/json" id="spotreview-atlas">``: the thumbnails of every
   point, packed row by row into a few PNG/JPEG sprite atlases (data URIs).
 """
@@ -37,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from spotreview.errors import ExportError
+from spotreview.rendering import style
 from spotreview.rundir.atomic import atomic_path
 from spotreview.rundir.run import Run
 
@@ -86,9 +90,7 @@ def player_data(
     here unless the caller has one for the same ``exclude`` and ``top_k``) and the same
     functions. Unreadable images become blank thumbnails, with one warning line.
     """
-    from matplotlib.colors import to_hex
-
-    from spotreview.rendering.figure import DEFAULT_SIZE, _class_colors, _limits, frame_layout
+    from spotreview.rendering.figure import scatter_box_px
     from spotreview.rendering.scene import build_scene
     from spotreview.rendering.thumbnails import placeholder_tile, thumbnail
 
@@ -108,8 +110,6 @@ def player_data(
             len(tiles),
             run.images_dir,
         )
-    scatter = frame_layout(DEFAULT_SIZE, top_k).scatter  # the GIF's axes box, for the same aspect
-    box = (scatter[2] * DEFAULT_SIZE[0], scatter[3] * DEFAULT_SIZE[1])
     n_snap = len(scene.steps)
     return PlayerData(
         steps=scene.steps,
@@ -121,8 +121,8 @@ def player_data(
         ranks=np.asarray(analysis.ranks, dtype=np.int64),
         board=scene.board,
         thumbs=np.stack(tiles),
-        limits=_limits(scene.coords, box),
-        colors=[to_hex(c) for c in _class_colors(len(scene.class_names))],
+        limits=style.axis_limits(scene.coords, scatter_box_px()),  # the GIF's axes, at its aspect
+        colors=style.class_hex(len(scene.class_names)),
         titles=scene.titles,
         subtitle=scene.subtitles[0].split(":")[0],
         predictions=analysis.predictions,
@@ -285,6 +285,8 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
         "class_names": list(d.class_names),
         "colors": list(d.colors),
         "limits": [float(v) for v in d.limits],
+        "marker": _marker(n),
+        "order": style.draw_order(d.labels, len(d.class_names)).tolist(),
         "pace": pace,
         "highlight": highlight,
         "excluded": {str(k): str(v) for k, v in d.excluded.items()},
@@ -294,7 +296,10 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
         "snapshots": snapshots,
         "points": points,
     }
-    compact = lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+    def compact(v) -> str:
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
     lines = []
     for key, value in doc.items():
         if key in ("snapshots", "points"):
@@ -304,6 +309,15 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
             lines.append(f'"{key}": {compact(value)}')
     # "<" only occurs inside strings; escaped, no id can end the <script> element early.
     return ("{\n" + ",\n".join(lines) + "\n}").replace("<", "\\u003c")
+
+
+def _marker(n: int) -> dict:
+    """A point's marker as the GIF draws it: ``diameter`` as a share of the scatter's width
+    (the page scales it to its canvas) and ``alpha``."""
+    from spotreview.rendering.figure import DESIGN_DPI, scatter_box_px
+
+    diameter_px = math.sqrt(style.marker_area(n)) * DESIGN_DPI / 72  # at the GIF's design size
+    return {"diameter": diameter_px / scatter_box_px()[0], "alpha": style.marker_alpha(n)}
 
 
 def _significant(a: np.ndarray, digits: int) -> np.ndarray:

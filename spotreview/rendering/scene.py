@@ -4,7 +4,7 @@ One frame per snapshot (plus ``tween`` interpolated frames between consecutive s
 :func:`build_scene` collects it from an ``Analysis`` and the run's files: the aligned
 coordinates, titles with step, epoch (from ``log.csv``) and accuracy, the leaderboard of the
 top-k outliers per snapshot (reviewer exclusions skipped) with their thumbnails, and the
-training-loss curve. No matplotlib here; :mod:`spotreview.figure` draws a scene.
+training-loss curve. No matplotlib here; :mod:`spotreview.rendering.figure` draws a scene.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from spotreview.defaults import TOP_K
 from spotreview.errors import ExportError, RunDirError
+from spotreview.rendering import style
 from spotreview.rendering.figure import DEFAULT_SIZE, DESIGN_DPI, frame_layout
 from spotreview.rendering.thumbnails import placeholder_tile, thumbnail
 from spotreview.rundir.run import Run
@@ -51,7 +52,7 @@ class Scene:
     tween: int
     size: tuple[int, int]  # (W, H) pixels
     dpi: float
-    order: np.ndarray  # (n,) int64 a fixed shuffle of the rows, for a fair drawing order
+    order: np.ndarray  # (n,) int64 a fixed shuffle of the rows (style.point_shuffle), for a fair drawing order
     highlight: np.ndarray | None = None  # (h,) int64 rows ringed and labelled with their id in every frame
     epochs: np.ndarray | None = None  # (S,) float64 epoch of each snapshot, NaN where unknown
 
@@ -179,6 +180,55 @@ def _loss_curve(log) -> tuple[np.ndarray, np.ndarray] | None:
     return None if rows is None else (rows[0].astype(np.int64), rows[1])
 
 
+def _board_thumbs(run: Run, ids: list[str], board: list[np.ndarray], thumb_px: int) -> dict[int, np.ndarray]:
+    """row -> (T, T, 3) uint8 thumbnail of every row on any board; one warning for the
+    images that are missing or unreadable (they become blank tiles)."""
+    thumbs, missing = {}, 0
+    for row in sorted({int(r) for rows in board for r in rows}):
+        tile = thumbnail(run.image_path(ids[row]), thumb_px)
+        if tile is None:
+            missing += 1
+            tile = placeholder_tile(thumb_px)
+        thumbs[row] = tile
+    if missing:
+        logger.warning(
+            "%d leaderboard image(s) missing or unreadable under %s; shown as blank tiles",
+            missing,
+            run.images_dir,
+        )
+    return thumbs
+
+
+def _training(run: Run, steps: np.ndarray):
+    """``(loss, loss_note, epochs)``: the loss curve (or None and why not, with one warning)
+    and the (S,) float64 epoch of every snapshot (log.csv, then snapshots.csv; NaN if unknown)."""
+    log, why = _read_log(run)
+    loss = _loss_curve(log)
+    if loss is None:
+        why = why or f"{run.log_csv} has no loss values"
+        logger.warning("%s; rendering without the loss curve", why)
+    epochs = _epochs(log, steps)
+    recorded = read_snapshot_epochs(run)  # snapshots.csv: the epoch each snapshot was taken at
+    epochs = np.array([recorded.get(int(s), np.nan) if np.isnan(e) else e for s, e in zip(steps, epochs)])
+    note = "" if loss is not None else f"not shown: {why.replace(str(run.root) + os.sep, '')}"
+    return loss, note, epochs
+
+
+def _titles(run: Run, steps: np.ndarray, epochs: np.ndarray, accuracy: np.ndarray, n: int):
+    """(titles, subtitles), one each per snapshot: step, epoch and accuracy where known;
+    run name, snapshot number and the number of images."""
+    titles, subtitles = [], []
+    for i, step in enumerate(steps):
+        parts = [f"step {step:,}"]
+        if np.isfinite(epochs[i]):
+            parts.append(f"epoch {epochs[i]:.2f}")
+        if np.isfinite(accuracy[i]):
+            parts.append(f"eval accuracy {accuracy[i]:.0%}")
+        titles.append("   ·   ".join(parts))
+        subtitles.append(f"{run.root.name}: snapshot {i + 1} of {len(steps)}, {plural(n, 'image')}")
+    return titles, subtitles
+
+
 def build_scene(
     analysis,
     *,
@@ -198,70 +248,35 @@ def build_scene(
     """
     run = Run(analysis.run)
     steps = np.asarray(analysis.steps, dtype=np.int64)
-    coords = np.asarray(analysis.coords, dtype=np.float32)
     labels = np.asarray(analysis.labels, dtype=np.int64)
     scores = np.asarray(analysis.scores, dtype=np.float64)
-    n_snap = len(steps)
     chosen = highlight_rows(list(analysis.ids), highlight)
 
     board = leaderboard(analysis, top_k=top_k, exclude=exclude)
-    board_scores = [scores[i, rows] for i, rows in enumerate(board)]
-
-    thumb_px = frame_layout(size, top_k).thumb_px
-    thumbs, missing = {}, 0
-    for row in sorted({int(r) for rows in board for r in rows}):
-        tile = thumbnail(run.image_path(analysis.ids[row]), thumb_px)
-        if tile is None:
-            missing += 1
-            tile = placeholder_tile(thumb_px)
-        thumbs[row] = tile
-    if missing:
-        logger.warning(
-            "%d leaderboard image(s) missing or unreadable under %s; shown as blank tiles",
-            missing,
-            run.images_dir,
-        )
-
-    log, why = _read_log(run)
-    loss = _loss_curve(log)
-    if loss is None:
-        why = why or f"{run.log_csv} has no loss values"
-        logger.warning("%s; rendering without the loss curve", why)
-    epochs = _epochs(log, steps)
-    recorded = read_snapshot_epochs(run)  # snapshots.csv: the epoch each snapshot was taken at
-    epochs = np.array([recorded.get(int(s), np.nan) if np.isnan(e) else e for s, e in zip(steps, epochs)])
-
-    accuracy = np.asarray(getattr(analysis, "accuracy", np.full(n_snap, np.nan)), dtype=float)
-    titles, subtitles = [], []
-    for i, step in enumerate(steps):
-        parts = [f"step {step:,}"]
-        if np.isfinite(epochs[i]):
-            parts.append(f"epoch {epochs[i]:.2f}")
-        if np.isfinite(accuracy[i]):
-            parts.append(f"eval accuracy {accuracy[i]:.0%}")
-        titles.append("   ·   ".join(parts))
-        subtitles.append(f"{run.root.name}: snapshot {i + 1} of {n_snap}, {plural(len(labels), 'image')}")
-
+    thumbs = _board_thumbs(run, list(analysis.ids), board, frame_layout(size, top_k).thumb_px)
+    loss, loss_note, epochs = _training(run, steps)
+    accuracy = np.asarray(getattr(analysis, "accuracy", np.full(len(steps), np.nan)), dtype=float)
+    titles, subtitles = _titles(run, steps, epochs, accuracy, len(labels))
     if dpi is None:
         dpi = DESIGN_DPI * min(size[0] / DEFAULT_SIZE[0], size[1] / DEFAULT_SIZE[1])
     return Scene(
         steps=steps,
-        coords=coords,
+        coords=np.asarray(analysis.coords, dtype=np.float32),
         labels=labels,
         class_names=list(analysis.class_names),
         titles=titles,
         subtitles=subtitles,
         board=board,
-        board_scores=board_scores,
+        board_scores=[scores[i, rows] for i, rows in enumerate(board)],
         ids=list(analysis.ids),
         thumbs=thumbs,
         loss=loss,
-        loss_note="" if loss is not None else f"not shown: {why.replace(str(run.root) + os.sep, '')}",
+        loss_note=loss_note,
         top_k=top_k,
         tween=tween,
         size=tuple(size),
         dpi=float(dpi),
-        order=np.random.default_rng(0).permutation(len(labels)),
+        order=style.point_shuffle(len(labels)),
         highlight=chosen,
         epochs=epochs,
     )

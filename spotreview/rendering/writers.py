@@ -34,8 +34,8 @@ FORMATS = {".gif": "gif", ".mp4": "mp4", ".html": "html", ".htm": "html"}
 # and most viewers slow delays under 20 ms to 100 ms; imageio-ffmpeg passes the MP4 rate
 # with two decimals.
 FPS_RANGE = {"gif": (0.01, 50.0), "mp4": (0.01, 240.0), "html": (0.01, 240.0)}
-# Largest frame side: GIF stores sizes in 16 bits, and a frame this size already takes
-# 200 MB per buffer.
+# Largest frame side: GIF stores sizes in 16 bits, and an RGB frame this size is already
+# 8192 * 8192 * 3 bytes (200 MB) per buffer.
 MAX_SIDE = 8192
 # Below this, starting a second process does not pay off.
 _PARALLEL_MIN_FRAMES = 16
@@ -100,7 +100,7 @@ class _Mp4Sink:
     """H.264 (libx264, yuv420p, crf 15) through imageio-ffmpeg's ffmpeg, frames piped as they come.
 
     ffmpeg is run here rather than through ``imageio_ffmpeg.write_frames``, which never
-    checks ffmpeg's exit status (a full disk gave a corrupt file and exit 0); ``close``
+    checks ffmpeg's exit status (so a full disk leaves a corrupt file and no error); ``close``
     raises ``ExportError`` with ffmpeg's own last line when it fails.
     """
 

@@ -1,5 +1,5 @@
 // spotreview's HTML player: a canvas 2-D scatter interpolated between snapshots.
-// Data: the JSON in #spotreview-data (see spotreview/player.py). Exposes window.player
+// Data: the JSON in #spotreview-data (see spotreview/rendering/player.py). Exposes window.player
 // (state, project, goTo, play, pause, pin, toggleClass, measureFps) for tests and users.
 (function () {
   'use strict';
@@ -28,18 +28,12 @@
       if (PRED) PRED[s][i] = p.pred[s];
     }
   });
-  // A fixed shuffled drawing order, so no class always sits on top (as in the GIF).
-  const ORDER = new Int32Array(N).map((_, i) => i);
-  let seed = 12345;
-  for (let i = N - 1; i > 0; i--) {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    const j = seed % (i + 1); const tmp = ORDER[i]; ORDER[i] = ORDER[j]; ORDER[j] = tmp;
-  }
+  // How the GIF draws the scatter (spotreview/rendering/style.py), read from the data:
+  // its class colours, fixed axes, marker and drawing order, so both show the same picture.
+  const ORDER = Int32Array.from(D.order);  // rows, later ones on top: no class always on top
   const [X0, X1, Y0, Y1] = D.limits;
   const ASPECT = (X1 - X0) / (Y1 - Y0);
-  // The GIF's marker: area clip(4000 / n, 2, 36) pt^2 on a 640 px wide axes box at 100 dpi.
-  const DIAM_GIF = Math.sqrt(Math.min(36, Math.max(2, 4000 / Math.max(N, 1)))) * 100 / 72;
-  const ALPHA = N > 2000 ? 0.8 : 0.9;
+  const DIAMETER = D.marker.diameter, ALPHA = D.marker.alpha;  // diameter: share of the axes width
   const fmtInt = (v) => v.toLocaleString('en-US');
   const fmtScore = (v) => (Number.isFinite(v) ? Number(v.toPrecision(3)).toString() : 'n/a');
   const className = (c) => (/^\d+$/.test(D.class_names[c]) ? 'label ' : '') + D.class_names[c];
@@ -81,15 +75,15 @@
   function projectXY(s, i) { return [(XY[s][2 * i] - X0) * SCALE, (Y1 - XY[s][2 * i + 1]) * SCALE]; }
 
   // Points are stamped into a pixel buffer (anti-aliased discs, alpha-blended in drawing
-  // order) and put on the canvas at once: ~10x faster than a drawImage or arc per point when
-  // the browser rasterises on the CPU, which keeps 10,000 points above 30 fps.
+  // order) and put on the canvas at once: a drawImage or arc per point is too slow for large
+  // clouds where the browser rasterises on the CPU (benchmarks/RESULTS.md).
   const RGB = D.colors.map((c) => [1, 3, 5].map((k) => parseInt(c.slice(k, k + 2), 16)));
   let pixels = null, buf8 = null, buf32 = null;
   function resize() {
     const cssW = Math.max(200, canvas.parentElement.clientWidth);
     DPR = window.devicePixelRatio || 1; W = cssW; H = Math.round(cssW / ASPECT);
     canvas.style.height = H + 'px'; canvas.width = Math.round(W * DPR); canvas.height = Math.round(H * DPR);
-    SCALE = W / (X1 - X0); R = Math.max(1, DIAM_GIF * W / 640 / 2);
+    SCALE = W / (X1 - X0); R = Math.max(1, DIAMETER * W / 2);
     pixels = ctx.createImageData(canvas.width, canvas.height);
     buf8 = pixels.data; buf32 = new Uint32Array(buf8.buffer);
     posT = -1; drawLoss(); requestDraw();
