@@ -33,6 +33,7 @@ from spotreview.reviewing.layouts import (
     load_layout,
 )
 from spotreview.reviewing.review import review
+from spotreview.rundir.exclusions import read_exclusions
 
 REPO = Path(__file__).resolve().parents[1]
 KNOWN = "ConfusionMatrix, IssuesWidget, Metric, histogram, inspector, scatterplot, similaritymap, table, wordcloud"
@@ -279,15 +280,17 @@ def test_analytics_off_unless_opted_in(monkeypatch):
 
 def test_exclude_and_clear(synthetic_run):
     run = synthetic_run
-    assert exclude(run, ["img-0001", "img-0002"], reason="blurry") == {
+    done = exclude(run, ["img-0001", "img-0002"], reason="blurry")
+    assert done.exclusions == {
         "img-0001": "blurry",
         "img-0002": "blurry",
     }
+    assert (done.where, done.bundle) == (run.root, False)
     exclude(run, ["img-0003"])
-    assert run.read_exclusions() == {"img-0001": "blurry", "img-0002": "blurry", "img-0003": ""}
-    assert exclude(run, ["img-0002"], clear=True) == {"img-0001": "blurry", "img-0003": ""}
-    assert exclude(run, [], clear=True) == {}
-    assert run.read_exclusions() == {}
+    assert read_exclusions(run) == {"img-0001": "blurry", "img-0002": "blurry", "img-0003": ""}
+    assert exclude(run, ["img-0002"], clear=True).exclusions == {"img-0001": "blurry", "img-0003": ""}
+    assert exclude(run, [], clear=True).exclusions == {}
+    assert read_exclusions(run) == {}
 
 
 def test_exclude_errors(synthetic_run):
@@ -299,7 +302,7 @@ def test_exclude_errors(synthetic_run):
         f"7 unknown image id(s) for {root}: nope-0, nope-1, nope-2, nope-3, nope-4 (+2 more); "
         f"use ids from the review table's `id` column (or {root / 'eval.csv'})"
     )
-    assert run.read_exclusions() == {"img-0001": "kept"}  # nothing half-applied
+    assert read_exclusions(run) == {"img-0001": "kept"}  # nothing half-applied
     with pytest.raises(ReviewError) as e:
         exclude(run, [])
     assert str(e.value) == (
@@ -315,7 +318,7 @@ def test_exclude_command(synthetic_run):
     assert result.output == f"excluded 2; 2 image(s) now excluded in {root}\n"
     result = invoke("exclude", root, "img-0001", "--clear")
     assert result.output == f"cleared 1; 1 image(s) now excluded in {root}\n"
-    assert synthetic_run.read_exclusions() == {"img-0002": "mislabelled"}
+    assert read_exclusions(synthetic_run) == {"img-0002": "mislabelled"}
     result = invoke("exclude", root, "zzz")
     assert result.exit_code == 1
     assert result.output.startswith("Error: 1 unknown image id(s) for ")

@@ -112,13 +112,13 @@ def exclude_cmd(run, ids, reason, clear, from_file):
     RUN may be a review bundle (.zip): the exclusions then go to REVIEW.decisions.json
     beside it, which `spotreview exclude RUN --from REVIEW.decisions.json` applies.
     """
-    from spotreview.reviewing.bundle import exclude_anywhere
+    from spotreview.reviewing.exclusions import exclude
 
     if from_file is not None and (ids or clear):
         raise click.UsageError("--from takes no ids and no --clear")
-    where, now = exclude_anywhere(run, ids, reason=reason, clear=clear, from_file=from_file)
-    done = f"{'cleared' if clear else 'excluded'} {len(ids) if ids else 'all'}"
-    click.echo(f"{f'applied {from_file}' if from_file else done}; {len(now)} image(s) now excluded in {where}")
+    result = exclude(run, ids, reason=reason, clear=clear, from_file=from_file)
+    done = f"applied {from_file}" if from_file else f"{'cleared' if clear else 'excluded'} {len(ids) if ids else 'all'}"
+    click.echo(f"{done}; {len(result.exclusions)} image(s) now excluded in {result.where}")
 
 
 @click.command("bundle")

@@ -25,6 +25,7 @@ from spotreview.rendering.scene import build_scene
 from spotreview.rendering.writers import FORMATS, FPS_RANGE, MAX_SIDE, ffmpeg_exe, write_animation, write_still
 from spotreview.reviewing.approval import approval_status
 from spotreview.rundir.atomic import write_json
+from spotreview.rundir.exclusions import read_exclusions
 from spotreview.rundir.run import Run
 from spotreview.rundir.traininglog import warn_if_unfinished
 
@@ -193,7 +194,7 @@ def export(
 
     if analysis is None:
         raise problem
-    exclusions = run.read_exclusions()
+    exclusions = read_exclusions(run)
     snapshot = -1
     if still_step is not None:
         matches = np.flatnonzero(np.asarray(analysis.steps) == int(still_step))

@@ -21,6 +21,7 @@ from spotreview.errors import SpotreviewError
 from spotreview.reviewing.layouts import load_layout
 from spotreview.rundir.atomic import sha256_bytes, sha256_file, write_json
 from spotreview.rundir.evalset import read_eval_columns
+from spotreview.rundir.exclusions import read_exclusions
 from spotreview.rundir.run import Run
 from spotreview.rundir.traininglog import warn_if_unfinished
 
@@ -81,7 +82,7 @@ def approval_parts(run, *, layout: str | os.PathLike | None = None, analysis: An
     if layout is not None:
         load_layout(layout)
         layout = str(Path(layout).resolve())
-    exclusions = run.read_exclusions()
+    exclusions = read_exclusions(run)
     parts = {
         "analysis": analysis_digest(run),
         # Canonical JSON: what was excluded matters, not the file's whitespace.

@@ -7,6 +7,7 @@ from typing import Any
 from spotreview.analysis.store import load_analysis
 from spotreview.errors import SpotreviewError
 from spotreview.reviewing.approval import approval_status
+from spotreview.rundir.exclusions import read_exclusions
 from spotreview.rundir.run import Run
 from spotreview.rundir.traininglog import unfinished
 from spotreview.util.text import sig
@@ -29,7 +30,7 @@ def run_status(run) -> dict:
         "unfinished": unfinished(run),
         "analysis": None,
         "analysis_error": None,
-        "exclusions": run.read_exclusions(),
+        "exclusions": read_exclusions(run),
     }
     a = None
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from spotreview.errors import ReviewError, RunDirError
 from spotreview.rundir.atomic import atomic_path
 from spotreview.rundir.evalset import read_eval_columns
+from spotreview.rundir.exclusions import read_exclusions
 from spotreview.rundir.run import Run, user_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def build_table(
     root = run.root.resolve()  # paths relative to the run, so the table can be handed on
     images = [Path(os.path.relpath(path_of[i], root)).as_posix() for i in a.ids]
     names = np.asarray([str(c) for c in a.class_names], dtype=object)
-    exclusions = run.read_exclusions()
+    exclusions = read_exclusions(run)
     n = len(a.ids)
     threshold = default_threshold(n, a.top_k) if outlier_threshold is None else int(outlier_threshold)
     if threshold < 1:
