@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -22,7 +23,7 @@ from conftest import cli_error, make_synthetic_run
 from spotreview.analysis.analyze import analyze
 from spotreview.cli import cli
 from spotreview.errors import AnalysisError, ReviewError
-from spotreview.reviewing.approval import approval_status, approve
+from spotreview.reviewing.approval import approval_preview, approval_status, approve
 from spotreview.reviewing.exclusions import exclude
 from spotreview.reviewing.layouts import (
     FIRST_PLOT,
@@ -32,7 +33,7 @@ from spotreview.reviewing.layouts import (
     layout_json,
     load_layout,
 )
-from spotreview.reviewing.review import review
+from spotreview.reviewing.review import ReviewResult, review
 from spotreview.rundir.exclusions import read_exclusions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,7 +253,9 @@ def test_ctrl_c_during_a_review_ends_it_and_restores_the_handler(analysed):
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     result = review(analysed, port=port, open_browser=False, timeout=60, quiet=True, poll=0.2)
-    assert result["ended"] == "interrupted" and time.monotonic() - sent[0] < 20
+    assert result.ended == "interrupted" and time.monotonic() - sent[0] < 20
+    assert isinstance(result, ReviewResult) and (result.bundle, result.decisions) == (None, None)
+    assert result.url == f"http://127.0.0.1:{port}/" and result.layout is None
     assert signal.getsignal(signal.SIGINT) is before
 
 
@@ -330,25 +333,32 @@ def test_exclude_command(synthetic_run):
 def test_approve_records_who_when_and_what(fresh):
     record = approve(fresh)
     on_disk = json.loads(fresh.approval.read_text())
-    assert on_disk == record
-    assert record["by"] == getpass.getuser()
-    assert record["at"].endswith("+00:00")
-    assert set(record["parts"]) == {"analysis", "exclusions", "layout", "class_names", "eval_set", "images", "loss_log"}
-    assert len(record["digest"]) == 64 and record["layout"] is None
-    assert record["steps"] == [0, 100] and record["exclusions"] == {}
+    assert on_disk == dataclasses.asdict(record)
+    assert set(on_disk) == {"by", "at", "digest", "parts", "layout", "exclusions", "steps", "snapshots",
+                            "spotreview_version"}  # fmt: skip
+    assert record.by == getpass.getuser()
+    assert record.at.endswith("+00:00")
+    assert set(record.parts) == {"analysis", "exclusions", "layout", "class_names", "eval_set", "images", "loss_log"}
+    assert len(record.digest) == 64 and record.layout is None
+    assert record.steps == [0, 100] and record.exclusions == {}
     status = approval_status(fresh)
-    assert status.state == "approved"
-    assert status.message == f"approved by {record['by']} at {record['at']}"
+    assert status.state == "approved" and status.approved
+    assert status.record == record
+    assert status.message == f"approved by {record.by} at {record.at}"
+    preview = approval_preview(fresh, by="bo")
+    assert preview.at is None and preview.by == "bo"
+    assert (preview.digest, preview.parts) == (record.digest, record.parts)
+    assert json.loads(fresh.approval.read_text()) == on_disk  # a preview records nothing
 
 
 def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     root = fresh.root
     again = f"review and run `spotreview approve {root}` again"
     missing = approval_status(fresh)
-    assert (missing.state, missing.record) == ("missing", None)
+    assert (missing.state, missing.record, missing.approved) == ("missing", None, False)
     assert missing.message == f"not approved; review it and run `spotreview approve {root}`"
 
-    at = approve(fresh, by="ana")["at"]
+    at = approve(fresh, by="ana").at
     analyze(fresh, quiet=True)  # the same analysis again: still approved
     assert approval_status(fresh).state == "approved"
     exclude(fresh, ["img-0004"], reason="duplicate")
@@ -356,7 +366,7 @@ def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     assert status.state == "stale"
     assert status.message == f"stale: the exclusions changed since ana approved it at {at}; {again}"
 
-    at = approve(fresh, by="ana")["at"]
+    at = approve(fresh, by="ana").at
     analyze(fresh, align="previous", quiet=True)
     status = approval_status(fresh)
     assert status.message == f"stale: the analysis changed since ana approved it at {at}; {again}"
@@ -364,13 +374,13 @@ def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     layout = tmp_path / "team.json"
     layout.write_text(layout_json(default_layout()))
     record = approve(fresh, by="bo", layout=layout)
-    assert record["layout"] == str(layout.resolve())
+    assert record.layout == str(layout.resolve())
     # The default layout is identified by the spotreview version, a file by its content.
-    assert record["parts"]["layout"] != approve(fresh, by="bo")["parts"]["layout"]
+    assert record.parts["layout"] != approve(fresh, by="bo").parts["layout"]
     record = approve(fresh, by="bo", layout=layout)
     layout.write_text(layout.read_text().replace('"weight": 33', '"weight": 40', 1))
     status = approval_status(fresh)
-    assert status.message == (f"stale: the layout changed since bo approved it at {record['at']}; {again}")
+    assert status.message == (f"stale: the layout changed since bo approved it at {record.at}; {again}")
     layout.unlink()
     status = approval_status(fresh)
     assert status.message == f"stale: the approved layout file {layout.resolve()} is gone; {again}"

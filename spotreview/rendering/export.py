@@ -246,7 +246,7 @@ def export(
         approval={
             "state": status.state,
             "message": status.message,
-            "digest": (status.record or {}).get("digest"),
+            "digest": status.record.digest if status.record else None,
         },
         at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

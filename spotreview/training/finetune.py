@@ -63,20 +63,6 @@ class Finetuned:
     accuracy: dict[int, float | None]  # eval accuracy at the first and the last snapshot
     checkpoints: int  # checkpoint-STEP directories kept
 
-    def describe(self) -> str:
-        """A few lines for a terminal: what was trained, the snapshots, the accuracy, the files."""
-        steps = self.snapshots
-        acc = " -> ".join(f"{a:.1%} (step {s})" for s, a in self.accuracy.items() if a is not None)
-        kept = f", {self.checkpoints} checkpoints" if self.checkpoints else ""
-        return "\n".join(
-            [
-                f"Fine-tuned {self.model} on {self.dataset} in {self.seconds:.0f} s: "
-                f"{len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) of {self.num_images} eval images",
-                *([f"Eval accuracy: {acc}"] if acc else []),
-                f"Run: {self.run.root} (embeddings/, log.csv, images/, eval.csv, manifest.json{kept})",
-            ]
-        )
-
 
 def finetune(
     out: str | Path = RUN_DIR,
