@@ -29,7 +29,6 @@ from spotreview.reviewing.layouts import (
     FIRST_PLOT,
     LAST_PLOT,
     default_layout,
-    import_spotlight,
     layout_json,
     load_layout,
 )
@@ -260,22 +259,30 @@ def test_ctrl_c_during_a_review_ends_it_and_restores_the_handler(analysed):
 
 
 def test_analytics_off_unless_opted_in(monkeypatch):
-    import_spotlight()
     from renumics.spotlight.settings import settings
 
-    # import_spotlight writes os.environ (for Spotlight's server subprocess) and the settings
-    # object; monkeypatch records both first, so neither leaks past this test.
-    for key in ("SPOTLIGHT_OPT_OUT", "SPOTLIGHT_OPT_IN"):
-        monkeypatch.setenv(key, "recorded")
-        monkeypatch.delenv(key)
-    monkeypatch.setattr(settings, "opt_out", settings.opt_out)
-    monkeypatch.setattr(settings, "opt_in", settings.opt_in)
+    from spotreview.reviewing.review import _analytics_choice
 
-    import_spotlight()
-    assert (os.environ["SPOTLIGHT_OPT_OUT"], os.environ["SPOTLIGHT_OPT_IN"]) == ("true", "false")
-    assert (settings.opt_out, settings.opt_in) == (True, False)
-    import_spotlight(analytics=True)
-    assert os.environ["SPOTLIGHT_OPT_OUT"] == "false" and settings.opt_out is False
+    for key in ("SPOTLIGHT_OPT_OUT", "SPOTLIGHT_OPT_IN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(settings, "opt_out", False)
+    monkeypatch.setattr(settings, "opt_in", True)
+
+    # Importing the layouts and building one (what `layout save`, `approve --layout` and a
+    # bundle do) leave the environment alone; it is set only while a review is served.
+    code = (
+        "import os; before = dict(os.environ); import spotreview.reviewing.layouts as L;"
+        "L.default_layout(); assert dict(os.environ) == before"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+    with _analytics_choice(False):
+        assert (os.environ["SPOTLIGHT_OPT_OUT"], os.environ["SPOTLIGHT_OPT_IN"]) == ("true", "false")
+        assert (settings.opt_out, settings.opt_in) == (True, False)
+    assert "SPOTLIGHT_OPT_OUT" not in os.environ and "SPOTLIGHT_OPT_IN" not in os.environ
+    assert (settings.opt_out, settings.opt_in) == (False, True)  # restored: nothing leaks
+    with _analytics_choice(True):
+        assert os.environ["SPOTLIGHT_OPT_OUT"] == "false" and settings.opt_out is False
 
 
 # --- exclusions --------------------------------------------------------------------------

@@ -75,6 +75,34 @@ def _dtypes(df) -> dict:
     return dtype
 
 
+@contextlib.contextmanager
+def _analytics_choice(analytics: bool):
+    """While active, Spotlight's usage analytics are off (``analytics`` false) or allowed.
+
+    Spotlight's server is a subprocess that reads ``SPOTLIGHT_OPT_OUT`` / ``SPOTLIGHT_OPT_IN``
+    from the environment it starts with, a copy of ``os.environ``: the variables are set while
+    the server starts, and this process's settings object with them; both are restored after.
+    """
+    from renumics.spotlight.settings import settings
+
+    keys = ("SPOTLIGHT_OPT_OUT", "SPOTLIGHT_OPT_IN")
+    saved_env, saved = {k: os.environ.get(k) for k in keys}, (settings.opt_out, settings.opt_in)
+    os.environ["SPOTLIGHT_OPT_OUT"] = "false" if analytics else "true"
+    settings.opt_out = not analytics
+    if not analytics:
+        os.environ["SPOTLIGHT_OPT_IN"] = "false"
+        settings.opt_in = False
+    try:
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        settings.opt_out, settings.opt_in = saved
+
+
 class RunSource:
     """What a review serves from a run directory: its review table, rebuilt when
     ``exclusions.json`` or the analysis changes, images from the run."""
@@ -233,14 +261,18 @@ def start_review(
         parsed = load_layout(source.default_layout)
     else:
         parsed = default_layout(df.columns)
-    spotlight = import_spotlight(analytics)
+    spotlight = import_spotlight()
     from renumics.spotlight import server as spotlight_server
     from renumics.spotlight.server import MissingTLSCertificate, MissingTLSKey
 
     viewer = spotlight.Viewer(host=host, port="auto" if port is None else port, no_ssl=insecure)
     try:
         # The server is a child process: it must not outlive a killed `review`.
-        with contextlib.redirect_stdout(io.StringIO()), popen_dying_with_parent(spotlight_server):
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            popen_dying_with_parent(spotlight_server),
+            _analytics_choice(analytics),
+        ):
             viewer.show(
                 df,
                 layout=parsed,
