@@ -131,7 +131,10 @@ class Run:
     # --- advice ----------------------------------------------------------------
     def remake_hint(self) -> str:
         """What re-creates the run's own files (manifest, eval.csv, images, log)."""
-        return f"re-create the run with `spotreview finetune --out {self.root} --overwrite` (its options are in manifest.json)"
+        return (
+            f"re-create the run with `spotreview finetune --out {self.root} --overwrite` "
+            "(its options are in manifest.json)"
+        )
 
     def reembed_hint(self, path: str | os.PathLike) -> str:
         """What re-creates an embedding file: ``embed`` where checkpoints exist, else the run."""
