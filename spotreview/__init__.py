@@ -1,8 +1,10 @@
 """spotreview: watch a model's embeddings evolve while it is fine-tuned.
 
 ``finetune -> embed -> analyze -> review (Spotlight, approve) -> export``. Every stage is
-a plain function here; the ``spotreview`` CLI is a thin layer over them. Names are
-imported lazily so ``import spotreview`` (and ``spotreview --help``) stays instant.
+a plain function here that returns a typed record (``Finetuned``, ``Embedded``, ``Analysis``,
+``ReviewResult``, ``Approval``, ``Exported``); the ``spotreview`` CLI is a thin layer over
+them. Names are imported lazily so ``import spotreview`` (and ``spotreview --help``) stays
+instant.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ _EXPORTS = {
     "Run": "rundir.run",
     "load_images": "embedding.sources",
     "embed": "embedding.embed",
+    "Embedded": "embedding.embed",
     "finetune": "training.finetune",
     "Finetuned": "training.finetune",
     "EmbeddingRecorder": "training.recorder",
@@ -29,12 +32,18 @@ _EXPORTS = {
     "read_table": "reviewing.table",
     "review": "reviewing.review",
     "start_review": "reviewing.review",
+    "ReviewResult": "reviewing.review",
     "exclude": "reviewing.exclusions",
+    "Excluded": "reviewing.exclusions",
     "approve": "reviewing.approval",
+    "approval_preview": "reviewing.approval",
     "approval_status": "reviewing.approval",
+    "Approval": "reviewing.approval",
+    "ApprovalStatus": "reviewing.approval",
     "run_status": "reviewing.status",
+    "RunStatus": "reviewing.status",
+    "SnapshotMetrics": "reviewing.status",
     "write_bundle": "reviewing.bundle",
-    "apply_decisions": "reviewing.bundle",
     "load_layout": "reviewing.layouts",
     "default_layout": "reviewing.layouts",
     "save_layout": "reviewing.layouts",

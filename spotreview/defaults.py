@@ -1,7 +1,10 @@
 """Defaults a user can change, defined once: the library's signatures and the CLI both read them.
 
-Plain constants, no imports, so ``spotreview --help`` stays instant.
+Plain constants and the ``Literal`` types of the modes, so ``spotreview --help`` stays instant.
+Each mode's tuple of choices is read off its ``Literal``, so the two cannot drift apart.
 """
+
+from typing import Literal, get_args
 
 # The built-in demo (digits, small ViT): 1438 training images / 32 per batch = 45 steps
 # per epoch, 20 epochs = 900 steps, a save every 50 steps = 18 saves + step 0.
@@ -11,14 +14,28 @@ SAVE_STEPS = 50
 EPOCHS = 20.0
 TRAIN_BATCH_SIZE = 32
 SEED = 0
-# Images per forward batch when embedding (benchmarks/RESULTS.md: larger batches were not faster).
+# Images per forward batch when embedding; larger batches do not pay (benchmarks/RESULTS.md).
 EMBED_BATCH_SIZE = 32
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
-ALIGN_MODES = ("last", "previous", "none")
-ALIGN = "last"  # rotate/reflect every snapshot onto the final one
+Device = Literal["auto", "cpu", "cuda"]  # auto: CUDA when available, else the CPU
+DEVICES: tuple[str, ...] = get_args(Device)
+DEVICE: Device = "auto"
+
+Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 where the hardware runs it natively
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+PRECISION: Precision = "auto"
+
+AlignMode = Literal["last", "previous", "none"]
+ALIGN_MODES: tuple[str, ...] = get_args(AlignMode)
+ALIGN: AlignMode = "last"  # rotate/reflect every snapshot onto the final one
+
+HtmlPlayer = Literal["interactive", "frames"]  # .html: our interactive player, or matplotlib's over frames
+HTML_PLAYERS: tuple[str, ...] = get_args(HtmlPlayer)
+HTML_PLAYER: HtmlPlayer = "interactive"
+TWEEN = 0  # interpolated frames between consecutive snapshots
+
 TOP_K = 8  # outliers listed per snapshot (analysis summary, export leaderboard)
 OOD_K = 10  # neighbours of cleanlab's outlier score (OutOfDistribution's default k)
 
 HOST = "127.0.0.1"  # Spotlight binds localhost unless told otherwise
+REVIEW_POLL = 1.0  # seconds between checks for changed exclusions or analysis during a review

@@ -16,6 +16,7 @@ from spotreview.cli import cli
 from spotreview.reviewing.exclusions import exclude
 from spotreview.reviewing.table import read_table
 from spotreview.rundir.atomic import sha256_file
+from spotreview.rundir.exclusions import read_exclusions
 
 
 def invoke(*args):
@@ -78,7 +79,7 @@ def test_bundle_moved_elsewhere_is_served_and_decisions_go_back(analysed_run, tm
 
     result = invoke("exclude", analysed_run.root, "--from", decisions)
     assert result.exit_code == 0, result.output
-    assert analysed_run.read_exclusions() == {"img-0004": "mislabelled", "img-0005": "mislabelled"}
+    assert read_exclusions(analysed_run) == {"img-0004": "mislabelled", "img-0005": "mislabelled"}
     extracted = next((cache / "spotreview" / "bundles").iterdir())
     assert not read_table(extracted / "review.parquet")["image"].str.startswith("/").any()
 
@@ -109,11 +110,11 @@ def test_bad_bundles_and_decisions(analysed_run, tmp_path, cache):
 
     decisions = tmp_path / "review.decisions.json"
     decisions.write_text(json.dumps({"exclusions": {"img-0001": "x", "nope-1": "y"}}))
-    before = analysed_run.read_exclusions()
+    before = read_exclusions(analysed_run)
     assert cli_error(invoke("exclude", analysed_run.root, "--from", decisions)) == (
         f"Error: {decisions} names 1 image id(s) {analysed_run.root} does not have (e.g. nope-1); "
         "was the bundle made from another run?"
     )
-    assert analysed_run.read_exclusions() == before
+    assert read_exclusions(analysed_run) == before
     decisions.write_text("[1, 2]")
     assert "is not a decisions file" in cli_error(invoke("exclude", analysed_run.root, "--from", decisions))

@@ -10,7 +10,7 @@ from conftest import cli_error, tiny_vit, vit_processor
 from PIL import Image
 
 from spotreview.cli import cli
-from spotreview.embedding.embed import embed
+from spotreview.embedding.embed import Embedded, embed
 from spotreview.embedding.forward import preprocess
 from spotreview.embedding.models import bf16_is_native, load_checkpoint, resolve_device, resolve_precision
 from spotreview.errors import ModelError, RunDirError, SpotreviewError
@@ -56,8 +56,11 @@ def image_folder(tmp_path_factory):
 def test_embeds_every_checkpoint_of_a_foreign_folder_in_step_order(tmp_path, image_folder):
     save_checkpoints(tmp_path)
     done = embed(tmp_path, images=image_folder, precision="fp32", batch_size=4, quiet=True)
-    assert done == [0, 20, 100]
+    assert isinstance(done, Embedded)
+    assert done.steps == done.snapshots == [0, 20, 100]
+    assert (done.device, done.precision, done.batch_size, done.compiled) == ("cpu", "fp32", 4, False)
     run = Run(tmp_path)
+    assert done.run.root == run.root and done.seconds == run.read_manifest()["embed"]["seconds"]
     assert run.snapshots() == [0, 20, 100]
     table = read_eval(run)
     assert list(table.columns) == ["id", "label", "class_name", "image"] and len(table) == 10
@@ -86,17 +89,17 @@ def test_embeds_every_checkpoint_of_a_foreign_folder_in_step_order(tmp_path, ima
 
 def test_resume_recomputes_only_the_removed_snapshot(tmp_path, image_folder):
     save_checkpoints(tmp_path, processor_in="run")
-    assert embed(tmp_path, images=image_folder, precision="fp32", quiet=True) == [0, 20, 100]
+    assert embed(tmp_path, images=image_folder, precision="fp32", quiet=True).steps == [0, 20, 100]
     run = Run(tmp_path)
     before = {s: run.embedding_path(s).stat().st_mtime_ns for s in STEPS}
     kept = np.load(run.embedding_path(20))
     run.embedding_path(20).unlink()
 
     # resuming needs no --images: the folder has its eval.csv now (giving the same one again is fine too)
-    assert embed(tmp_path, images=image_folder, precision="fp32", quiet=True) == [20]
+    assert embed(tmp_path, images=image_folder, precision="fp32", quiet=True).steps == [20]
     assert {s: run.embedding_path(s).stat().st_mtime_ns for s in (0, 100)} == {s: before[s] for s in (0, 100)}
     np.testing.assert_allclose(np.load(run.embedding_path(20)), kept, rtol=1e-5, atol=1e-6)
-    assert embed(tmp_path, quiet=True) == []
+    assert embed(tmp_path, quiet=True).steps == []
 
     result = CliRunner().invoke(cli, ["embed", str(tmp_path), "-q"])
     assert result.exit_code == 0
@@ -106,7 +109,7 @@ def test_resume_recomputes_only_the_removed_snapshot(tmp_path, image_folder):
 
 def test_model_without_head_gives_embeddings_only(tmp_path, image_folder):
     save_checkpoints(tmp_path, steps=(5,), head=False)
-    assert embed(tmp_path, images=image_folder, eval_size=4, quiet=True) == [5]
+    assert embed(tmp_path, images=image_folder, eval_size=4, quiet=True).steps == [5]
     run = Run(tmp_path)
     assert np.load(run.embedding_path(5)).shape == (4, 16)
     assert not run.probs_path(5).exists()
@@ -119,13 +122,13 @@ def test_cnn_checkpoint_uses_the_pooled_features(tmp_path, image_folder):
     torch.manual_seed(0)
     ResNetForImageClassification(config).save_pretrained(tmp_path / "checkpoint-1")
     ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=1.0).save_pretrained(tmp_path / "checkpoint-1")
-    assert embed(tmp_path, images=image_folder, quiet=True) == [1]
+    assert embed(tmp_path, images=image_folder, quiet=True).steps == [1]
     assert np.load(Run(tmp_path).embedding_path(1)).shape == (10, 12)
     assert np.load(Run(tmp_path).probs_path(1)).shape == (10, 2)
 
 
 def test_run_recorded_during_training_has_nothing_to_embed(synthetic_run):
-    assert embed(synthetic_run, quiet=True) == []
+    assert embed(synthetic_run, quiet=True).steps == []
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -341,7 +344,7 @@ def test_folder_without_eval_set_needs_images(tmp_path, image_folder):
         assert run_cli(tmp_path, *other) == (
             f"Error: {tmp_path} holds another evaluation set (eval.csv): {given} images given, eval.csv has 10; {fix}"
         )
-    assert embed(tmp_path, images=image_folder, quiet=True) == []  # the same images again: fine
+    assert embed(tmp_path, images=image_folder, quiet=True).steps == []  # the same images again: fine
 
 
 def test_another_eval_set_is_refused_by_first_difference_unless_overwrite(tmp_path, image_folder):
@@ -435,7 +438,7 @@ def test_probabilities_follow_the_class_names_of_the_checkpoint(tmp_path, image_
         head.bias.copy_(head.bias.flip(0))
     named(swapped, ("light", "dark")).save_pretrained(tmp_path / "checkpoint-2")
     vit_processor().save_pretrained(tmp_path / "checkpoint-2")
-    assert embed(tmp_path, images=image_folder, quiet=True) == [1, 2]
+    assert embed(tmp_path, images=image_folder, quiet=True).steps == [1, 2]
     run = Run(tmp_path)
     np.testing.assert_allclose(np.load(run.probs_path(2)), np.load(run.probs_path(1)), atol=1e-6)
 
@@ -451,7 +454,7 @@ def test_probabilities_follow_the_class_names_of_the_checkpoint(tmp_path, image_
 
     tiny_vit(0, num_labels=2).save_pretrained(tmp_path / "checkpoint-4")  # LABEL_0, LABEL_1: no names
     with caplog.at_level("WARNING", logger="spotreview"):
-        assert embed(tmp_path, checkpoints=[4], processor=tmp_path / "checkpoint-1", quiet=True) == [4]
+        assert embed(tmp_path, checkpoints=[4], processor=tmp_path / "checkpoint-1", quiet=True).steps == [4]
     assert "has no class names (id2label: LABEL_0, ...); its outputs are taken in the dataset's class order" in (
         caplog.text
     )
@@ -464,7 +467,7 @@ def test_base_model_is_embedded_as_step_0(tmp_path, image_folder):
         f"Error: --base-model {tmp_path / 'nope'} is not a model directory and the hub is unreachable ("
     )
     assert not (tmp_path / "eval.csv").exists()  # a failed embed leaves nothing behind
-    assert embed(tmp_path, images=image_folder, base_model=tmp_path.parent / "base", quiet=True) == [0, 5]
+    assert embed(tmp_path, images=image_folder, base_model=tmp_path.parent / "base", quiet=True).steps == [0, 5]
     import pandas as pd
 
     assert pd.read_csv(Run(tmp_path).snapshots_csv)["step"].tolist() == [0, 5]
@@ -505,7 +508,7 @@ def test_embed_under_torchrun_splits_the_checkpoints(tmp_path, image_folder):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     save_checkpoints(tmp_path / "one", steps=(1, 2, 3))
-    assert embed(tmp_path / "one", images=image_folder, precision="fp32", quiet=True) == [1, 2, 3]
+    assert embed(tmp_path / "one", images=image_folder, precision="fp32", quiet=True).steps == [1, 2, 3]
     two, one = Run(tmp_path / "two"), Run(tmp_path / "one")
     assert two.snapshots() == [1, 2, 3] and two.eval_csv.read_bytes() == one.eval_csv.read_bytes()
     for step in (1, 2, 3):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from spotreview.reviewing.approval import approve
+from spotreview.rundir.exclusions import read_exclusions
 from spotreview.rundir.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,7 +128,7 @@ def test_eight_concurrent_excludes_keep_all_eight(analysed_run):
     ids = [f"img-{i:04d}" for i in range(8)]
     procs = [start("exclude", analysed_run.root, i, "--reason", f"r{i}") for i in ids]
     assert [p.wait(120) for p in procs] == [0] * 8
-    assert analysed_run.read_exclusions() == {i: f"r{i}" for i in ids}
+    assert read_exclusions(analysed_run) == {i: f"r{i}" for i in ids}
 
 
 # --- kill -9 and SIGTERM ---------------------------------------------------------------------

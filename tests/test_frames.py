@@ -21,15 +21,16 @@ from conftest import cli_error, make_synthetic_run
 from PIL import Image
 
 from spotreview.analysis.analyze import analyze
-from spotreview.analysis.store import format_table, load_analysis
+from spotreview.analysis.store import load_analysis
 from spotreview.cli import cli
+from spotreview.cli.format import format_status, format_table
 from spotreview.errors import ExportError
 from spotreview.rendering.export import export
 from spotreview.rendering.figure import Renderer
 from spotreview.rendering.placement import place_labels
 from spotreview.rendering.scene import build_scene
 from spotreview.reviewing.approval import approve
-from spotreview.reviewing.status import format_status, run_status
+from spotreview.reviewing.status import run_status
 from spotreview.rundir.atomic import save_npy
 from spotreview.rundir.run import Run
 from spotreview.util.text import middle_ellipsis, plural, sig

@@ -264,7 +264,7 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
     for step in (4, 8, 12):
         shutil.copytree(tmp_path / "out" / f"checkpoint-{step}", single.checkpoint_path(step))
     vit_processor().save_pretrained(tmp_path / "processor")
-    assert embed(single, processor=tmp_path / "processor", precision="fp32", quiet=True) == [4, 8, 12]
+    assert embed(single, processor=tmp_path / "processor", precision="fp32", quiet=True).steps == [4, 8, 12]
     for step in (4, 8, 12):
         np.testing.assert_allclose(np.load(run.embedding_path(step)), np.load(single.embedding_path(step)), atol=1e-4)
         np.testing.assert_allclose(np.load(run.probs_path(step)), np.load(single.probs_path(step)), atol=1e-4)
@@ -309,17 +309,6 @@ def test_ddp_processes_given_different_eval_sets_are_refused(tmp_path):
     )
     assert [(tmp_path / "errors" / f"rank{r}").read_text() for r in (0, 1)] == [expected, expected]
     assert not (tmp_path / "run").exists()  # nothing written
-
-
-def test_keep_checkpoints_is_accepted_and_changes_nothing(tmp_path):
-    """0.1's README passed keep_checkpoints=False; such scripts keep working, told it has no effect."""
-    import torch
-
-    from spotreview.training.recorder import EmbeddingRecorder
-
-    with pytest.warns(FutureWarning, match=r"keep_checkpoints=\.\.\.\) has no effect.*save_total_limit"):
-        recorder = EmbeddingRecorder(tmp_path / "run", pixel_values=torch.zeros(2, 3, 16, 16), keep_checkpoints=False)
-    assert not hasattr(recorder, "keep_checkpoints")
 
 
 EXIT_RIGHT_AFTER_GATHERING = """

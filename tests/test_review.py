@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -22,17 +23,17 @@ from conftest import cli_error, make_synthetic_run
 from spotreview.analysis.analyze import analyze
 from spotreview.cli import cli
 from spotreview.errors import AnalysisError, ReviewError
-from spotreview.reviewing.approval import approval_status, approve
+from spotreview.reviewing.approval import approval_preview, approval_status, approve
 from spotreview.reviewing.exclusions import exclude
 from spotreview.reviewing.layouts import (
     FIRST_PLOT,
     LAST_PLOT,
     default_layout,
-    import_spotlight,
     layout_json,
     load_layout,
 )
-from spotreview.reviewing.review import review
+from spotreview.reviewing.review import ReviewResult, review
+from spotreview.rundir.exclusions import read_exclusions
 
 REPO = Path(__file__).resolve().parents[1]
 KNOWN = "ConfusionMatrix, IssuesWidget, Metric, histogram, inspector, scatterplot, similaritymap, table, wordcloud"
@@ -251,27 +252,37 @@ def test_ctrl_c_during_a_review_ends_it_and_restores_the_handler(analysed):
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     result = review(analysed, port=port, open_browser=False, timeout=60, quiet=True, poll=0.2)
-    assert result["ended"] == "interrupted" and time.monotonic() - sent[0] < 20
+    assert result.ended == "interrupted" and time.monotonic() - sent[0] < 20
+    assert isinstance(result, ReviewResult) and (result.bundle, result.decisions) == (None, None)
+    assert result.url == f"http://127.0.0.1:{port}/" and result.layout is None
     assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_analytics_off_unless_opted_in(monkeypatch):
-    import_spotlight()
     from renumics.spotlight.settings import settings
 
-    # import_spotlight writes os.environ (for Spotlight's server subprocess) and the settings
-    # object; monkeypatch records both first, so neither leaks past this test.
-    for key in ("SPOTLIGHT_OPT_OUT", "SPOTLIGHT_OPT_IN"):
-        monkeypatch.setenv(key, "recorded")
-        monkeypatch.delenv(key)
-    monkeypatch.setattr(settings, "opt_out", settings.opt_out)
-    monkeypatch.setattr(settings, "opt_in", settings.opt_in)
+    from spotreview.reviewing.review import _analytics_choice
 
-    import_spotlight()
-    assert (os.environ["SPOTLIGHT_OPT_OUT"], os.environ["SPOTLIGHT_OPT_IN"]) == ("true", "false")
-    assert (settings.opt_out, settings.opt_in) == (True, False)
-    import_spotlight(analytics=True)
-    assert os.environ["SPOTLIGHT_OPT_OUT"] == "false" and settings.opt_out is False
+    for key in ("SPOTLIGHT_OPT_OUT", "SPOTLIGHT_OPT_IN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(settings, "opt_out", False)
+    monkeypatch.setattr(settings, "opt_in", True)
+
+    # Importing the layouts and building one (what `layout save`, `approve --layout` and a
+    # bundle do) leave the environment alone; it is set only while a review is served.
+    code = (
+        "import os; before = dict(os.environ); import spotreview.reviewing.layouts as L;"
+        "L.default_layout(); assert dict(os.environ) == before"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+    with _analytics_choice(False):
+        assert (os.environ["SPOTLIGHT_OPT_OUT"], os.environ["SPOTLIGHT_OPT_IN"]) == ("true", "false")
+        assert (settings.opt_out, settings.opt_in) == (True, False)
+    assert "SPOTLIGHT_OPT_OUT" not in os.environ and "SPOTLIGHT_OPT_IN" not in os.environ
+    assert (settings.opt_out, settings.opt_in) == (False, True)  # restored: nothing leaks
+    with _analytics_choice(True):
+        assert os.environ["SPOTLIGHT_OPT_OUT"] == "false" and settings.opt_out is False
 
 
 # --- exclusions --------------------------------------------------------------------------
@@ -279,15 +290,17 @@ def test_analytics_off_unless_opted_in(monkeypatch):
 
 def test_exclude_and_clear(synthetic_run):
     run = synthetic_run
-    assert exclude(run, ["img-0001", "img-0002"], reason="blurry") == {
+    done = exclude(run, ["img-0001", "img-0002"], reason="blurry")
+    assert done.exclusions == {
         "img-0001": "blurry",
         "img-0002": "blurry",
     }
+    assert (done.where, done.bundle) == (run.root, False)
     exclude(run, ["img-0003"])
-    assert run.read_exclusions() == {"img-0001": "blurry", "img-0002": "blurry", "img-0003": ""}
-    assert exclude(run, ["img-0002"], clear=True) == {"img-0001": "blurry", "img-0003": ""}
-    assert exclude(run, [], clear=True) == {}
-    assert run.read_exclusions() == {}
+    assert read_exclusions(run) == {"img-0001": "blurry", "img-0002": "blurry", "img-0003": ""}
+    assert exclude(run, ["img-0002"], clear=True).exclusions == {"img-0001": "blurry", "img-0003": ""}
+    assert exclude(run, [], clear=True).exclusions == {}
+    assert read_exclusions(run) == {}
 
 
 def test_exclude_errors(synthetic_run):
@@ -299,7 +312,7 @@ def test_exclude_errors(synthetic_run):
         f"7 unknown image id(s) for {root}: nope-0, nope-1, nope-2, nope-3, nope-4 (+2 more); "
         f"use ids from the review table's `id` column (or {root / 'eval.csv'})"
     )
-    assert run.read_exclusions() == {"img-0001": "kept"}  # nothing half-applied
+    assert read_exclusions(run) == {"img-0001": "kept"}  # nothing half-applied
     with pytest.raises(ReviewError) as e:
         exclude(run, [])
     assert str(e.value) == (
@@ -315,7 +328,7 @@ def test_exclude_command(synthetic_run):
     assert result.output == f"excluded 2; 2 image(s) now excluded in {root}\n"
     result = invoke("exclude", root, "img-0001", "--clear")
     assert result.output == f"cleared 1; 1 image(s) now excluded in {root}\n"
-    assert synthetic_run.read_exclusions() == {"img-0002": "mislabelled"}
+    assert read_exclusions(synthetic_run) == {"img-0002": "mislabelled"}
     result = invoke("exclude", root, "zzz")
     assert result.exit_code == 1
     assert result.output.startswith("Error: 1 unknown image id(s) for ")
@@ -327,25 +340,32 @@ def test_exclude_command(synthetic_run):
 def test_approve_records_who_when_and_what(fresh):
     record = approve(fresh)
     on_disk = json.loads(fresh.approval.read_text())
-    assert on_disk == record
-    assert record["by"] == getpass.getuser()
-    assert record["at"].endswith("+00:00")
-    assert set(record["parts"]) == {"analysis", "exclusions", "layout", "class_names", "eval_set", "images", "loss_log"}
-    assert len(record["digest"]) == 64 and record["layout"] is None
-    assert record["steps"] == [0, 100] and record["exclusions"] == {}
+    assert on_disk == dataclasses.asdict(record)
+    assert set(on_disk) == {"by", "at", "digest", "parts", "layout", "exclusions", "steps", "snapshots",
+                            "spotreview_version"}  # fmt: skip
+    assert record.by == getpass.getuser()
+    assert record.at.endswith("+00:00")
+    assert set(record.parts) == {"analysis", "exclusions", "layout", "class_names", "eval_set", "images", "loss_log"}
+    assert len(record.digest) == 64 and record.layout is None
+    assert record.steps == [0, 100] and record.exclusions == {}
     status = approval_status(fresh)
-    assert status.state == "approved"
-    assert status.message == f"approved by {record['by']} at {record['at']}"
+    assert status.state == "approved" and status.approved
+    assert status.record == record
+    assert status.message == f"approved by {record.by} at {record.at}"
+    preview = approval_preview(fresh, by="bo")
+    assert preview.at is None and preview.by == "bo"
+    assert (preview.digest, preview.parts) == (record.digest, record.parts)
+    assert json.loads(fresh.approval.read_text()) == on_disk  # a preview records nothing
 
 
 def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     root = fresh.root
     again = f"review and run `spotreview approve {root}` again"
     missing = approval_status(fresh)
-    assert (missing.state, missing.record) == ("missing", None)
+    assert (missing.state, missing.record, missing.approved) == ("missing", None, False)
     assert missing.message == f"not approved; review it and run `spotreview approve {root}`"
 
-    at = approve(fresh, by="ana")["at"]
+    at = approve(fresh, by="ana").at
     analyze(fresh, quiet=True)  # the same analysis again: still approved
     assert approval_status(fresh).state == "approved"
     exclude(fresh, ["img-0004"], reason="duplicate")
@@ -353,7 +373,7 @@ def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     assert status.state == "stale"
     assert status.message == f"stale: the exclusions changed since ana approved it at {at}; {again}"
 
-    at = approve(fresh, by="ana")["at"]
+    at = approve(fresh, by="ana").at
     analyze(fresh, align="previous", quiet=True)
     status = approval_status(fresh)
     assert status.message == f"stale: the analysis changed since ana approved it at {at}; {again}"
@@ -361,13 +381,13 @@ def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     layout = tmp_path / "team.json"
     layout.write_text(layout_json(default_layout()))
     record = approve(fresh, by="bo", layout=layout)
-    assert record["layout"] == str(layout.resolve())
+    assert record.layout == str(layout.resolve())
     # The default layout is identified by the spotreview version, a file by its content.
-    assert record["parts"]["layout"] != approve(fresh, by="bo")["parts"]["layout"]
+    assert record.parts["layout"] != approve(fresh, by="bo").parts["layout"]
     record = approve(fresh, by="bo", layout=layout)
     layout.write_text(layout.read_text().replace('"weight": 33', '"weight": 40', 1))
     status = approval_status(fresh)
-    assert status.message == (f"stale: the layout changed since bo approved it at {record['at']}; {again}")
+    assert status.message == (f"stale: the layout changed since bo approved it at {record.at}; {again}")
     layout.unlink()
     status = approval_status(fresh)
     assert status.message == f"stale: the approved layout file {layout.resolve()} is gone; {again}"

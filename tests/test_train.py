@@ -107,7 +107,7 @@ def test_kept_checkpoints_embed_post_hoc_to_the_recorded_vectors(tmp_path):
     recorded = {s: np.load(run.embedding_path(s)) for s in (0, 2, 4, 6)}
     for s in (0, 2, 4, 6):
         run.embedding_path(s).unlink()
-    assert spotreview.embed(run, quiet=True) == [0, 2, 4, 6]  # processor from the run's processor/ dir
+    assert spotreview.embed(run, quiet=True).steps == [0, 2, 4, 6]  # processor from the run's processor/ dir
     assert spotreview.EmbeddingRecorder is EmbeddingRecorder
     for s in (0, 2, 4, 6):  # bf16 weights post hoc vs bf16 autocast in training: 1e-2 cosine (issue 12)
         post_hoc = np.load(run.embedding_path(s))

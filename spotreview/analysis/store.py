@@ -33,7 +33,6 @@ from spotreview.errors import AnalysisError, first_line
 from spotreview.rundir.atomic import atomic_path, sha256_bytes, sha256_file
 from spotreview.rundir.evalset import read_eval_columns
 from spotreview.rundir.run import Run
-from spotreview.util.text import sig
 
 FORMAT = 1  # bump when the stored layout changes; older step files are then recomputed
 
@@ -133,31 +132,6 @@ def analysis_digest(run) -> str:
                 h.update(path.name.encode() + b"\0")
                 h.update(sha256_file(path).encode() + b"\n")
     return h.hexdigest()
-
-
-def format_table(analysis: Analysis) -> str:
-    """A short per-snapshot table: step, accuracy, kNN accuracy, disparity, worst outlier."""
-
-    def num(x: float) -> str:
-        return "-" if not np.isfinite(x) else f"{x:.3f}"
-
-    header = ("step", "accuracy", "kNN acc", "disparity", "worst outlier (score)")
-    rows = [header]
-    for s, step in enumerate(analysis.steps):
-        worst = int(analysis.top(s, 1)[0])
-        rows.append(
-            (
-                str(step),
-                num(analysis.accuracy[s]),
-                num(analysis.knn_accuracy[s]),
-                num(analysis.disparity[s]),
-                f"{analysis.ids[worst]} ({sig(analysis.scores[s, worst])})",
-            )
-        )
-    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.rjust(w) if c < 4 else cell for c, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in rows
-    )
 
 
 def read_labels(run: Run) -> tuple[list[str], np.ndarray, list[str]]:

@@ -1,8 +1,9 @@
 """The ``spotreview`` command line: parse, call one library function, report.
 
 The group is built here from the command modules (:mod:`.pipeline`, :mod:`.review`), which
-import only :mod:`.options`, never this module. Heavy libraries are imported inside the
-commands so ``spotreview --help`` is instant. Library errors (``SpotreviewError``) become one
+import only :mod:`.options` and :mod:`.format`, never this module. Commands call the public
+API (``spotreview.X``, imported lazily by the package) so ``spotreview --help`` is instant,
+and print the records it returns with :mod:`.format`. Library errors (``SpotreviewError``) become one
 ``Error: ...`` line and exit code 1, and the library's log messages (``logging``, logger
 ``spotreview``) are shown on stderr as plain lines, warnings prefixed ``warning:``. Defaults
 come from :mod:`spotreview.defaults`.
@@ -46,9 +47,9 @@ for _command in (
 
 def main() -> None:
     # CPython's cycle collector walks the objects torch & co. create on import, many times over
-    # while they import and all of them once more at exit: ~0.5 s of an `analyze` here.
-    # spotreview makes few reference cycles, so young objects are collected less often, and
-    # whatever is alive at exit is frozen out of the final collection.
+    # while they import and all of them once more at exit (benchmarks/RESULTS.md). spotreview
+    # makes few reference cycles, so young objects are collected less often, and whatever is
+    # alive at exit is frozen out of the final collection.
     gc.set_threshold(50_000, 20, 20)
     keep_freed_memory()  # fewer page faults: every command's large arrays reuse freed blocks
     idle_blas_threads_sleep()  # numpy's idle BLAS threads leave the cores to torch's

@@ -7,8 +7,9 @@ import sys
 
 import click
 
+import spotreview
+from spotreview import SpotreviewError
 from spotreview import defaults as D
-from spotreview.errors import SpotreviewError
 
 
 class _Echo(logging.Handler):
@@ -46,9 +47,7 @@ class _RunType(click.Path):
     name = "run"
 
     def convert(self, value, param, ctx):
-        from spotreview.rundir.run import Run
-
-        return Run(super().convert(value, param, ctx)).require()  # a RunDirError is one line
+        return spotreview.Run(super().convert(value, param, ctx)).require()  # a RunDirError is one line
 
 
 RUN = click.argument("run", type=_RunType(file_okay=False))
@@ -65,7 +64,7 @@ LAYOUT = click.option(
 DEVICE = click.option(
     "--device",
     type=click.Choice(D.DEVICES),
-    default=D.DEVICES[0],
+    default=D.DEVICE,
     show_default=True,
     help="auto: CUDA when available, else CPU.",
 )

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import click
 
+import spotreview
 from spotreview import defaults as D
+from spotreview.cli.format import format_embedded, format_finetuned, format_table
 from spotreview.cli.options import DEVICE, EVAL_SIZE, QUIET, RUN
 from spotreview.util.text import plural
 
@@ -68,9 +70,7 @@ def finetune_cmd(
     quiet,
 ):
     """Fine-tune an image classifier, recording the eval embeddings at step 0 and every save."""
-    from spotreview.training.finetune import finetune
-
-    done = finetune(
+    done = spotreview.finetune(
         out,
         model=model,
         dataset=dataset,
@@ -85,7 +85,7 @@ def finetune_cmd(
         overwrite=overwrite,
         quiet=quiet,
     )
-    click.echo(done.describe())
+    click.echo(format_finetuned(done))
     click.echo(f"Next: spotreview analyze {done.run.root}")
 
 
@@ -122,7 +122,7 @@ def finetune_cmd(
 @click.option(
     "--precision",
     type=click.Choice(D.PRECISIONS),
-    default=D.PRECISIONS[0],
+    default=D.PRECISION,
     show_default=True,
     help="auto: bf16 autocast where the hardware runs bf16 natively (CUDA, AMX/AVX512-BF16 CPUs), else fp32.",
 )
@@ -152,9 +152,7 @@ def embed_cmd(
 
     Also writes log.csv from the newest trainer_state.json when RUN has none.
     """
-    from spotreview.embedding.embed import embed
-
-    done = embed(
+    done = spotreview.embed(
         run,
         dataset=dataset,
         images=images_dir,
@@ -168,12 +166,8 @@ def embed_cmd(
         torch_compile=torch_compile,
         quiet=quiet,
     )
-    total = run.snapshots()
-    if done:
-        click.echo(f"Embedded {len(done)} snapshots (steps {', '.join(map(str, done))}) into {run.embeddings_dir}")
-    else:
-        click.echo(f"Nothing to embed: all {len(total)} snapshots in {run.embeddings_dir} are up to date")
-    click.echo(f"{len(total)} snapshots in all. Next: spotreview analyze {run.root}")
+    click.echo(format_embedded(done))
+    click.echo(f"{len(done.snapshots)} snapshots in all. Next: spotreview analyze {run.root}")
 
 
 @click.command("analyze")
@@ -191,10 +185,7 @@ def embed_cmd(
 @QUIET
 def analyze_cmd(run, align, top_k, quiet):
     """Outlier scores and aligned 2-D projections of every snapshot (incremental)."""
-    from spotreview.analysis.analyze import analyze
-    from spotreview.analysis.store import format_table
-
-    result = analyze(run, align=align, top_k=top_k, quiet=quiet)
+    result = spotreview.analyze(run, align=align, top_k=top_k, quiet=quiet)
     done, total = len(result.recomputed), len(result.steps)
     redone = f"{done} of {total} snapshots computed" + (f", {total - done} unchanged" if done < total else "")
     click.echo(f"{format_table(result)}\n\n{redone}; results in {result.run.analysis_dir}")
@@ -226,7 +217,7 @@ def analyze_cmd(run, align, top_k, quiet):
 @click.option(
     "--tween",
     type=click.IntRange(min=0),
-    default=0,
+    default=D.TWEEN,
     show_default=True,
     help="Interpolated frames between consecutive snapshots.",
 )
@@ -261,8 +252,8 @@ def analyze_cmd(run, align, top_k, quiet):
 )
 @click.option(
     "--html-player",
-    type=click.Choice(["interactive", "frames"]),
-    default="interactive",
+    type=click.Choice(D.HTML_PLAYERS),
+    default=D.HTML_PLAYER,
     show_default=True,
     help=".html: the interactive player, or matplotlib's over the frames.",
 )
@@ -272,9 +263,7 @@ def export_cmd(
     run, out, fps, size, dpi, tween, top_k, still, still_step, workers, highlight, html_player, force, quiet
 ):
     """Render RUN's approved analysis as an animation (GIF, MP4 or HTML player)."""
-    from spotreview.rendering.export import export
-
-    done = export(
+    done = spotreview.export(
         run,
         out,
         fps=fps,

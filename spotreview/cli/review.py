@@ -7,7 +7,9 @@ import sys
 
 import click
 
+import spotreview
 from spotreview import defaults as D
+from spotreview.cli.format import format_approval_preview, format_approved, format_status
 from spotreview.cli.options import LAYOUT, QUIET, RUN, THRESHOLD
 
 
@@ -17,10 +19,6 @@ def _interactive() -> bool:
 
 def _later(run) -> str:
     return f"approve it later with `spotreview approve {run}`"
-
-
-def _approved(record: dict) -> None:
-    click.echo(f"Approved by {record['by']} at {record['at']} (digest {record['digest'][:12]})")
 
 
 @click.command("review")
@@ -63,11 +61,7 @@ def review_cmd(
 
     Runs until Ctrl-C or --timeout, then asks whether to approve a run for export.
     """
-    from spotreview.reviewing.approval import approve
-    from spotreview.reviewing.review import review
-    from spotreview.rundir.run import Run
-
-    result = review(
+    result = spotreview.review(
         run,
         layout=layout_file,
         host=host,
@@ -80,18 +74,18 @@ def review_cmd(
         outlier_threshold=outlier_threshold,
         embeddings=embeddings,
     )
-    click.echo(f"review ended ({result['ended']})")
-    if result["bundle"]:
+    click.echo(f"review ended ({result.ended})")
+    if result.bundle is not None:
         click.echo(
-            f"exclusions made on this bundle are in {result['bundle']}; "
-            f"apply them with `spotreview exclude RUN --from {result['bundle']}`"
+            f"exclusions made on this bundle are in {result.decisions}; "
+            f"apply them with `spotreview exclude RUN --from {result.decisions}`"
         )
         return
-    run = Run(run)
+    run = spotreview.Run(run)
     if no_approve_prompt or not _interactive() or not click.confirm(f"Approve {run.root} for export?"):
         click.echo(f"Not approved; {_later(run.root)}")
         return
-    _approved(approve(run, layout=layout_file))
+    click.echo(format_approved(spotreview.approve(run, layout=layout_file)))
 
 
 @click.command("exclude")
@@ -112,13 +106,11 @@ def exclude_cmd(run, ids, reason, clear, from_file):
     RUN may be a review bundle (.zip): the exclusions then go to REVIEW.decisions.json
     beside it, which `spotreview exclude RUN --from REVIEW.decisions.json` applies.
     """
-    from spotreview.reviewing.bundle import exclude_anywhere
-
     if from_file is not None and (ids or clear):
         raise click.UsageError("--from takes no ids and no --clear")
-    where, now = exclude_anywhere(run, ids, reason=reason, clear=clear, from_file=from_file)
-    done = f"{'cleared' if clear else 'excluded'} {len(ids) if ids else 'all'}"
-    click.echo(f"{f'applied {from_file}' if from_file else done}; {len(now)} image(s) now excluded in {where}")
+    result = spotreview.exclude(run, ids, reason=reason, clear=clear, from_file=from_file)
+    done = f"applied {from_file}" if from_file else f"{'cleared' if clear else 'excluded'} {len(ids) if ids else 'all'}"
+    click.echo(f"{done}; {len(result.exclusions)} image(s) now excluded in {result.where}")
 
 
 @click.command("bundle")
@@ -129,9 +121,7 @@ def exclude_cmd(run, ids, reason, clear, from_file):
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def bundle_cmd(run, out, layout_file, outlier_threshold, force):
     """Write RUN's review (table, images, layout, summary, approval) as one zip for a teammate."""
-    from spotreview.reviewing.bundle import write_bundle
-
-    path = write_bundle(run, out, layout=layout_file, outlier_threshold=outlier_threshold, force=force)
+    path = spotreview.write_bundle(run, out, layout=layout_file, outlier_threshold=outlier_threshold, force=force)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it anywhere with `spotreview review {path}`")
 
 
@@ -142,25 +132,20 @@ def bundle_cmd(run, out, layout_file, outlier_threshold, force):
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def approve_cmd(run, by, layout_file, yes):
     """Record that RUN's analysis, exclusions and layout are approved for export."""
-    from spotreview.analysis.store import load_analysis
-    from spotreview.reviewing.approval import approval_parts, approve, format_parts, os_user
-
-    analysis = load_analysis(run)  # loaded (and checked) once for what is shown and recorded
-    parts = approval_parts(run, layout=layout_file, analysis=analysis)
-    click.echo(format_parts(run, parts, by=by or os_user()))
+    analysis = spotreview.load_analysis(run)  # loaded (and checked) once for what is shown and recorded
+    preview = spotreview.approval_preview(run, by=by, layout=layout_file, analysis=analysis)
+    click.echo(format_approval_preview(run, preview))
     if not yes and _interactive() and not click.confirm("Approve?"):
         click.echo(f"Not approved; {_later(run.root)}")
         return
-    _approved(approve(run, by=by, layout=layout_file, analysis=analysis))
+    click.echo(format_approved(spotreview.approve(run, by=preview.by, layout=layout_file, analysis=analysis)))
 
 
 @click.command("status")
 @RUN
 def status_cmd(run):
     """Snapshots, first/last metrics, exclusions and approval state of RUN."""
-    from spotreview.reviewing.status import format_status, run_status
-
-    click.echo(format_status(run_status(run)))
+    click.echo(format_status(spotreview.run_status(run)))
 
 
 @click.group("layout")
@@ -173,7 +158,5 @@ def layout_group():
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 def layout_save_cmd(file, force):
     """Write the default review layout to FILE (edit it, or use it with --layout)."""
-    from spotreview.reviewing.layouts import save_layout
-
-    path = save_layout(file, force=force)
+    path = spotreview.save_layout(file, force=force)
     click.echo(f"wrote {path}; use it with `spotreview review RUN --layout {path}`")

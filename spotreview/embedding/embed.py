@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from spotreview.defaults import EMBED_BATCH_SIZE, SEED
+from spotreview.defaults import DEVICE, EMBED_BATCH_SIZE, PRECISION, SEED, Device, Precision
 from spotreview.embedding.forward import compiled, forward, prepare_for_inference, preprocess
 from spotreview.embedding.models import (
     label_order,
@@ -38,6 +39,20 @@ from spotreview.rundir.traininglog import log_from_trainer_state, record_snapsho
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """What :func:`embed` did (also under ``embed`` in the run's ``manifest.json``)."""
+
+    run: Run
+    steps: list[int]  # snapshots embedded by this call, ascending (this process's share under torchrun)
+    snapshots: list[int]  # every step of the run with embeddings now, ascending
+    device: str  # "cpu" or "cuda"
+    precision: str  # "bf16" or "fp32"
+    batch_size: int
+    compiled: bool  # the forward passes ran through torch.compile
+    seconds: float  # spent embedding (0 when nothing was left to embed)
+
+
 def embed(
     run,
     *,
@@ -49,12 +64,12 @@ def embed(
     base_model: str | Path | None = None,
     processor: str | Path | None = None,
     overwrite: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
+    device: Device = DEVICE,
+    precision: Precision = PRECISION,
     batch_size: int = EMBED_BATCH_SIZE,
     torch_compile: bool = False,
     quiet: bool = False,
-) -> list[int]:
+) -> Embedded:
     """Embed the evaluation images at every ``checkpoint-STEP`` of ``run`` not embedded yet.
 
     ``run``: a run directory, or any folder of Hugging Face checkpoints (``checkpoint-STEP/``);
@@ -66,14 +81,14 @@ def embed(
     steps. ``base_model`` (a directory or hub id): the model before fine-tuning, embedded as
     step 0. ``processor`` (a directory or hub id): the image processor, when neither the run
     nor the checkpoints have one. ``torch_compile``: run the models through
-    ``torch.compile`` (off by default: it has not repaid its compile time on the CPUs and GPU
-    measured, see benchmarks/RESULTS.md); where compiling fails (no C++ compiler, ...) a warning
-    says so and the eager model is used.
+    ``torch.compile`` (off by default: its compile time does not pay, see benchmarks/RESULTS.md);
+    where compiling fails (no C++ compiler, ...) a warning says so and the eager model is used.
     Writes ``embeddings/step-STEP.npy`` ``(n, dim)`` float32 and, for classifiers,
     ``embeddings/step-STEP.probs.npy`` ``(n, n_classes)`` float32 with the classes in the
     run's order (matched by name through the checkpoint's ``id2label``); ``snapshots.csv``;
     and ``log.csv`` from the newest ``trainer_state.json`` when the run has none.
-    Returns the steps newly embedded, ascending; snapshots already embedded are skipped.
+    Returns an :class:`Embedded`: the steps newly embedded (snapshots already embedded are
+    skipped), every snapshot, and how.
     Under ``torchrun`` the processes share the checkpoints (process k embeds every k-th).
     """
     run = Run(run).require()
@@ -81,31 +96,13 @@ def embed(
         raise SpotreviewError(f"batch size must be at least 1, got {batch_size}")
     dev = resolve_device(device)
     autocast = resolve_precision(precision, dev)
-    found = run.checkpoints()
-    if checkpoints is not None:
-        wanted = {int(s) for s in checkpoints}
-        missing = sorted(wanted - {s for s, _ in found})
-        if missing:
-            raise RunDirError(f"{run.root} has no checkpoint-{missing[0]}; it has steps {[s for s, _ in found]}")
-        found = [(s, p) for s, p in found if s in wanted]
-    if base_model is not None and not any(s == 0 for s, _ in found):
-        found = [(0, None)] + found  # None: load base_model
-    if not found:
-        if run.snapshots():
-            return []  # recorded during training; nothing left to compute
-        if not any(run.root.iterdir()):
-            raise RunDirError(
-                f"run directory {run.root} is empty; create a run with `spotreview finetune --out {run.root}` "
-                "or put checkpoint-STEP directories in it"
-            )
-        raise RunDirError(
-            f"{run.root} has no checkpoint-STEP directories and no embeddings; expected a run made by "
-            "`spotreview finetune` or a folder of Trainer checkpoints"
-        )
-
+    found = _checkpoints_to_embed(run, checkpoints, base_model)
+    how = {"device": dev.type, "precision": "bf16" if autocast else "fp32", "batch_size": batch_size}
+    if not found:  # recorded during training; nothing left to compute
+        return Embedded(run, [], run.snapshots(), compiled=False, seconds=0.0, **how)
     had_eval_set = run.eval_csv.is_file()
     try:
-        return _embed_checkpoints(
+        done, use_compile, seconds = _embed_checkpoints(
             run,
             found,
             dataset=dataset,
@@ -127,6 +124,33 @@ def embed(
             if run.manifest.is_file() and run.read_manifest().get("created_by") == "spotreview embed":
                 run.manifest.unlink()
         raise
+    return Embedded(run, done, run.snapshots(), compiled=use_compile, seconds=seconds, **how)
+
+
+def _checkpoints_to_embed(run: Run, checkpoints: Sequence[int] | None, base_model) -> list[tuple[int, Path | None]]:
+    """``(step, checkpoint directory)`` of every snapshot :func:`embed` may compute, ascending
+    (``None``: ``base_model`` as step 0); empty when the run's snapshots were recorded during
+    training. A ``RunDirError`` when there is nothing to embed and nothing embedded."""
+    found = run.checkpoints()
+    if checkpoints is not None:
+        wanted = {int(s) for s in checkpoints}
+        missing = sorted(wanted - {s for s, _ in found})
+        if missing:
+            raise RunDirError(f"{run.root} has no checkpoint-{missing[0]}; it has steps {[s for s, _ in found]}")
+        found = [(s, p) for s, p in found if s in wanted]
+    if base_model is not None and not any(s == 0 for s, _ in found):
+        found = [(0, None)] + found  # None: load base_model
+    if found or run.snapshots():
+        return found
+    if not any(run.root.iterdir()):
+        raise RunDirError(
+            f"run directory {run.root} is empty; create a run with `spotreview finetune --out {run.root}` "
+            "or put checkpoint-STEP directories in it"
+        )
+    raise RunDirError(
+        f"{run.root} has no checkpoint-STEP directories and no embeddings; expected a run made by "
+        "`spotreview finetune` or a folder of Trainer checkpoints"
+    )
 
 
 def _embed_checkpoints(
@@ -145,11 +169,11 @@ def _embed_checkpoints(
     batch_size,
     torch_compile,
     quiet,
-) -> list[int]:
-    """:func:`embed` once the checkpoints to embed are known."""
+) -> tuple[list[int], bool, float]:
+    """:func:`embed` once the checkpoints to embed are known: the evaluation set, the
+    snapshots' epochs and log.csv, then the forward passes. Returns ``(steps embedded,
+    compiled, seconds)``."""
     import json
-
-    from tqdm.auto import tqdm
 
     rank, world = _world()
     eval_images = eval_images_for(
@@ -172,17 +196,49 @@ def _embed_checkpoints(
     # what is embedded already (another process may be writing), so the shares never overlap
     todo = [(s, p) for s, p in found[rank::world] if not run.embedding_path(s).is_file()]
     if not todo:
-        return []
-
+        return [], False, 0.0
     first_checkpoint = next((p for _, p in todo if p is not None), found[-1][1])
     proc = load_processor(run, first_checkpoint, processor)
     # Preprocessed once, on the device (the eval set is reused for every snapshot).
     pixels = preprocess(eval_images, proc, dtype=autocast or torch.float32, device=dev, quiet=quiet)
+    started = time.perf_counter()
+    done, use_compile = _embed_each(
+        run,
+        todo,
+        pixels,
+        base_model=base_model,
+        dev=dev,
+        autocast=autocast,
+        batch_size=batch_size,
+        torch_compile=torch_compile,
+        quiet=quiet,
+    )
+    seconds = round(time.perf_counter() - started, 2)
+    if run.manifest.is_file() and world == 1:
+        run.update_manifest(
+            embed={
+                "device": dev.type,
+                "precision": "bf16" if autocast else "fp32",
+                "batch_size": batch_size,
+                "compiled": use_compile,
+                "seconds": seconds,
+                "steps": done,
+                **({"base_model": str(base_model)} if base_model is not None else {}),
+            }
+        )
+    return done, use_compile, seconds
+
+
+def _embed_each(
+    run: Run, todo, pixels, *, base_model, dev, autocast, batch_size: int, torch_compile: bool, quiet: bool
+) -> tuple[list[int], bool]:
+    """Load every checkpoint of ``todo`` in turn and write its snapshot from the preprocessed
+    ``pixels``; returns ``(steps written, whether torch.compile was used)``."""
+    from tqdm.auto import tqdm
+
     class_names = run.read_manifest().get("class_names") if run.manifest.is_file() else None
     use_compile = bool(torch_compile)
-
     done = []
-    started = time.perf_counter()
     for step, path in tqdm(todo, desc="snapshots", unit="ckpt", disable=quiet):
         with transformers_bars(False):  # one bar per snapshot is enough
             # bf16 weights, not autocast: layer norms, GELU and softmax run in bf16 too (autocast
@@ -206,19 +262,7 @@ def _embed_checkpoints(
         write_snapshot(run, step, emb, probs)
         done.append(step)
         del model
-    if run.manifest.is_file() and world == 1:
-        run.update_manifest(
-            embed={
-                "device": dev.type,
-                "precision": "bf16" if autocast else "fp32",
-                "batch_size": batch_size,
-                "compiled": use_compile,
-                "seconds": round(time.perf_counter() - started, 2),
-                "steps": done,
-                **({"base_model": str(base_model)} if base_model is not None else {}),
-            }
-        )
-    return done
+    return done, use_compile
 
 
 def _forward_maybe_compiled(model, pixels, use_compile: bool, *, first: bool, **kwargs):

@@ -11,8 +11,8 @@ Sources (``dataset`` argument of :func:`load_images`):
 The last three go through the same code once loaded (:func:`_from_datasets`): the image
 column is found by its ``Image`` feature, the label column by its ``ClassLabel`` feature or
 the name ``label``/``labels``; the evaluation split is ``test``, else ``validation``, else a
-seeded stratified part of ``train``: ``eval_size`` images, or 20 % without one. Every image is converted to RGB; sizes may differ (the
-model's image processor resizes).
+seeded stratified part of ``train``: ``eval_size`` images, or 20 % without one. Every image
+is converted to RGB; sizes may differ (the model's image processor resizes).
 
 Evaluation ids are ``SPLIT-INDEX`` with INDEX the row in the source split (``test-00042``),
 so they stay the same for the same dataset whatever ``eval_size`` and seed pick.
@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from spotreview.defaults import DATASET, SEED
 from spotreview.errors import DataError, first_line
 from spotreview.rundir.evalset import to_rgb
 
@@ -56,7 +57,7 @@ class ImageSet:
     dataset: str  # what the user gave
     eval_split: str  # the split the evaluation rows come from
 
-    def subset_eval(self, eval_size: int | None, seed: int = 0) -> ImageSet:
+    def subset_eval(self, eval_size: int | None, seed: int = SEED) -> ImageSet:
         """This set with its evaluation rows cut to a seeded stratified subset of ``eval_size``."""
         idx = _subset(np.arange(len(self.eval_ids)), self.eval_labels, eval_size, seed, repr(self.dataset))
         if len(idx) == len(self.eval_ids):
@@ -97,10 +98,10 @@ class _LazyImages(Sequence):
 
 
 def load_images(
-    dataset: str = "digits",
+    dataset: str = DATASET,
     *,
     eval_size: int | None = None,
-    seed: int = 0,
+    seed: int = SEED,
     all_eval: bool = False,
     quiet: bool = False,
 ) -> ImageSet:
@@ -198,8 +199,8 @@ def hub_offline() -> bool:
 def hub_unreachable() -> str | None:
     """Why the Hugging Face hub cannot be used now, or None when it may be reachable.
 
-    Without network the hub clients retry for ~25 s before giving up; this answers in at
-    most a few seconds so bad names fail fast. With HF_HUB_OFFLINE set, returns None (the
+    Without network the hub clients retry for a long while before giving up; this answers
+    within a few seconds so bad names fail fast. With HF_HUB_OFFLINE set, returns None (the
     libraries then read their local cache and fail at once when the name is not there).
     """
     from huggingface_hub import constants

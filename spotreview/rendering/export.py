@@ -25,6 +25,7 @@ from spotreview.rendering.scene import build_scene
 from spotreview.rendering.writers import FORMATS, FPS_RANGE, MAX_SIDE, ffmpeg_exe, write_animation, write_still
 from spotreview.reviewing.approval import approval_status
 from spotreview.rundir.atomic import write_json
+from spotreview.rundir.exclusions import read_exclusions
 from spotreview.rundir.run import Run
 from spotreview.rundir.traininglog import warn_if_unfinished
 
@@ -172,7 +173,7 @@ def _check_export_args(run: Run, out, *, fps, size, dpi, tween, top_k, still, st
 def _approval(run: Run, analysis) -> dict:
     """The approval status as export.json records it: ``state``, ``message``, ``digest``."""
     status = approval_status(run, analysis=analysis)
-    return {"state": status.state, "message": status.message, "digest": (status.record or {}).get("digest")}
+    return {"state": status.state, "message": status.message, "digest": status.record.digest if status.record else None}
 
 
 def _unapproved(run: Run, approval: dict) -> tuple[str, str]:
@@ -309,7 +310,7 @@ def export(
         html_player=html_player,
     )
     analysis, approval = _gate(run, force)
-    exclusions = run.read_exclusions()
+    exclusions = read_exclusions(run)
     snapshot = _snapshot(analysis, still_step)
     unapproved = approval["state"] != "approved"  # and forced: _gate refused otherwise
     if unapproved:

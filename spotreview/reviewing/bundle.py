@@ -12,9 +12,10 @@
     approval.json        the run's approval record, when there is one
 
 No embeddings, checkpoints or absolute paths. ``spotreview review review.zip`` extracts it
-into a cache directory keyed by the zip's digest (``BundleSource``); exclusions made on a
-bundle go to ``review.decisions.json`` beside it (:func:`exclude_in_bundle`), and
-:func:`apply_decisions` applies that file to the original run.
+into a cache directory keyed by the zip's digest (``BundleSource``). This module owns the
+decisions file, ``review.decisions.json`` beside the zip: exclusions made on a bundle
+(``spotreview.exclude(bundle, ids)``), which ``spotreview.exclude(run, from_file=...)``
+applies to the original run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from spotreview import __version__
 from spotreview.errors import ReviewError
 from spotreview.rundir.atomic import atomic_path, sha256_file, write_json
+from spotreview.rundir.exclusions import read_exclusions
 from spotreview.rundir.run import Run, user_cache_dir
 
 FORMAT = 1
@@ -78,7 +80,7 @@ def write_bundle(run, out, *, layout=None, outlier_threshold: int | None = None,
             summary = run.analysis_dir / "summary.json"
             z.writestr("summary.json", summary.read_text(encoding="utf-8"))
             z.writestr("manifest.json", json.dumps(_scrub(run.read_manifest()), indent=2))
-            z.writestr("exclusions.json", json.dumps(run.read_exclusions(), indent=2))
+            z.writestr("exclusions.json", json.dumps(read_exclusions(run), indent=2))
             approval = run.root / "approval.json"
             if approval.is_file():
                 z.writestr("approval.json", json.dumps(_scrub(json.loads(approval.read_text())), indent=2))
@@ -134,7 +136,9 @@ def extract(bundle) -> Path:
     return target
 
 
-def _parse_decisions(path: Path) -> dict[str, str]:
+def parse_decisions(path: Path) -> dict[str, str]:
+    """The exclusions ({id: reason}) of a decisions file; a one-line ``ReviewError`` when it
+    is not one."""
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
         return {str(k): str(v) for k, v in obj["exclusions"].items()}
@@ -148,7 +152,7 @@ def _parse_decisions(path: Path) -> dict[str, str]:
 def read_decisions(bundle) -> dict[str, str]:
     """The exclusions made on ``bundle`` ({id: reason}); {} when there are none yet."""
     path = decisions_path(bundle)
-    return _parse_decisions(path) if path.is_file() else {}
+    return parse_decisions(path) if path.is_file() else {}
 
 
 class BundleSource:
@@ -184,56 +188,10 @@ class BundleSource:
         return absolute_images(df, self.root)
 
 
-def exclude_in_bundle(bundle, ids, *, reason: str | None = None, clear: bool = False) -> dict[str, str]:
-    """Record exclusions made on ``bundle`` in its decisions file (the bundle is never
-    changed); ``clear`` removes the given ids (all when none). Returns the decisions."""
-    source = BundleSource(bundle)
-    ids = list(dict.fromkeys(str(i) for i in ids))
-    if not ids and not clear:
-        raise ReviewError("give at least one image id to exclude, or --clear to remove all decisions")
-    unknown = [i for i in ids if i not in source.ids]
-    if unknown:
-        raise ReviewError(f"{len(unknown)} unknown image id(s) for {bundle}: {', '.join(unknown[:5])}")
-    current = read_decisions(bundle)
-    if clear:
-        current = {} if not ids else {k: v for k, v in current.items() if k not in ids}
-    else:
-        current.update({i: reason or "" for i in ids})
+def write_decisions(source: BundleSource, exclusions: dict[str, str]) -> Path:
+    """Write the decisions file of the bundle ``source`` (atomically): the source run's name,
+    the bundle's digest and ``exclusions`` ({id: reason}); returns its path."""
     info = json.loads((source.root / INFO).read_text(encoding="utf-8"))
-    write_json(source.decisions, {"run": info.get("run"), "bundle": sha256_file(bundle), "exclusions": current})
-    return current
-
-
-def apply_decisions(run, path) -> dict[str, str]:
-    """Apply a bundle's decisions file to the original ``run`` (as ``exclude`` would, one
-    call per reason); every id must be in the run. Returns the run's exclusions."""
-    from spotreview.reviewing.exclusions import exclude, unknown_ids
-
-    run, path = Run(run).require(), Path(path)
-    if not path.is_file():
-        raise ReviewError(f"decisions file {path} not found")
-    decided = _parse_decisions(path)
-    unknown = unknown_ids(run, decided)  # all checked before any is applied
-    if unknown:
-        raise ReviewError(
-            f"{path} names {len(unknown)} image id(s) {run.root} does not have "
-            f"(e.g. {', '.join(unknown[:3])}); was the bundle made from another run?"
-        )
-    now = run.read_exclusions()
-    for reason in dict.fromkeys(decided.values()):
-        now = exclude(run, [i for i, r in decided.items() if r == reason], reason=reason)
-    return now
-
-
-def exclude_anywhere(target, ids, *, reason=None, clear=False, from_file=None):
-    """``spotreview exclude``: on a bundle (a file) into its decisions file, with
-    ``from_file`` a decisions file applied to the run, else on the run. Returns
-    (where the exclusions now are, the exclusions there)."""
-    from spotreview.reviewing.exclusions import exclude
-
-    if Path(target).is_file():
-        return decisions_path(target), exclude_in_bundle(target, ids, reason=reason, clear=clear)
-    run = Run(target).require()
-    if from_file is not None:
-        return run.root, apply_decisions(run, from_file)
-    return run.root, exclude(run, ids, reason=reason, clear=clear)
+    record = {"run": info.get("run"), "bundle": sha256_file(source.name), "exclusions": exclusions}
+    write_json(source.decisions, record)
+    return source.decisions

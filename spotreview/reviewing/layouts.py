@@ -3,8 +3,9 @@
 * ``default_layout()`` is the layout built in code; ``layouts/review.json`` in the repository
   is ``save_layout`` of it. ``load_layout(path)`` validates any layout file, including
   those saved from Spotlight's UI ("Save Layout").
-* ``import_spotlight()`` imports Renumics Spotlight with its usage analytics off (also used
-  by :mod:`spotreview.server`).
+* ``import_spotlight()`` imports Renumics Spotlight quietly. Neither importing this module nor
+  building a layout changes the environment: Spotlight's analytics opt-out is set when a
+  review is served (:mod:`spotreview.reviewing.review`).
 """
 
 from __future__ import annotations
@@ -28,27 +29,15 @@ LABEL_ISSUES_TABLE = "likely mislabelled first"
 # --- Spotlight import ------------------------------------------------------------------
 
 
-def import_spotlight(analytics: bool = False):
-    """Import ``renumics.spotlight`` with its analytics off unless ``analytics`` is true.
-
-    Spotlight reads ``SPOTLIGHT_OPT_OUT`` / ``SPOTLIGHT_OPT_IN`` into a settings object when
-    ``renumics.spotlight.settings`` is first imported, and its server is a subprocess that
-    imports it afresh with a copy of ``os.environ``; so the environment is set before the
-    import (for the subprocess) and the already-imported settings object is updated too.
-    """
-    os.environ["SPOTLIGHT_OPT_OUT"] = "false" if analytics else "true"
-    if not analytics:
-        os.environ["SPOTLIGHT_OPT_IN"] = "false"
+def import_spotlight():
+    """Import ``renumics.spotlight`` without its import-time log lines; sets no environment
+    variable (the analytics choice is made when the review is served, see ``review``)."""
     from loguru import logger
 
     # Spotlight logs optional-analyzer warnings (e.g. cleanvision missing) at import time.
     logger.disable("renumics")
     from renumics import spotlight
-    from renumics.spotlight.settings import settings
 
-    settings.opt_out = not analytics
-    if not analytics:
-        settings.opt_in = False
     return spotlight
 
 

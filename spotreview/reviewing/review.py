@@ -17,8 +17,11 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
-from spotreview.defaults import HOST
+from spotreview.defaults import HOST, REVIEW_POLL
 from spotreview.errors import ReviewError, SpotreviewError
 from spotreview.reviewing.layouts import check_layout_columns, default_layout, import_spotlight, load_layout
 from spotreview.reviewing.table import (
@@ -33,6 +36,20 @@ from spotreview.rundir.run import Run
 from spotreview.util.process import popen_dying_with_parent
 
 logger = logging.getLogger(__name__)
+
+Ended = Literal["timeout", "interrupted", "stopped"]
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    """How a :func:`review` ended."""
+
+    url: str  # where Spotlight served the review
+    ended: Ended  # timeout, interrupted (Ctrl-C) or stopped (``ReviewSession.stop``)
+    refreshes: int  # times the table was re-served after its inputs changed
+    layout: str | None  # the layout file given, None for the default
+    bundle: Path | None  # the bundle reviewed, None for a run directory
+    decisions: Path | None  # the bundle's decisions file, where exclusions made on it go
 
 
 def _dtypes(df) -> dict:
@@ -58,6 +75,34 @@ def _dtypes(df) -> dict:
     return dtype
 
 
+@contextlib.contextmanager
+def _analytics_choice(analytics: bool):
+    """While active, Spotlight's usage analytics are off (``analytics`` false) or allowed.
+
+    Spotlight's server is a subprocess that reads ``SPOTLIGHT_OPT_OUT`` / ``SPOTLIGHT_OPT_IN``
+    from the environment it starts with, a copy of ``os.environ``: the variables are set while
+    the server starts, and this process's settings object with them; both are restored after.
+    """
+    from renumics.spotlight.settings import settings
+
+    keys = ("SPOTLIGHT_OPT_OUT", "SPOTLIGHT_OPT_IN")
+    saved_env, saved = {k: os.environ.get(k) for k in keys}, (settings.opt_out, settings.opt_in)
+    os.environ["SPOTLIGHT_OPT_OUT"] = "false" if analytics else "true"
+    settings.opt_out = not analytics
+    if not analytics:
+        os.environ["SPOTLIGHT_OPT_IN"] = "false"
+        settings.opt_in = False
+    try:
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        settings.opt_out, settings.opt_in = saved
+
+
 class RunSource:
     """What a review serves from a run directory: its review table, rebuilt when
     ``exclusions.json`` or the analysis changes, images from the run."""
@@ -78,9 +123,7 @@ class RunSource:
 
 
 def _source(target, *, outlier_threshold, embeddings):
-    """A run directory or a review bundle (``.zip``, see :mod:`spotreview.bundle`)."""
-    from pathlib import Path
-
+    """A run directory or a review bundle (``.zip``, see :mod:`spotreview.reviewing.bundle`)."""
     if Path(target).is_file():
         from spotreview.reviewing.bundle import BundleSource
 
@@ -94,8 +137,9 @@ class ReviewSession:
     """A running Spotlight server on a run's (or a bundle's) review table.
 
     ``refresh()`` re-serves the table when its source's watched files (``exclusions.json``
-    and the analysis of a run, the decisions file of a bundle) changed; ``wait()`` polls for that until a timeout, ``stop()`` or Ctrl-C; ``close()``
-    stops the server. Use ``start_review`` to make one; it is also a context manager.
+    and the analysis of a run, the decisions file of a bundle) changed; ``wait()`` polls for
+    that until a timeout, ``stop()`` or Ctrl-C; ``close()`` stops the server. Use
+    ``start_review`` to make one; it is also a context manager.
     """
 
     def __init__(self, source, viewer, layout, quiet: bool):
@@ -154,7 +198,7 @@ class ReviewSession:
             logger.info("review table refreshed (%d excluded)", n)
         return True
 
-    def wait(self, timeout: float | None = None, *, poll: float = 1.0) -> str:
+    def wait(self, timeout: float | None = None, *, poll: float = REVIEW_POLL) -> Ended:
         """Refresh on changes every ``poll`` seconds until ``timeout`` seconds pass
         (``"timeout"``), ``stop()`` or ``interrupt()`` is called (``"stopped"``, ``"interrupted"``).
         Ctrl-C propagates unless :func:`review` turned it into ``interrupt()``."""
@@ -217,14 +261,18 @@ def start_review(
         parsed = load_layout(source.default_layout)
     else:
         parsed = default_layout(df.columns)
-    spotlight = import_spotlight(analytics)
+    spotlight = import_spotlight()
     from renumics.spotlight import server as spotlight_server
     from renumics.spotlight.server import MissingTLSCertificate, MissingTLSKey
 
     viewer = spotlight.Viewer(host=host, port="auto" if port is None else port, no_ssl=insecure)
     try:
         # The server is a child process: it must not outlive a killed `review`.
-        with contextlib.redirect_stdout(io.StringIO()), popen_dying_with_parent(spotlight_server):
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            popen_dying_with_parent(spotlight_server),
+            _analytics_choice(analytics),
+        ):
             viewer.show(
                 df,
                 layout=parsed,
@@ -254,10 +302,10 @@ def start_review(
 @contextlib.contextmanager
 def _ctrl_c_interrupts(session: ReviewSession):
     """While active, Ctrl-C calls ``session.interrupt()`` instead of raising KeyboardInterrupt
-    wherever the main thread happens to be: raised there, it can be lost (CPython swallows
-    it in the after-fork callbacks of a child process being started, as cleanlab's process
-    pool in a table refresh did), and the review then ran on to its timeout. A second Ctrl-C raises as usual. Only in the main
-    thread (the only one that may set signal handlers)."""
+    wherever the main thread happens to be: raised there, it can be lost (CPython swallows it
+    in the after-fork callbacks of a child process being started), and the review would run
+    on to its timeout. A second Ctrl-C raises as usual. Only in the main thread (the only
+    one that may set signal handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -285,16 +333,15 @@ def review(
     timeout: float | None = None,
     analytics: bool = False,
     insecure: bool = False,
-    poll: float = 1.0,
+    poll: float = REVIEW_POLL,
     quiet: bool = False,
     outlier_threshold: int | None = None,
     embeddings: bool = False,
-) -> dict:
+) -> ReviewResult:
     """Serve ``run``'s review table in Spotlight until Ctrl-C or ``timeout`` seconds.
 
     Logs the URL (unless ``quiet``); re-serves the table when ``exclusions.json`` or the
-    analysis changes (checked every ``poll`` seconds). Returns ``{"url", "layout",
-    "refreshes", "ended": "timeout" | "interrupted"}``.
+    analysis changes (checked every ``poll`` seconds). Returns how the review ended.
     """
     session = start_review(
         run,
@@ -323,10 +370,12 @@ def review(
             ended = "interrupted"
         finally:
             session.close()
-    return {
-        "url": url,
-        "layout": None if layout is None else str(layout),
-        "refreshes": session.refreshes,
-        "ended": ended,
-        "bundle": getattr(session.source, "decisions", None),
-    }
+    bundle = getattr(session.source, "decisions", None)
+    return ReviewResult(
+        url=url,
+        ended=ended,
+        refreshes=session.refreshes,
+        layout=None if layout is None else str(layout),
+        bundle=None if bundle is None else session.source.name,
+        decisions=bundle,
+    )

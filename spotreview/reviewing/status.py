@@ -2,77 +2,77 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from spotreview.analysis.store import load_analysis
+from spotreview.analysis.store import Analysis, load_analysis
 from spotreview.errors import SpotreviewError
-from spotreview.reviewing.approval import approval_status
+from spotreview.reviewing.approval import ApprovalStatus, approval_status
+from spotreview.rundir.exclusions import read_exclusions
 from spotreview.rundir.run import Run
 from spotreview.rundir.traininglog import unfinished
-from spotreview.util.text import sig
+
+#: Most atypical images listed per snapshot in a :class:`SnapshotMetrics`.
+TOP = 3
 
 
-def run_status(run) -> dict:
+@dataclass(frozen=True)
+class SnapshotMetrics:
+    """One snapshot's metrics from the stored analysis."""
+
+    step: int
+    accuracy: float  # NaN without probabilities
+    knn_accuracy: float
+    disparity: float  # Procrustes disparity of its alignment
+    top: list[str]  # ids of the most atypical images, most atypical first
+    top_scores: list[float]  # their outlier scores (lower = more atypical)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What :func:`run_status` found."""
+
+    run: Run
+    snapshots: list[int]  # steps with embeddings, ascending
+    unfinished: bool  # the manifest says training has not finished
+    exclusions: dict[str, str]  # {id: reason}
+    approval: ApprovalStatus
+    align: str | None  # the analysis' alignment, None without an analysis
+    first: SnapshotMetrics | None  # the first and last snapshot of the analysis
+    last: SnapshotMetrics | None
+    analysis_error: str | None  # why there is no (up-to-date) analysis
+
+
+def _metrics(a: Analysis, k: int) -> SnapshotMetrics:
+    top = a.top(k % len(a.steps), TOP)
+    return SnapshotMetrics(
+        step=int(a.steps[k]),
+        accuracy=float(a.accuracy[k]),
+        knn_accuracy=float(a.knn_accuracy[k]),
+        disparity=float(a.disparity[k]),
+        top=[a.ids[i] for i in top],
+        top_scores=[float(a.scores[k, i]) for i in top],
+    )
+
+
+def run_status(run) -> RunStatus:
     """Where ``run`` stands: snapshots, first/last metrics, exclusions, approval.
 
-    Returns ``{"run", "snapshots": [steps], "analysis": {...} | None, "analysis_error":
-    str | None, "exclusions": {id: reason}, "approval": ApprovalStatus}``; ``analysis`` has
-    ``align`` and ``first``/``last`` dicts with ``step``, ``accuracy``, ``knn_accuracy``,
-    ``disparity``, ``top`` (ids of the most atypical images at that snapshot) and
-    ``top_scores`` (their outlier scores); ``unfinished``: whether the manifest says training
-    has not finished.
+    A missing or outdated analysis is not an error here: ``analysis_error`` says why.
     """
     run = Run(run).require()
-    out: dict[str, Any] = {
-        "run": str(run.root),
-        "snapshots": run.snapshots(),
-        "unfinished": unfinished(run),
-        "analysis": None,
-        "analysis_error": None,
-        "exclusions": run.read_exclusions(),
-    }
-    a = None
+    a, error = None, None
     try:
         a = load_analysis(run)
     except SpotreviewError as e:
-        out["analysis_error"] = str(e)
-    else:
-
-        def at(k: int) -> dict:
-            return {
-                "step": int(a.steps[k]),
-                "accuracy": float(a.accuracy[k]),
-                "knn_accuracy": float(a.knn_accuracy[k]),
-                "disparity": float(a.disparity[k]),
-                "top": [a.ids[i] for i in a.top(k % len(a.steps), 3)],
-                "top_scores": [float(a.scores[k, i]) for i in a.top(k % len(a.steps), 3)],
-            }
-
-        out["analysis"] = {"align": a.align, "first": at(0), "last": at(-1)}
-    out["approval"] = approval_status(run, analysis=a)  # the analysis is hashed once
-    return out
-
-
-def format_status(status: dict) -> str:
-    """``run_status`` as lines for a terminal."""
-    steps = status["snapshots"]
-    lines = [f"run:         {status['run']}"]
-    lines.append(f"snapshots:   {len(steps)} (steps {steps[0]} .. {steps[-1]})" if steps else "snapshots:   none")
-    if status.get("unfinished"):
-        lines.append("training:    unfinished; re-run the same `spotreview finetune` command to resume it")
-    a = status["analysis"]
-    if a is None:
-        lines.append(f"analysis:    {status['analysis_error']}")
-    else:
-        lines.append(f"analysis:    aligned to {a['align']}")
-        for which in ("first", "last"):
-            m = a[which]
-            acc = "n/a" if m["accuracy"] != m["accuracy"] else f"{m['accuracy']:.3f}"
-            lines.append(
-                f"  {which:<5} step {m['step']:<6} accuracy {acc}  kNN accuracy "
-                f"{m['knn_accuracy']:.3f}  disparity {m['disparity']:.4f}  most atypical "
-                + ", ".join(f"{i} ({sig(v)})" for i, v in zip(m["top"], m["top_scores"]))
-            )
-    lines.append(f"exclusions:  {len(status['exclusions'])}")
-    lines.append(f"approval:    {status['approval'].message}")
-    return "\n".join(lines)
+        error = str(e)
+    return RunStatus(
+        run=run,
+        snapshots=run.snapshots(),
+        unfinished=unfinished(run),
+        exclusions=read_exclusions(run),
+        approval=approval_status(run, analysis=a),  # the analysis is hashed once
+        align=None if a is None else a.align,
+        first=None if a is None else _metrics(a, 0),
+        last=None if a is None else _metrics(a, -1),
+        analysis_error=error,
+    )

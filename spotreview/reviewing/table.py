@@ -21,6 +21,7 @@ from pathlib import Path
 from spotreview.errors import ReviewError, RunDirError
 from spotreview.rundir.atomic import atomic_path
 from spotreview.rundir.evalset import read_eval_columns
+from spotreview.rundir.exclusions import read_exclusions
 from spotreview.rundir.run import Run, user_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -74,8 +75,8 @@ def _label_issues(run: Run, a, df) -> None:
         from cleanlab.rank import get_label_quality_scores
 
         quality = get_label_quality_scores(a.labels, probs)
-        # n_jobs=1: no process pool (4x faster at 10k rows, and no fork of a process whose
-        # Spotlight threads are running when a review refreshes its table)
+        # n_jobs=1: no process pool, which is slower at these sizes and would fork a process
+        # whose Spotlight threads run when a review refreshes its table
         issues = find_label_issues(a.labels, probs, n_jobs=1)
     except (ValueError, AssertionError) as e:  # e.g. a class with too few images
         logger.warning("no label-quality columns: cleanlab could not score the labels (%s)", e)
@@ -129,14 +130,25 @@ def build_table(
     analysis, ``RunDirError`` when ``eval.csv`` does not list an analysed id, and
     ``ReviewError`` when ``embeddings`` is asked for and the last embedding file is missing.
     """
-    import numpy as np
-    import pandas as pd
+    run = Run(run)
+    a, images, exclusions, threshold = _checked_inputs(run, outlier_threshold)
+    df = _frame(run, a, images, exclusions, threshold)
+    if save:
+        path = table_path(run)
+        if path != run.review_table:
+            logger.info("%s is read-only; review table written to %s", run.root, path)
+        write_table(df, path)
+    if embeddings:
+        df[EMBEDDING_COLUMN] = list(_last_embedding(run, a))
+    return df
 
+
+def _checked_inputs(run: Run, outlier_threshold: int | None):
+    """What the table is built from, every part checked: the analysis, image paths relative
+    to the run (in the analysis' row order), the exclusions and the outlier threshold."""
     from spotreview.analysis.store import load_analysis
 
-    run = Run(run)
     a = load_analysis(run)
-
     ev = read_eval_columns(run)
     path_of = dict(zip(ev["id"], ev["path"]))  # each checked to stay inside the run
     missing = [i for i in a.ids if i not in path_of]
@@ -147,13 +159,19 @@ def build_table(
         )
     root = run.root.resolve()  # paths relative to the run, so the table can be handed on
     images = [Path(os.path.relpath(path_of[i], root)).as_posix() for i in a.ids]
-    names = np.asarray([str(c) for c in a.class_names], dtype=object)
-    exclusions = run.read_exclusions()
-    n = len(a.ids)
-    threshold = default_threshold(n, a.top_k) if outlier_threshold is None else int(outlier_threshold)
+    exclusions = read_exclusions(run)
+    threshold = default_threshold(len(a.ids), a.top_k) if outlier_threshold is None else int(outlier_threshold)
     if threshold < 1:
         raise ReviewError(f"--outlier-threshold must be a rank >= 1, not {threshold}")
+    return a, images, exclusions, threshold
 
+
+def _frame(run: Run, a, images: list[str], exclusions: dict[str, str], threshold: int):
+    """The review table's columns (see :func:`build_table`) from checked inputs."""
+    import numpy as np
+    import pandas as pd
+
+    names = np.asarray([str(c) for c in a.class_names], dtype=object)
     first, last = a.coords[0], a.coords[-1]
     df = pd.DataFrame({"id": [str(i) for i in a.ids], "image": images, "label": names[a.labels]})
     if a.predictions is not None:
@@ -169,20 +187,12 @@ def build_table(
     df["outlier_status"] = outlier_status(a.ranks[0], a.ranks[-1], threshold)
     steps = a.steps.astype(np.float64)
     for col, values in zip(TRAJECTORY_COLUMNS, (a.scores, a.ranks)):
-        df[col] = [np.stack([steps, values[:, i].astype(np.float64)]) for i in range(n)]
+        df[col] = [np.stack([steps, values[:, i].astype(np.float64)]) for i in range(len(a.ids))]
     df["movement"] = np.linalg.norm(last - first, axis=1).astype(np.float32)
     df["exclude"] = np.array([i in exclusions for i in a.ids], dtype=bool)
     df["exclude_reason"] = [str(exclusions.get(i) or "") for i in a.ids]
     df["summary"] = _summaries(df)
     df.attrs.update(class_names=[str(c) for c in names], outlier_threshold=threshold)
-
-    if save:
-        path = table_path(run)
-        if path != run.review_table:
-            logger.info("%s is read-only; review table written to %s", run.root, path)
-        write_table(df, path)
-    if embeddings:
-        df[EMBEDDING_COLUMN] = list(_last_embedding(run, a))
     return df
 
 

@@ -15,7 +15,7 @@
       analysis/step-STEP.npz           per-snapshot outlier scores and raw 2-D PCA (see analysis.py)
       analysis/aligned.npz             aligned 2-D coordinates of every snapshot in one frame
       analysis/summary.json            per-snapshot metrics (accuracy, kNN accuracy, disparity)
-      exclusions.json                  {id: reason} rows a reviewer excluded
+      exclusions.json                  {id: reason} rows a reviewer excluded (rundir/exclusions.py)
       review.parquet                   the review table
       approval.json                    who/when approved, and the digest of what was approved
       export.json                      record of the last export (forced or not)
@@ -131,7 +131,10 @@ class Run:
     # --- advice ----------------------------------------------------------------
     def remake_hint(self) -> str:
         """What re-creates the run's own files (manifest, eval.csv, images, log)."""
-        return f"re-create the run with `spotreview finetune --out {self.root} --overwrite` (its options are in manifest.json)"
+        return (
+            f"re-create the run with `spotreview finetune --out {self.root} --overwrite` "
+            "(its options are in manifest.json)"
+        )
 
     def reembed_hint(self, path: str | os.PathLike) -> str:
         """What re-creates an embedding file: ``embed`` where checkpoints exist, else the run."""
@@ -218,16 +221,6 @@ class Run:
             manifest.update(changes)
             write_json(self.manifest, manifest)
         return manifest
-
-    def read_exclusions(self) -> dict[str, str]:
-        """``{id: reason}`` from ``exclusions.json`` ({} when there is none)."""
-        if not self.exclusions.is_file():
-            return {}
-        fix = f"fix it, or clear all exclusions with `spotreview exclude {self.root} --clear`"
-        excl = self._read_json(self.exclusions, fix)
-        if not all(isinstance(v, str) for v in excl.values()):
-            raise self._bad(self.exclusions, "has reasons that are not strings", fix)
-        return excl
 
     def load_array(self, path: Path, *, mmap: bool = False, fix: str | None = None):
         """A numeric ``.npy`` array (no pickles), or a ``RunDirError`` naming the file:

@@ -20,7 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from spotreview.defaults import DATASET, EPOCHS, OOD_K, RUN_DIR, SAVE_STEPS, SEED, TRAIN_BATCH_SIZE
+from spotreview.defaults import (
+    DATASET,
+    DEVICE,
+    EPOCHS,
+    OOD_K,
+    RUN_DIR,
+    SAVE_STEPS,
+    SEED,
+    TRAIN_BATCH_SIZE,
+    Device,
+)
 from spotreview.embedding.models import (
     PRETRAINED_LR,
     SMALL_VIT,
@@ -40,7 +50,7 @@ from spotreview.rundir.run import Run
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Finetuned:
     """What :func:`finetune` did (also in the run's ``manifest.json``)."""
 
@@ -52,20 +62,6 @@ class Finetuned:
     seconds: float  # training time
     accuracy: dict[int, float | None]  # eval accuracy at the first and the last snapshot
     checkpoints: int  # checkpoint-STEP directories kept
-
-    def describe(self) -> str:
-        """A few lines for a terminal: what was trained, the snapshots, the accuracy, the files."""
-        steps = self.snapshots
-        acc = " -> ".join(f"{a:.1%} (step {s})" for s, a in self.accuracy.items() if a is not None)
-        kept = f", {self.checkpoints} checkpoints" if self.checkpoints else ""
-        return "\n".join(
-            [
-                f"Fine-tuned {self.model} on {self.dataset} in {self.seconds:.0f} s: "
-                f"{len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) of {self.num_images} eval images",
-                *([f"Eval accuracy: {acc}"] if acc else []),
-                f"Run: {self.run.root} (embeddings/, log.csv, images/, eval.csv, manifest.json{kept})",
-            ]
-        )
 
 
 def finetune(
@@ -80,7 +76,7 @@ def finetune(
     learning_rate: float | None = None,
     seed: int = SEED,
     keep_checkpoints: bool = False,
-    device: str = "auto",
+    device: Device = DEVICE,
     overwrite: bool = False,
     quiet: bool = False,
 ) -> Finetuned:
@@ -95,22 +91,9 @@ def finetune(
     training resumes from its last checkpoint. A non-empty folder that is not a run is never
     touched. Returns a :class:`Finetuned` record (its ``run`` is the :class:`Run`).
     """
-    import torch
-    import transformers
-    from transformers import TrainingArguments
-
     from spotreview.training.recorder import EmbeddingRecorder
 
-    for name, value in (("save steps", save_steps), ("batch size", batch_size)):
-        if value < 1:
-            raise SpotreviewError(f"{name} must be at least 1, got {value}")
-    if not epochs > 0:
-        raise SpotreviewError(f"epochs must be positive, got {epochs}")
-    if eval_size is not None and eval_size < OOD_K + 1:
-        raise SpotreviewError(
-            f"eval size {eval_size} is too small: `spotreview analyze` compares each image with its {OOD_K} "
-            f"nearest neighbours; use --eval-size {OOD_K + 1} or more"
-        )
+    _check_settings(save_steps=save_steps, batch_size=batch_size, epochs=epochs, eval_size=eval_size)
     command = {
         "model": model,
         "dataset": dataset,
@@ -125,69 +108,21 @@ def finetune(
     run = Run(out)
     resume = _check_out(run, overwrite, command)
     dev = resolve_device(device)
-
-    images = load_images(dataset, eval_size=eval_size, seed=seed, quiet=quiet)
-    if len(images.train_labels) == 0:
-        raise SpotreviewError(f"dataset {dataset!r} has no training images")
-    transformers.set_seed(seed)  # the random init of the built-in ViT and the new head
-    if model is None:
-        net, processor = small_vit(images.class_names)
-        lr = SMALL_VIT_LR if learning_rate is None else learning_rate
-    else:
-        with transformers_bars(not quiet):
-            net, processor = pretrained(model, images.class_names)
-        lr = PRETRAINED_LR if learning_rate is None else learning_rate
+    images, net, processor, lr = _load(dataset, model, eval_size, seed, learning_rate, quiet)
 
     if overwrite and run.root.exists():
         shutil.rmtree(run.root)
     run.root.mkdir(parents=True, exist_ok=True)
     checkpoint = _last_checkpoint(run) if resume else None
-    steps_per_epoch = math.ceil(len(images.train_labels) / batch_size)
-    parameters = {
-        "save_steps": save_steps,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": lr,
-        "keep_checkpoints": keep_checkpoints,
-        "device": dev.type,
-        "embed_precision": "bf16" if resolve_precision("auto", dev) else "fp32",  # the recorder uses auto
-        "max_steps": math.ceil(steps_per_epoch * epochs),
-    }
-    manifest = {
-        "created_by": "spotreview finetune",
-        "model": model or "built-in small ViT (random init)",
-        "model_config": {
-            "model_type": net.config.model_type,
-            "num_parameters": int(sum(p.numel() for p in net.parameters())),
-            **({k: getattr(net.config, k) for k in SMALL_VIT} if model is None else {}),
-        },
-        "dataset": dataset,
-        "eval_split": images.eval_split,
-        "eval_size": eval_size,
-        "num_images": len(images.eval_ids),
-        "num_train": len(images.train_labels),
-        "class_names": images.class_names,
-        "seed": seed,
-        "versions": versions(),
-        "parameters": parameters,
-        "command": command,
-        "finished": False,
-    }
     if resume:
         manifest = {**run.read_manifest(), "finished": False}
         if not quiet:
-            logger.info(
-                "resuming the unfinished run in %s from %s",
-                run.root,
-                checkpoint.name if checkpoint else "the start (no checkpoint was saved)",
-            )
+            why = checkpoint.name if checkpoint else "the start (no checkpoint was saved)"
+            logger.info("resuming the unfinished run in %s from %s", run.root, why)
     else:
-        write_json(run.manifest, manifest)  # the recorder writes eval.csv and images/
-        processor.save_pretrained(run.processor_dir)
-        if keep_checkpoints:  # the model before fine-tuning, for re-embedding later
-            with transformers_bars(not quiet):
-                net.save_pretrained(run.checkpoint_path(0))
-            processor.save_pretrained(run.checkpoint_path(0))
+        parameters = _parameters(command, lr, dev, len(images.train_labels))
+        manifest = _manifest(command, net, images, parameters)
+        _start_run(run, manifest, net, processor, keep_checkpoints, quiet)
 
     recorder = EmbeddingRecorder(
         run,
@@ -197,10 +132,102 @@ def finetune(
         ids=images.eval_ids,
         class_names=images.class_names,
     )
+    trainer = _trainer(run, net, processor, images, recorder, command, lr=lr, dev=dev, quiet=quiet)
+    started = time.perf_counter()
+    with transformers_bars(not quiet):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return _finish(run, manifest, recorder, images, keep_checkpoints, seconds=time.perf_counter() - started)
+
+
+def _check_settings(*, save_steps: int, batch_size: int, epochs: float, eval_size: int | None) -> None:
+    for name, value in (("save steps", save_steps), ("batch size", batch_size)):
+        if value < 1:
+            raise SpotreviewError(f"{name} must be at least 1, got {value}")
+    if not epochs > 0:
+        raise SpotreviewError(f"epochs must be positive, got {epochs}")
+    if eval_size is not None and eval_size < OOD_K + 1:
+        raise SpotreviewError(
+            f"eval size {eval_size} is too small: `spotreview analyze` compares each image with its {OOD_K} "
+            f"nearest neighbours; use --eval-size {OOD_K + 1} or more"
+        )
+
+
+def _load(dataset: str, model: str | None, eval_size, seed: int, learning_rate: float | None, quiet: bool):
+    """``(images, net, processor, learning rate)``: the data, and the model to fine-tune."""
+    import transformers
+
+    images = load_images(dataset, eval_size=eval_size, seed=seed, quiet=quiet)
+    if len(images.train_labels) == 0:
+        raise SpotreviewError(f"dataset {dataset!r} has no training images")
+    transformers.set_seed(seed)  # the random init of the built-in ViT and the new head
+    if model is None:
+        net, processor = small_vit(images.class_names)
+        return images, net, processor, SMALL_VIT_LR if learning_rate is None else learning_rate
+    with transformers_bars(not quiet):
+        net, processor = pretrained(model, images.class_names)
+    return images, net, processor, PRETRAINED_LR if learning_rate is None else learning_rate
+
+
+def _parameters(command: dict, lr: float, dev, num_train: int) -> dict:
+    """The training parameters as the manifest records them."""
+    steps_per_epoch = math.ceil(num_train / command["batch_size"])
+    return {
+        "save_steps": command["save_steps"],
+        "epochs": command["epochs"],
+        "batch_size": command["batch_size"],
+        "learning_rate": lr,
+        "keep_checkpoints": command["keep_checkpoints"],
+        "device": dev.type,
+        "embed_precision": "bf16" if resolve_precision("auto", dev) else "fp32",  # the recorder uses auto
+        "max_steps": math.ceil(steps_per_epoch * command["epochs"]),
+    }
+
+
+def _manifest(command: dict, net, images, parameters: dict) -> dict:
+    """A new run's ``manifest.json`` (``finished`` False until training ends)."""
+    model = command["model"]
+    return {
+        "created_by": "spotreview finetune",
+        "model": model or "built-in small ViT (random init)",
+        "model_config": {
+            "model_type": net.config.model_type,
+            "num_parameters": int(sum(p.numel() for p in net.parameters())),
+            **({k: getattr(net.config, k) for k in SMALL_VIT} if model is None else {}),
+        },
+        "dataset": command["dataset"],
+        "eval_split": images.eval_split,
+        "eval_size": command["eval_size"],
+        "num_images": len(images.eval_ids),
+        "num_train": len(images.train_labels),
+        "class_names": images.class_names,
+        "seed": command["seed"],
+        "versions": versions(),
+        "parameters": parameters,
+        "command": command,
+        "finished": False,
+    }
+
+
+def _start_run(run: Run, manifest: dict, net, processor, keep_checkpoints: bool, quiet: bool) -> None:
+    """Write a new run's manifest and processor (the recorder writes eval.csv and images/)."""
+    write_json(run.manifest, manifest)
+    processor.save_pretrained(run.processor_dir)
+    if keep_checkpoints:  # the model before fine-tuning, for re-embedding later
+        with transformers_bars(not quiet):
+            net.save_pretrained(run.checkpoint_path(0))
+        processor.save_pretrained(run.checkpoint_path(0))
+
+
+def _trainer(run: Run, net, processor, images, recorder, command: dict, *, lr: float, dev, quiet: bool):
+    """The Trainer for ``command``'s settings, with ``recorder`` among its callbacks."""
+    import torch
+    from transformers import TrainingArguments
+
+    save_steps, keep_checkpoints, seed = command["save_steps"], command["keep_checkpoints"], command["seed"]
     args = TrainingArguments(
         output_dir=str(run.root),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size,
+        num_train_epochs=command["epochs"],
+        per_device_train_batch_size=command["batch_size"],
         learning_rate=lr,
         warmup_steps=0.1,  # a ratio of the total steps
         weight_decay=0.01,
@@ -231,17 +258,18 @@ def finetune(
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
-    started = time.perf_counter()
-    with transformers_bars(not quiet):
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return trainer
 
+
+def _finish(run: Run, manifest: dict, recorder, images, keep_checkpoints: bool, *, seconds: float) -> Finetuned:
+    """Training ended: drop the rolling checkpoint, mark the manifest finished, say what was done."""
     if not keep_checkpoints:  # finished: the rolling checkpoint is not needed any more
         for _, path in run.checkpoints():
             shutil.rmtree(path)
     steps = run.snapshots()
     manifest.update(
         finished=True,
-        seconds=round(time.perf_counter() - started, 1),
+        seconds=round(seconds, 1),
         record_seconds=round(recorder.seconds, 1),  # of which recording snapshots
         snapshots=steps,
         accuracy={str(s): _accuracy(run, s, images.eval_labels) for s in (steps[0], steps[-1])},
@@ -250,7 +278,7 @@ def finetune(
     return Finetuned(
         run=run,
         model=manifest["model"],
-        dataset=dataset,
+        dataset=manifest["dataset"],
         snapshots=steps,
         num_images=len(images.eval_ids),
         seconds=manifest["seconds"],
@@ -309,10 +337,10 @@ def _accuracy(run: Run, step: int, labels: np.ndarray) -> float | None:
 def _Trainer(**kwargs):
     """A ``Trainer`` whose resume loads the checkpoint's weights with ``from_pretrained``.
 
-    transformers 5.24's ``Trainer._load_from_checkpoint`` reads ``model.safetensors`` with a plain
+    The Trainer's own ``_load_from_checkpoint`` reads ``model.safetensors`` with a plain
     ``load_state_dict``; ``save_pretrained`` writes ViT weights under their legacy names
     (``vit.encoder.layer.0...``) while the model's own are ``vit.layers.0...``, so a resumed ViT
-    silently kept its initial weights. ``from_pretrained`` converts the names.
+    would silently keep its initial weights. ``from_pretrained`` converts the names.
     """
     from transformers import Trainer
 

@@ -18,14 +18,13 @@ import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from spotreview.defaults import EMBED_BATCH_SIZE
+from spotreview.defaults import EMBED_BATCH_SIZE, PRECISION, Precision
 from spotreview.embedding.forward import forward, preprocess
 from spotreview.embedding.models import label_order, resolve_precision
 from spotreview.embedding.sources import ImageSet
@@ -88,17 +87,9 @@ class EmbeddingRecorder(TrainerCallback):
         write_log: bool = True,
         overwrite: bool = False,
         batch_size: int = EMBED_BATCH_SIZE,
-        precision: str = "auto",
+        precision: Precision = PRECISION,
         quiet: bool = True,
-        keep_checkpoints: bool | None = None,
     ):
-        if keep_checkpoints is not None:  # 0.1's README passed it; the recorder no longer touches saves
-            warnings.warn(
-                "EmbeddingRecorder(keep_checkpoints=...) has no effect: the recorder never changes what "
-                "the Trainer saves; limit checkpoints with TrainingArguments(save_total_limit=...)",
-                FutureWarning,
-                stacklevel=2,
-            )
         if pixel_values is None and (images is None or processor is None):
             raise SpotreviewError("EmbeddingRecorder needs pixel_values, or images and their processor")
         for name, value in (("every_steps", every_steps), ("every_epochs", every_epochs)):
@@ -239,13 +230,10 @@ class EmbeddingRecorder(TrainerCallback):
 
 # The collectives below run with async_op and their Work objects are kept until the next record
 # (or exit), so the worker thread that ran one never drops the last reference to a tensor made in
-# Python. Dropping it takes the GIL, and a gloo worker that asks for the GIL while the interpreter
-# exits is killed by std::terminate ("terminate called without an active exception", SIGABRT;
-# the process then fails under torchrun after all its work is done). Two gloo processes whose
-# last act was this module's former all_gather_object + gather_object aborted so in 9 of 30 runs;
-# with the Works kept, in 0 of 30 (tests/test_recorder.py runs it 12 times). The cost: until the
-# next record process 0 keeps one gathered copy of the embeddings on the collectives' device
-# (n x dim float32: 30 MB for 10k x 768; on the GPU under nccl).
+# Python: dropping it takes the GIL, and a gloo worker that asks for the GIL while the interpreter
+# exits is killed by std::terminate (SIGABRT after all the work is done; tests/test_recorder.py
+# checks it). The cost: until the next record, process 0 keeps one gathered copy of the
+# embeddings on the collectives' device.
 _last_collectives: list = []
 
 
