@@ -16,7 +16,7 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
     import torch
 
     from benchmarks.bench_analyze import _embeddings
-    from spotreview.analysis.analyze import _pca_2d
+    from spotreview.analysis.projection import pca_2d
     from spotreview.analysis.outliers import cleanlab_neighbors
 
     dev = torch.device(device)
@@ -45,7 +45,7 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
         signs = np.sign(components[np.arange(2), np.argmax(np.abs(components), axis=1)])
         return (xt @ torch.from_numpy(components * signs[:, None]).to(dev).T).cpu().numpy()
 
-    for name, fn in (("numpy (as shipped)", _pca_2d), ("covariance on the GPU (candidate)", pca_on_device)):
+    for name, fn in (("numpy (as shipped)", pca_2d), ("covariance on the GPU (candidate)", pca_on_device)):
         fn(x)
         times = []
         for _ in range(3):

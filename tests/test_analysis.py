@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_synthetic_run
 
-from spotreview.analysis.analyze import align_frames, analyze
+from spotreview.analysis.analyze import analyze
+from spotreview.analysis.projection import align_frames
 from spotreview.analysis.store import Analysis, analysis_digest, load_analysis
 from spotreview.cli import cli
 from spotreview.errors import AnalysisError, RunDirError
@@ -63,6 +64,38 @@ def test_analysis_shapes_files_and_summary(synthetic_run):
     for field in ("steps", "scores", "ranks", "coords", "disparity", "accuracy", "knn_accuracy", "predictions"):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(a, field))
     assert loaded.ids == a.ids and loaded.top_k == 8 and loaded.recomputed == ()
+
+
+def test_stored_files_keep_their_layout(synthetic_run):
+    """The arrays of the step files and aligned.npz, in order and type, as store.py documents them:
+    a run analysed by an earlier version reads back without being recomputed."""
+    from spotreview.analysis.store import FORMAT
+
+    analyze(synthetic_run, quiet=True)
+    with np.load(synthetic_run.analysis_dir / "step-20.npz") as f:
+        assert f.files == [
+            "step",
+            "format",
+            "embedding_digest",
+            "probs_digest",
+            "labels_digest",
+            "scores",
+            "pca",
+            "accuracy",
+            "knn_accuracy",
+            "predictions",
+        ]
+        assert int(f["step"]) == 20 and int(f["format"]) == FORMAT == 1 and len(str(f["embedding_digest"])) == 64
+        assert f["scores"].dtype == np.float64 and f["pca"].shape == (36, 2) and f["pca"].dtype == np.float64
+        assert f["accuracy"].dtype == f["knn_accuracy"].dtype == np.float64 and f["predictions"].dtype == np.int64
+    with np.load(synthetic_run.analysis_dir / "aligned.npz") as f:
+        assert f.files == ["steps", "coords", "disparity", "align", "top_k", "digests", "format"]
+        assert f["steps"].dtype == np.int64 and f["coords"].dtype == np.float32 and f["coords"].shape == (5, 36, 2)
+        assert f["disparity"].dtype == np.float64 and str(f["align"]) == "last" and int(f["top_k"]) == 8
+    summary = json.loads((synthetic_run.analysis_dir / "summary.json").read_text())
+    assert sorted(summary) == ["align", "knn_k", "num_images", "ood_k", "snapshots", "top_k"]
+    assert (summary["ood_k"], summary["knn_k"], summary["num_images"]) == (10, 5, 36)
+    assert sorted(summary["snapshots"][0]) == ["accuracy", "disparity", "knn_accuracy", "step", "top"]
 
 
 def test_planted_outlier_ranks_first(synthetic_run):
@@ -413,14 +446,14 @@ def test_progress_bar_is_quiet_when_asked(synthetic_run, capsys):
 
 
 def test_pca_is_sklearns_covariance_eigh():
-    """_pca_2d writes sklearn's solver out (no sklearn import per analyze), two eigenvectors only:
+    """pca_2d writes sklearn's solver out (no sklearn import per analyze), two eigenvectors only:
     sklearn's coordinates (signs included) to float rounding."""
     from sklearn.decomposition import PCA
 
-    from spotreview.analysis.analyze import _pca_2d
+    from spotreview.analysis.projection import pca_2d
 
     rng = np.random.default_rng(0)
     for n, dim, dtype, tol in ((500, 64, np.float32, 1e-5), (40, 5, np.float64, 1e-12), (30, 2, np.float64, 1e-12)):
         x = (2 + rng.normal(size=(n, dim)) * rng.uniform(0.1, 3, dim)).astype(dtype)
         expected = PCA(n_components=2, svd_solver="covariance_eigh").fit_transform(x).astype(np.float64)
-        np.testing.assert_allclose(_pca_2d(x), expected, rtol=0, atol=tol * np.abs(expected).max())
+        np.testing.assert_allclose(pca_2d(x), expected, rtol=0, atol=tol * np.abs(expected).max())
