@@ -126,6 +126,8 @@ def cosine_knn(
     """
     import torch
 
+    from spotreview.embedding.models import bf16_is_native
+
     n, dim = x.shape
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
@@ -133,7 +135,7 @@ def cosine_knn(
     if precision == "auto":
         # On CUDA float32 is exact with no re-search, and fast (H100, 50k x 768: 0.11 s a search;
         # bf16 + re-rank read 0.21 vs 0.25 s before the copy to the GPU was halved, not re-measured)
-        precision = "bf16" if dev.type == "cpu" and n >= BF16_MIN_ROWS and native_bf16(dev) else "fp32"
+        precision = "bf16" if dev.type == "cpu" and n >= BF16_MIN_ROWS and bf16_is_native(dev) else "fp32"
     if precision not in ("bf16", "fp32", "fp64"):
         raise ValueError(f"unknown precision {precision!r}; expected auto, bf16, fp32 or fp64")
     stats = {} if stats is None else stats
@@ -174,19 +176,6 @@ def cosine_knn(
     indices = idx.cpu().numpy()
     order = np.lexsort((indices, distances), axis=-1)  # by distance, ties by index
     return np.take_along_axis(distances, order, 1), np.take_along_axis(indices, order, 1)
-
-
-def native_bf16(device) -> bool:
-    """Whether ``device`` multiplies bf16 natively (AVX512-BF16/AMX CPUs, CUDA sm80+)."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 # --- the stages ---------------------------------------------------------------------------
