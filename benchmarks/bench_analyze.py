@@ -2,7 +2,7 @@
 
 Synthetic clustered float32 embeddings (10 classes, 768 dims) in a bare run directory
 (eval.csv, embeddings, probs). Each figure is the full ``analyze()`` call divided by the
-number of snapshots: reading, hashing, the exact neighbour search (``neighbors.py``),
+number of snapshots: reading, hashing, the exact neighbour search (``analysis/outliers.py``),
 cleanlab scores, kNN accuracy, PCA, alignment and the atomic writes. The baseline at 10k is
 the former implementation, in memory: cleanlab's ``create_knn_graph_and_index`` (sklearn's
 float32 brute-force search) shared by cleanlab's scorer and sklearn's kNN vote, plus the
@@ -122,8 +122,8 @@ STAGES = (
     ("PCA", "projection.py", "pca_2d"),
     ("write step files", "store.py", "write_step"),
     ("align", "projection.py", "align_frames"),
-    ("assemble + summary", "store.py", "assemble"),
-    ("assemble + summary", "store.py", "write_analysis"),
+    ("assemble + aligned.npz + summary", "store.py", "assemble"),
+    ("assemble + aligned.npz + summary", "store.py", "write_analysis"),
 )
 
 

@@ -343,7 +343,8 @@ def test_rows_do_not_match_eval_csv(synthetic_run):
     with pytest.raises(AnalysisError) as e:
         analyze(synthetic_run, quiet=True)
     assert str(e.value) == (
-        f"embeddings have 36 rows but eval.csv lists 34 images; {synthetic_run.reembed_hint(synthetic_run.embeddings_dir)}"
+        "embeddings have 36 rows but eval.csv lists 34 images; "
+        f"{synthetic_run.reembed_hint(synthetic_run.embeddings_dir)}"
     )
 
 
@@ -357,7 +358,8 @@ def test_nan_and_inf_rows_keep_earlier_results(synthetic_run):
     with pytest.raises(AnalysisError) as e:
         analyze(synthetic_run, quiet=True)
     assert str(e.value) == (
-        f"embeddings of step 20 have NaN/inf values in 3 of 36 rows; {synthetic_run.reembed_hint(synthetic_run.embedding_path(20))}"
+        "embeddings of step 20 have NaN/inf values in 3 of 36 rows; "
+        f"{synthetic_run.reembed_hint(synthetic_run.embedding_path(20))}"
     )
     assert analysis_digest(synthetic_run) == digest  # nothing stored was touched
     assert not [p for p in synthetic_run.analysis_dir.iterdir() if p.name.startswith(".tmp-")]
@@ -393,7 +395,8 @@ def test_unreadable_embedding_file(synthetic_run):
     synthetic_run.embedding_path(5).write_bytes(b"not numpy")
     with pytest.raises(
         RunDirError,
-        match=r"step-5\.npy is unreadable \(.*\); .* keeps no checkpoints to embed again, so re-create the run with `spotreview finetune --out ",
+        match=r"step-5\.npy is unreadable \(.*\); .* keeps no checkpoints to embed again, "
+        r"so re-create the run with `spotreview finetune --out ",
     ):
         analyze(synthetic_run, quiet=True)
     synthetic_run.checkpoint_path(5).mkdir()  # with checkpoints, `embed` can make it again
@@ -432,7 +435,8 @@ def test_cli_bad_input_is_one_line(synthetic_run):
     result = CliRunner().invoke(cli, ["analyze", root, "-q"])
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: embeddings of step 0 have NaN/inf values in 1 of 36 rows; {synthetic_run.reembed_hint(synthetic_run.embedding_path(0))}\n"
+        "Error: embeddings of step 0 have NaN/inf values in 1 of 36 rows; "
+        f"{synthetic_run.reembed_hint(synthetic_run.embedding_path(0))}\n"
     )
     result = CliRunner().invoke(cli, ["analyze", root, "--align", "sideways"])
     assert result.exit_code == 2 and "'sideways' is not one of 'last', 'previous', 'none'" in result.output

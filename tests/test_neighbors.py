@@ -87,7 +87,7 @@ def test_exact_duplicates_are_corrected_as_cleanlab_does():
 
 
 def test_knn_accuracy_equals_sklearn_vote_on_cleanlab_graph():
-    """The former implementation: KNeighborsClassifier voting on cleanlab's precomputed graph."""
+    """The reference: KNeighborsClassifier voting on cleanlab's precomputed graph."""
     import warnings
 
     from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
@@ -133,8 +133,7 @@ def test_small_n_edges():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_callers_features_are_left_as_they_were(dtype):
-    # the search normalises its own copy; a float64 array once came back normalised in place,
-    # and analyze's PCA then projected the normalised rows
+    # the search normalises its own copy: analyze's PCA reads the same array afterwards
     x = (np.random.default_rng(3).normal(size=(300, 16)) * 5 + 2).astype(dtype)
     before = x.copy()
     cleanlab_neighbors(x, 10)
