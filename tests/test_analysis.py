@@ -1,4 +1,5 @@
-"""analysis.py: outlier scores, aligned projections, incremental storage, bad input, CLI."""
+"""The analysis stage (analyze, projection, store): outlier scores, aligned projections, incremental storage,
+bad input, CLI."""
 
 from __future__ import annotations
 

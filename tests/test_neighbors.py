@@ -1,4 +1,5 @@
-"""neighbors.py: exact cosine kNN (blocked GEMM + top-k, bf16 candidates), cleanlab's scores."""
+"""analysis/outliers.py: exact cosine kNN (blocked GEMM + top-k, bf16 candidates), cleanlab's scores; the
+native-bf16 check the search shares with embedding (ONEDNN_MAX_CPU_ISA)."""
 
 from __future__ import annotations
 
