@@ -2,7 +2,7 @@
 
 Synthetic clustered float32 embeddings (10 classes, 768 dims) in a bare run directory
 (eval.csv, embeddings, probs). Each figure is the full ``analyze()`` call divided by the
-number of snapshots: reading, hashing, the exact neighbour search (``neighbors.py``),
+number of snapshots: reading, hashing, the exact neighbour search (``analysis/outliers.py``),
 cleanlab scores, kNN accuracy, PCA, alignment and the atomic writes. The baseline at 10k is
 the former implementation, in memory: cleanlab's ``create_knn_graph_and_index`` (sklearn's
 float32 brute-force search) shared by cleanlab's scorer and sklearn's kNN vote, plus the
@@ -93,12 +93,13 @@ def _former_scores_and_knn_accuracy(x: np.ndarray, labels: np.ndarray) -> tuple[
 def _time_former(n: int) -> tuple[float, float]:
     """Former per-snapshot computation in memory (graph, scores, vote, PCA): wall seconds and
     the largest score difference from the current implementation on the same data."""
-    from spotreview.analysis.analyze import _outlier_scores_and_knn_accuracy, _pca_2d
+    from spotreview.analysis.analyze import _outlier_scores_and_knn_accuracy
+    from spotreview.analysis.projection import pca_2d
 
     x, labels = _embeddings(n, seed=0)
     t = time.perf_counter()
     scores, _ = _former_scores_and_knn_accuracy(x, labels)
-    _pca_2d(x)
+    pca_2d(x)
     wall = time.perf_counter() - t
     return wall, float(np.abs(scores - _outlier_scores_and_knn_accuracy(x, labels)[0]).max())
 
@@ -112,17 +113,17 @@ def _load() -> str:
 
 # Where one analyze spends its time: (label, module file, function) as cProfile names them.
 STAGES = (
-    ("read eval.csv", "analysis_store.py", "read_labels"),
-    ("hash sources", "analysis_store.py", "source_digests"),
-    ("load embeddings + probs", "rundir.py", "load_array"),
-    ("neighbour search", "neighbors.py", "cleanlab_neighbors"),
-    ("scores + kNN vote", "neighbors.py", "ood_scores"),
-    ("scores + kNN vote", "neighbors.py", "knn_accuracy"),
-    ("PCA", "analysis.py", "_pca_2d"),
-    ("write step files", "analysis_store.py", "savez"),
-    ("align", "analysis.py", "align_frames"),
-    ("assemble + summary", "analysis_store.py", "assemble"),
-    ("assemble + summary", "analysis.py", "_summary"),
+    ("read eval.csv", "store.py", "read_labels"),
+    ("hash sources", "store.py", "source_digests"),
+    ("load embeddings + probs", "run.py", "load_array"),
+    ("neighbour search", "outliers.py", "cleanlab_neighbors"),
+    ("scores + kNN vote", "outliers.py", "ood_scores"),
+    ("scores + kNN vote", "outliers.py", "knn_accuracy"),
+    ("PCA", "projection.py", "pca_2d"),
+    ("write step files", "store.py", "write_step"),
+    ("align", "projection.py", "align_frames"),
+    ("assemble + aligned.npz + summary", "store.py", "assemble"),
+    ("assemble + aligned.npz + summary", "store.py", "write_analysis"),
 )
 
 

@@ -87,7 +87,7 @@ def gemm_flops_per_s(dtype, m: int, k: int = 768, n: int = 3072, trials: int = 5
     """Best measured throughput, FLOP/s, of the GEMM that dominates ViT-base: the MLP's
     (tokens in a batch x 768) @ (768 x 3072). Best of ``trials``: a limit, not an average.
     The output is allocated once: a fresh 39 MB output per call costs page faults (glibc maps
-    every block over 32 MB anew), which read as a GEMM limit 25 % lower on this machine.
+    every block over 32 MB anew), which would read as a lower GEMM limit.
     On a CPU in bf16 the limit is the faster of ``torch.mm`` and oneDNN's linear with a packed
     weight (what ``embed`` runs its linears on there, see ``use_onednn_linears``), so the
     forward's share is measured against the best GEMM the process has."""
@@ -316,7 +316,7 @@ def run(
 
         first_compiled_s = ours("compiled")  # fills the compile cache (what a user's first compiled run pays)
         # Whole processes (start-up, imports and model loading count), alternating A B C C B A
-        # because this machine's speed drifts by tens of percent within minutes; each figure is
+        # because a shared machine's speed drifts within minutes; each figure is
         # the sum of its two runs.
         seconds = {"notebook": 0.0, "eager": 0.0, "compiled": 0.0}
         for way in ("notebook", "eager", "compiled", "compiled", "eager", "notebook"):
@@ -368,8 +368,8 @@ def run(
                 unit="of limit",
                 target=">= 0.75",
                 met=achieved / limit >= 0.75,
-                note=f"{2 * n_images / forward_s[way]:.1f} img/s, {achieved / 1e9:.0f} GFLOP/s vs GEMM {limit / 1e9:.0f} "
-                f"GFLOP/s ({BATCH * tokens} x 768 @ 768 x 3072); whole process: "
+                note=f"{2 * n_images / forward_s[way]:.1f} img/s, {achieved / 1e9:.0f} GFLOP/s "
+                f"vs GEMM {limit / 1e9:.0f} GFLOP/s ({BATCH * tokens} x 768 @ 768 x 3072); whole process: "
                 f"{total / seconds[way] * flops / limit:.2f} of the limit",
             )
         )

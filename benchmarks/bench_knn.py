@@ -1,4 +1,4 @@
-"""knn: the exact neighbour search of ``analyze`` (``spotreview/neighbors.py``) by size.
+"""knn: the exact neighbour search of ``analyze`` (``spotreview/analysis/outliers.py``) by size.
 
 Per size, on the benchmark's synthetic 768-dim embeddings: seconds of the search with the
 default precision (bf16 candidates + float64 re-rank where bf16 is native, else float32)

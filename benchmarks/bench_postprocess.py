@@ -8,8 +8,8 @@ new pyplot figure (scatter coloured by label and a title: less than spotreview d
 back and written as a GIF with imageio. spotreview's analysis is deleted before each of its
 runs, so both compute everything. The two run in pairs, in alternating order (A B, B A, ...);
 the figures are the medians over the pairs, and the note gives the range of the pairs' ratios:
-on this shared VM the notebook way alone varied 21.9-28.4 s in five consecutive runs, so one
-pair proves little. Also: wall time of ``spotreview --help`` and of ``analyze`` on an
+on a shared VM the notebook way alone varies by a quarter from run to run
+(benchmarks/RESULTS.md), so one pair proves little. Also: wall time of ``spotreview --help`` and of ``analyze`` on an
 already-analysed run (the fixed costs).
 """
 
@@ -131,7 +131,8 @@ def run(quick: bool = False, **_) -> list[dict]:
             note=f"baseline: the notebook way (new OOD per snapshot, PCA, chained scipy procrustes, pyplot PNG "
             f"per frame, imageio GIF); medians of {len(pairs)} pairs in alternating order; ratio: the median "
             f"pair's, pairs {ratios[0]:.2f}-{ratios[-1]:.2f}; spotreview {min(p[1] for p in pairs):.2f}-"
-            f"{max(p[1] for p in pairs):.2f} s, notebook {min(p[0] for p in pairs):.1f}-{max(p[0] for p in pairs):.1f} s",
+            f"{max(p[1] for p in pairs):.2f} s, "
+            f"notebook {min(p[0] for p in pairs):.1f}-{max(p[0] for p in pairs):.1f} s",
         ),
         dict(
             benchmark="postprocess",

@@ -2,7 +2,7 @@
 
 Each stage runs as its own ``spotreview`` process (start-up included) under a small wrapper
 that reports the child's peak resident memory (``ru_maxrss``); the goal is that every stage
-fits in this machine's 24 GB. Synthetic clustered embeddings from ``bench_analyze`` with no
+fits in 24 GB. Synthetic clustered embeddings from ``bench_analyze`` with no
 image files (thumbnails are blank tiles; the frames and the page are otherwise complete).
 ``--n`` changes the size (default 100000; ``--quick``: 5000).
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of issue 12 in one go, ~3 minutes on an H100 (parts 1-4: 112 s; 5: 50-70 s).
+# Every GPU figure of issue 12 in one go, a few minutes on an H100 (benchmarks/RESULTS.md).
 #
 #   bash benchmarks/gpu.sh                 # on the GPU machine, from anywhere
 #   DEVICE=cpu IMAGES=16 N=2000 bash benchmarks/gpu.sh   # a smoke run without a GPU (slow)

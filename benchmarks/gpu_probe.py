@@ -2,7 +2,7 @@
 search spends its time (torch.profiler, one 50k x 768 search); the 2-D PCA of 50k x 768 as
 analyze runs it (numpy on the host) against the same computation with the covariance GEMM on
 the GPU (a candidate, not shipped); and where one ViT-B/16 bf16 batch spends its GPU time,
-eager and through ``spotreview.embedding.compiled``. Not benchmarks with a baseline."""
+eager and through ``spotreview.embedding.forward.compiled``. Not benchmarks with a baseline."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
     import torch
 
     from benchmarks.bench_analyze import _embeddings
-    from spotreview.analysis.analyze import _pca_2d
     from spotreview.analysis.outliers import cleanlab_neighbors
+    from spotreview.analysis.projection import pca_2d
 
     dev = torch.device(device)
     x, _ = _embeddings(n, seed=0)
@@ -36,7 +36,7 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
     def pca_on_device(x: np.ndarray) -> np.ndarray:
         from scipy.linalg import eigh
 
-        xt = torch.from_numpy(x).to(dev).double()  # widened on the device (see neighbors.cosine_knn)
+        xt = torch.from_numpy(x).to(dev).double()  # widened on the device (see analysis.outliers.cosine_knn)
         mean = xt.mean(0)
         xt -= mean
         cov = (xt.T @ xt / (len(x) - 1)).cpu().numpy()
@@ -45,7 +45,7 @@ def main(n: int = 50_000, device: str = "cuda") -> None:
         signs = np.sign(components[np.arange(2), np.argmax(np.abs(components), axis=1)])
         return (xt @ torch.from_numpy(components * signs[:, None]).to(dev).T).cpu().numpy()
 
-    for name, fn in (("numpy (as shipped)", _pca_2d), ("covariance on the GPU (candidate)", pca_on_device)):
+    for name, fn in (("numpy (as shipped)", pca_2d), ("covariance on the GPU (candidate)", pca_on_device)):
         fn(x)
         times = []
         for _ in range(3):

@@ -141,6 +141,16 @@ def vit_processor():
     return cls(size={"height": 16, "width": 16})
 
 
+def assert_close_float32(actual, expected, *, ulps: int = 32) -> None:
+    """``actual``, a float32 result, equals ``expected`` to within ``ulps`` float32 steps at the
+    magnitude of ``expected``'s largest entry. Float32 rounding at that magnitude is what BLAS
+    vendors and CPU instruction sets vary, so an absolute tolerance below it fails on some CPUs."""
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    atol = ulps * float(np.finfo(np.float32).eps) * max(scale, 1.0)
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=0, atol=atol)
+
+
 def cli_error(result, code: int = 1) -> str:
     """The one ``Error: ...`` line of a command that failed as users must see it: exit
     ``code``, exactly one line on stderr, nothing on stdout, no traceback."""

@@ -1,4 +1,5 @@
-"""neighbors.py: exact cosine kNN (blocked GEMM + top-k, bf16 candidates), cleanlab's scores."""
+"""analysis/outliers.py: exact cosine kNN (blocked GEMM + top-k, bf16 candidates), cleanlab's scores; the
+native-bf16 check the search shares with embedding (ONEDNN_MAX_CPU_ISA)."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def test_exact_duplicates_are_corrected_as_cleanlab_does():
 
 
 def test_knn_accuracy_equals_sklearn_vote_on_cleanlab_graph():
-    """The former implementation: KNeighborsClassifier voting on cleanlab's precomputed graph."""
+    """The reference: KNeighborsClassifier voting on cleanlab's precomputed graph."""
     import warnings
 
     from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
@@ -133,9 +134,60 @@ def test_small_n_edges():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_callers_features_are_left_as_they_were(dtype):
-    # the search normalises its own copy; a float64 array once came back normalised in place,
-    # and analyze's PCA then projected the normalised rows
+    # the search normalises its own copy: analyze's PCA reads the same array afterwards
     x = (np.random.default_rng(3).normal(size=(300, 16)) * 5 + 2).astype(dtype)
     before = x.copy()
     cleanlab_neighbors(x, 10)
     assert np.array_equal(x, before)
+
+
+def _cpu_reports(monkeypatch, avx512_bf16: bool) -> None:
+    """Make torch report a CPU with (or without) AVX512-BF16 and no AMX, and no ISA pinned."""
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    "variable, isa, native",
+    [
+        ("ONEDNN_MAX_CPU_ISA", "AVX2", False),
+        ("ONEDNN_MAX_CPU_ISA", "avx512_core", False),  # AVX-512 without BF16: oneDNN emulates bf16
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI", False),
+        ("ONEDNN_MAX_CPU_ISA", "AVX2_VNNI_2", False),
+        ("DNNL_MAX_CPU_ISA", "AVX2", False),  # oneDNN's older name
+        ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", True),
+        ("ONEDNN_MAX_CPU_ISA", "AVX10_1_512_AMX", True),
+        ("ONEDNN_MAX_CPU_ISA", "ALL", True),
+        ("ONEDNN_MAX_CPU_ISA", "", True),
+    ],
+)
+def test_a_pinned_onednn_isa_below_bf16_means_bf16_is_not_native(monkeypatch, variable, isa, native):
+    """The one detection (embedding.models.bf16_is_native, also the neighbour search's) answers
+    what a user of the pinned CPU class would get; a CPU without bf16 is never native."""
+    import torch
+
+    from spotreview.embedding.models import bf16_is_native, resolve_precision
+
+    _cpu_reports(monkeypatch, avx512_bf16=True)
+    monkeypatch.setenv(variable, isa)
+    assert bf16_is_native(torch.device("cpu")) is native and bf16_is_native("cpu") is native
+    assert resolve_precision("auto", torch.device("cpu")) is (torch.bfloat16 if native else None)
+    _cpu_reports(monkeypatch, avx512_bf16=False)
+    monkeypatch.setenv(variable, isa)
+    assert bf16_is_native("cpu") is False
+
+
+@pytest.mark.parametrize("isa, stage", [("AVX512_CORE", "fp32"), ("AVX512_CORE_BF16", "bf16")])
+def test_the_search_takes_bf16_candidates_only_where_bf16_is_native(monkeypatch, isa, stage):
+    from spotreview.analysis.outliers import BF16_MIN_ROWS
+
+    _cpu_reports(monkeypatch, avx512_bf16=True)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    x, _ = _clusters(BF16_MIN_ROWS, 8, seed=6)
+    stats = {}
+    cosine_knn(x, 10, device="cpu", stats=stats)
+    assert stats.get(stage, 0) > 0 and ("bf16" in stats) is (stage == "bf16")

@@ -11,7 +11,7 @@ cleanlab 2.9's ``OutOfDistribution().fit_score(features=x)`` (``_get_ood_feature
   below ``100 * float64 epsneg`` (cosine) or ``sqrt(100 * float64 eps)`` (euclidean).
 
 sklearn does the cosine search as one float32 GEMM in 1 GB chunks that it allocates afresh
-every time (the kernel then zeroes every new page: that was a third of analyze's CPU time).
+every time, so the kernel must zero every new page (benchmarks/RESULTS.md).
 Here queries go in blocks of rows against all points into one reused buffer, so memory is
 O(n*K + block*n) and never n x n. Where the device multiplies bfloat16 natively (AVX512-BF16
 or AMX on CPUs) the search runs in bf16 for K = k + margin candidates, then every candidate's
@@ -36,9 +36,10 @@ import math
 import numpy as np
 
 HIGH_DIMENSION_CUTOFF = 3  # cleanlab: cosine above this many columns, euclidean at or below
-BF16_MARGIN = 38  # extra bf16 candidates per row beyond k, 48 in all for k = 10: vs 54, 7 % (10k) and
-# 3 % (50k) faster on the benchmark's diffuse clusters, where 0.01 % / 0.4 % of the rows then
-# need a float32 search (a row the certificate cannot settle is searched again, never guessed)
+# Extra bf16 candidates per row beyond k (48 in all for k = 10): fewer make top-k cheaper but leave
+# more rows to a float32 search (a row the certificate cannot settle is searched again, never
+# guessed); the choice is measured in benchmarks/RESULTS.md.
+BF16_MARGIN = 38
 FP32_MARGIN = 16
 BF16_MIN_ROWS = 4096  # below this float32 is quick enough and bf16 saves nothing
 _U32 = 2.0**-24  # unit roundoff of float32
@@ -126,28 +127,28 @@ def cosine_knn(
     """
     import torch
 
+    from spotreview.embedding.models import bf16_is_native
+
     n, dim = x.shape
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     )
     if precision == "auto":
-        # On CUDA float32 is exact with no re-search, and fast (H100, 50k x 768: 0.11 s a search;
-        # bf16 + re-rank read 0.21 vs 0.25 s before the copy to the GPU was halved, not re-measured)
-        precision = "bf16" if dev.type == "cpu" and n >= BF16_MIN_ROWS and native_bf16(dev) else "fp32"
+        # On CUDA float32 is exact with no certificate needed, and fast (benchmarks/RESULTS.md)
+        precision = "bf16" if dev.type == "cpu" and n >= BF16_MIN_ROWS and bf16_is_native(dev) else "fp32"
     if precision not in ("bf16", "fp32", "fp64"):
         raise ValueError(f"unknown precision {precision!r}; expected auto, bf16, fp32 or fp64")
     stats = {} if stats is None else stats
     # The exact similarities are those of the rows normalised in float64 (zero rows stay zero,
     # as in sklearn's normalize); the searches run on rounded copies of them.
     # Sent to the device as it is and widened there: `.to(cuda, float64)` would widen on the host
-    # (torch converts CPU-GPU copies on the CPU) and send twice the bytes (H100, one 50k x 768
-    # search: 0.29 -> 0.21 s). A copy always: the rows are normalised in place below, and the
-    # caller's array must not change.
+    # (torch converts CPU-GPU copies on the CPU) and send twice the bytes. A copy always: the
+    # rows are normalised in place below, and the caller's array must not change.
     x64 = torch.as_tensor(np.asarray(x)).to(dev).to(torch.float64, copy=True)
     norms = torch.linalg.vector_norm(x64, dim=1, keepdim=True)
     x64 /= torch.where(norms == 0, 1.0, norms)
-    # rows per block: on a CPU 1024 (10k x 768: 0.39 s vs 0.41-0.42 s a search with 4096 rows,
-    # whose 82 MB of similarities fall out of cache before top-k reads them; same time at 50k)
+    # rows per block: on a CPU 1024, so that a block's similarities are still in cache when
+    # top-k reads them
     budget, most_rows = ((1 << 30), 4096) if dev.type == "cuda" else ((256 << 20), 1024)
     todo = torch.arange(n, device=dev)
     sims = torch.empty(n, k, dtype=torch.float64, device=dev)
@@ -176,19 +177,6 @@ def cosine_knn(
     return np.take_along_axis(distances, order, 1), np.take_along_axis(indices, order, 1)
 
 
-def native_bf16(device) -> bool:
-    """Whether ``device`` multiplies bf16 natively (AVX512-BF16/AMX CPUs, CUDA sm80+)."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
 # --- the stages ---------------------------------------------------------------------------
 
 
@@ -215,7 +203,7 @@ def _stage_operands(x64, stage: str):
     queries = torch.empty_like(keys)
     q_res, k_res, kt_norm = (torch.empty(n, dtype=torch.float32, device=x64.device) for _ in range(3))
     # Chunks: no full-size temporaries, no fresh pages. On a CPU of 512 rows, whose temporaries
-    # stay in cache (10k x 768: 11.5 vs 18 ms with 4096); on a GPU fewer launches count more.
+    # stay in cache; on a GPU fewer launches count more.
     chunk = 4096 if x64.device.type == "cuda" else 512
     for start in range(0, n, chunk):
         rows = slice(start, start + chunk)

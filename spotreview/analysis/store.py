@@ -1,6 +1,7 @@
-"""The stored result of ``analyze``: the :class:`Analysis` record, its files on disk, and reading it back.
+"""The stored result of ``analyze``: the :class:`Analysis` record and its files on disk.
 
-Stored under ``RUN/analysis/`` (all written atomically)::
+This module is the one that writes and reads every file under ``RUN/analysis/`` (all
+written atomically)::
 
     step-STEP.npz    per snapshot: step, format, embedding_digest, probs_digest ("" without
                      probs), labels_digest (sha256 hex of the sources it was computed from),
@@ -8,9 +9,10 @@ Stored under ``RUN/analysis/`` (all written atomically)::
                      accuracy, knn_accuracy (float64 scalars, accuracy NaN without probs),
                      predictions (n,) int64 argmax of probs, or (0,) without probs
     aligned.npz      steps (S,) int64, coords (S, n, 2) float32, disparity (S,) float64,
-                     align (str), top_k, digests (S,) embedding digests the frames were built from
-    summary.json     align, top_k, per snapshot: step, accuracy, knn_accuracy, disparity,
-                     top (ids of the top_k most atypical images)
+                     align (str), top_k, digests (S,) embedding digests the frames were built
+                     from, format
+    summary.json     align, top_k, ood_k, knn_k, num_images, per snapshot: step, accuracy,
+                     knn_accuracy, disparity, top (ids of the top_k most atypical images)
 
 :func:`load_analysis` checks every source digest, so a stored analysis is only returned
 while it matches the embeddings, probabilities and labels it was computed from. Load it
@@ -29,12 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spotreview.defaults import OOD_K
 from spotreview.errors import AnalysisError, first_line
-from spotreview.rundir.atomic import atomic_path, sha256_bytes, sha256_file
+from spotreview.rundir.atomic import atomic_path, sha256_bytes, sha256_file, write_json
 from spotreview.rundir.evalset import read_eval_columns
 from spotreview.rundir.run import Run
 
 FORMAT = 1  # bump when the stored layout changes; older step files are then recomputed
+DIGEST_KEYS = ("embedding_digest", "probs_digest", "labels_digest")  # what a step file was computed from
 
 
 @dataclass
@@ -178,9 +182,7 @@ def read_step(run: Run, step: int) -> dict | None:
             if int(f["format"]) != FORMAT:
                 return None
             return {
-                "embedding_digest": str(f["embedding_digest"]),
-                "probs_digest": str(f["probs_digest"]),
-                "labels_digest": str(f["labels_digest"]),
+                **{key: str(f[key]) for key in DIGEST_KEYS},
                 "scores": f["scores"],
                 "pca": f["pca"],
                 "accuracy": float(f["accuracy"]),
@@ -189,6 +191,90 @@ def read_step(run: Run, step: int) -> dict | None:
             }
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # recomputed by analyze: a corrupt cache never blocks its own repair
+
+
+def write_step(run: Run, step: int, result: dict) -> None:
+    """``step-STEP.npz`` from one snapshot's result (the dict :func:`read_step` returns)."""
+    _savez(
+        run.analysis_dir / f"step-{step}.npz",
+        step=np.int64(step),
+        format=np.int64(FORMAT),
+        **{key: np.str_(result[key]) for key in DIGEST_KEYS},
+        scores=result["scores"],
+        pca=result["pca"],
+        accuracy=np.float64(result["accuracy"]),
+        knn_accuracy=np.float64(result["knn_accuracy"]),
+        predictions=result["predictions"],
+    )
+
+
+def read_aligned_frames(run: Run, steps: np.ndarray, digests: list[str], align: str):
+    """``(coords, disparity)`` from ``aligned.npz`` if it was aligned (``align``) from exactly
+    these steps' embeddings (their digests); else None."""
+    try:
+        with np.load(run.analysis_dir / "aligned.npz", allow_pickle=False) as f:
+            same = (
+                int(f["format"]) == FORMAT
+                and str(f["align"]) == align
+                and np.array_equal(f["steps"], steps)
+                and f["digests"].tolist() == digests
+            )
+            return (f["coords"], f["disparity"]) if same else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def write_analysis(analysis: Analysis, embedding_digests: list[str], *, knn_k: int) -> None:
+    """``aligned.npz`` and ``summary.json`` of ``analysis`` (whose step files are written), then
+    the removal of step files of snapshots that are gone: only once the new results are in place.
+
+    ``embedding_digests``: (S,) the digests of the embeddings the frames were built from;
+    ``knn_k``: the neighbours of the kNN accuracy, recorded in the summary."""
+    run = analysis.run
+    steps = analysis.steps
+    _savez(
+        run.analysis_dir / "aligned.npz",
+        steps=steps,
+        coords=analysis.coords,
+        disparity=analysis.disparity,
+        align=np.str_(analysis.align),
+        top_k=np.int64(analysis.top_k),
+        digests=np.array(embedding_digests),
+        format=np.int64(FORMAT),
+    )
+    write_json(run.analysis_dir / "summary.json", _summary(analysis, knn_k))
+    kept = {str(s) for s in steps.tolist()}
+    for path in run.analysis_dir.glob("step-*.npz"):
+        if path.stem.removeprefix("step-") not in kept:
+            path.unlink()
+
+
+def _summary(analysis: Analysis, knn_k: int) -> dict:
+    def finite(x: float):
+        return float(x) if np.isfinite(x) else None  # JSON has no NaN
+
+    return {
+        "align": analysis.align,
+        "top_k": analysis.top_k,
+        "ood_k": OOD_K,
+        "knn_k": knn_k,
+        "num_images": len(analysis.ids),
+        "snapshots": [
+            {
+                "step": int(step),
+                "accuracy": finite(analysis.accuracy[s]),
+                "knn_accuracy": finite(analysis.knn_accuracy[s]),
+                "disparity": finite(analysis.disparity[s]),
+                "top": [analysis.ids[i] for i in analysis.top(s)],
+            }
+            for s, step in enumerate(analysis.steps)
+        ],
+    }
+
+
+def _savez(path: os.PathLike, **arrays) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def assemble(run, steps, ids, labels, class_names, results, coords, disparity, align, top_k) -> Analysis:
@@ -216,11 +302,6 @@ def assemble(run, steps, ids, labels, class_names, results, coords, disparity, a
         align=align,
         top_k=top_k,
     )
-
-
-def savez(path: os.PathLike, **arrays) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
 
 
 def steps_text(steps: Iterable[int]) -> str:

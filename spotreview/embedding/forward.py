@@ -134,11 +134,11 @@ def forward(
 
 def _matmul_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Inference attention as ``softmax(q k^T) v`` in two batched matmuls (transformers'
-    attention-interface signature). At ViT sequence lengths (197 tokens) on a CPU in bf16 this
-    takes half the time of torch's fused CPU kernel (``scaled_dot_product_attention``), which
-    splits every head into small blocks; the softmax still accumulates in float32. What it
-    does not cover (training, causal or boolean masks, fewer key than query heads) goes to that
-    kernel."""
+    attention-interface signature). At ViT sequence lengths on a CPU in bf16 this is faster
+    than torch's fused CPU kernel (``scaled_dot_product_attention``), which splits every head
+    into small blocks (benchmarks/RESULTS.md); the softmax still accumulates in float32. What
+    it does not cover (training, causal or boolean masks, fewer key than query heads) goes to
+    that kernel."""
     causal = kwargs.get("is_causal") or getattr(module, "is_causal", False)
     boolean_mask = attention_mask is not None and attention_mask.dtype == torch.bool  # True = attend: not additive
     if module.training or causal or boolean_mask or key.shape[1] != query.shape[1]:
@@ -155,11 +155,10 @@ def _matmul_attention(module, query, key, value, attention_mask, scaling=None, d
 
 def use_matmul_attention(model) -> bool:
     """Switch ``model`` (for inference) to :func:`_matmul_attention` where that is faster: bf16
-    weights on a CPU (in float32 torch's fused CPU kernel wins; GPUs keep their flash kernels,
-    not measured against this), in a model that uses transformers' attention interface (ViT,
-    DeiT, BEiT, ...). 7-10 % faster per ViT-base forward, eager or compiled (inductor leaves
-    this form alone, whereas it turns transformers' own "eager" attention back into the fused
-    kernel). Returns whether it did."""
+    weights on a CPU (in float32 torch's fused CPU kernel wins; GPUs keep their flash kernels),
+    in a model that uses transformers' attention interface (ViT, DeiT, BEiT, ...). It stays
+    faster when compiled: inductor leaves this form alone, whereas it turns transformers' own
+    "eager" attention back into the fused kernel. Returns whether it did."""
     from transformers import AttentionInterface
 
     weights = next(model.parameters(), None)
@@ -195,9 +194,8 @@ def use_onednn_linears(model) -> int:
     """Replace every ``nn.Linear`` of ``model`` (for inference, bf16 weights on a CPU) by oneDNN's
     linear with its weight packed once, ``torch.ops.mkldnn._linear_pointwise``: what inductor's
     ``freezing`` compiles linears to. The bias is added inside the GEMM instead of being copied
-    into every output first (``addmm``), and the weight is not re-laid-out per call: a ViT-base
-    forward 10 % faster (1.53 -> 1.38 s a batch of 32 on 2 AVX512-BF16 cores), same outputs.
-    The op is torch's private API, so where it is missing, or where the first replacement does
+    into every output first (``addmm``), and the weight is not re-laid-out per call
+    (benchmarks/RESULTS.md). The op is torch's private API, so where it is missing, or where the first replacement does
     not reproduce ``nn.Linear`` on a test input, nothing is replaced. Returns how many were."""
     weights = next(model.parameters(), None)
     if weights is None or weights.device.type != "cpu" or weights.dtype != torch.bfloat16:
@@ -242,17 +240,16 @@ def prepare_for_inference(model, *, compiling: bool = False) -> None:
 def compiled(model):
     """``torch.compile(model)`` for one batch shape. Its cache (inductor's) goes to
     ``$XDG_CACHE_HOME/spotreview/torch-compile`` unless ``TORCHINDUCTOR_CACHE_DIR`` says
-    otherwise, so it outlives /tmp: later runs load the compiled graph in a few seconds
-    instead of compiling it (~20 s for ViT-base on 2 cores). Every snapshot's model of the same
-    architecture reuses the graph compiled for the first.
+    otherwise, so it outlives /tmp: later runs load the compiled graph instead of compiling it
+    again. Every snapshot's model of the same architecture reuses the graph compiled for the
+    first.
 
     A model on transformers' "sdpa" attention is first switched to the same function under a
-    name of ours. Traced by torch.compile on CUDA, transformers gave "sdpa" an all-true boolean
-    attention mask (seen with 5.17; 5.24 ran as slowly), where eager passes none. With a mask
-    SDPA leaves its fused kernels for its math path, in float32: on an H100 the compiled
-    ViT-B/16 forward ran at half the eager speed (46.8 vs 24.9 ms a batch of 256; 23.4 ms
-    after this change). For a name it has no mask function for, transformers builds no mask;
-    the images have no padding, so there is nothing to mask."""
+    name of ours. Traced by torch.compile, transformers gives "sdpa" an all-true boolean
+    attention mask where eager passes none, and with a mask SDPA leaves its fused kernels for
+    its float32 math path (on CUDA the compiled forward ran slower than eager:
+    benchmarks/RESULTS.md). For a name it has no mask function for, transformers builds no
+    mask; the images have no padding, so there is nothing to mask."""
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward

@@ -3,7 +3,7 @@ and building the model to fine-tune (the built-in small ViT, or a pretrained one
 new head).
 
 Precision ``auto`` means bf16 on CUDA GPUs with bf16 support and on CPUs with AMX or
-AVX512-BF16 (where bf16 matmuls are native), fp32 elsewhere. During training the weights
+AVX512-BF16 (where bf16 matmuls are native, :func:`bf16_is_native`), fp32 elsewhere. During training the weights
 stay fp32 and autocast runs the matmuls in bf16 (layer norms / softmax in fp32); post-hoc
 ``embed`` casts each loaded snapshot to bf16 instead, so everything runs in bf16.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,8 +38,8 @@ WEIGHT_FILES = (
 )
 SMALL_VIT_LR = 1e-3  # from scratch, small model: a high rate
 PRETRAINED_LR = 5e-5  # fine-tuning pretrained weights: the usual rate
-# 8x8 patches of the 32x32 upscaled digits (2x2 original pixels each): 16 tokens + CLS.
-# Measured on digits: 4x4 patches were 3x slower and less accurate after the same epochs.
+# 8x8 patches of the 32x32 upscaled digits (2x2 original pixels each): 16 tokens + CLS;
+# 4x4 patches were slower on digits and no more accurate after the same epochs.
 SMALL_VIT = dict(
     image_size=32,
     patch_size=8,
@@ -65,16 +66,34 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def bf16_is_native(device: torch.device) -> bool:
-    """Whether bf16 matmuls run natively (not emulated) on ``device``."""
+def bf16_is_native(device: torch.device | str) -> bool:
+    """Whether bf16 matmuls run natively (not emulated) on ``device``: CUDA GPUs with bf16
+    support; CPUs with AVX512-BF16 or AMX, unless ``ONEDNN_MAX_CPU_ISA`` (or its older name
+    ``DNNL_MAX_CPU_ISA``) pins oneDNN below ``AVX512_CORE_BF16``, as when a CPU of another
+    class is reproduced: oneDNN then emulates bf16."""
     import torch
 
+    device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    return False
+    if device.type != "cpu" or _onednn_isa_below_bf16():
+        return False
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+# oneDNN's ISA names below AVX512_CORE_BF16 (oneDNN's dnnl_cpu_isa_t); ALL, DEFAULT and any newer
+# name leave the choice to the hardware.
+_ONEDNN_ISAS_WITHOUT_BF16 = frozenset(
+    ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+)
+
+
+def _onednn_isa_below_bf16() -> bool:
+    """Whether ``ONEDNN_MAX_CPU_ISA`` / ``DNNL_MAX_CPU_ISA`` pins oneDNN to an ISA without bf16
+    dot products."""
+    pinned = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    return pinned.strip().upper() in _ONEDNN_ISAS_WITHOUT_BF16
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

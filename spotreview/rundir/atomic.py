@@ -90,8 +90,8 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
     write to the same folder (:func:`sweep_temp_files`). A failed write (full disk,
     read-only run) raises a one-line ``RunDirError`` and leaves the previous file as it was.
 
-    ``durable=False`` skips both fsyncs (about 8 ms per file on a VM disk) for bulk writes
-    such as thousands of images; the caller then calls ``os.sync()`` once before writing
+    ``durable=False`` skips both fsyncs (each waits for the disk) for bulk writes such as
+    thousands of images; the caller then calls ``os.sync()`` once before writing
     the file that marks them complete.
     """
     path = Path(path)

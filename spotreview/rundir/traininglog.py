@@ -1,7 +1,7 @@
 """The training log of a run: ``log.csv`` (one row per Trainer log) and ``snapshots.csv``
 (the step and epoch of every recorded snapshot).
 
-``log.csv`` is written by :class:`spotreview.recorder.EmbeddingRecorder` from the Trainer's
+``log.csv`` is written by :class:`spotreview.training.recorder.EmbeddingRecorder` from the Trainer's
 ``on_log``, or, for checkpoints trained elsewhere, from the newest ``trainer_state.json``'s
 ``log_history`` (:func:`log_from_trainer_state`, called by ``spotreview embed``). Both files
 are rewritten whole and atomically: they are small.

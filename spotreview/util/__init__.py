@@ -1,1 +1,2 @@
-"""Helpers every stage may use: text for people (numbers, plurals) and this process (children, signals, memory, BLAS threads)."""
+"""Helpers every stage may use: text for people (numbers, plurals) and this process (children,
+signals, memory, BLAS threads)."""
