@@ -176,7 +176,7 @@ def test_embeddings_column_is_served_not_saved(analysed):
     np.testing.assert_array_equal(np.stack(df[EMBEDDING_COLUMN]), x)
     assert EMBEDDING_COLUMN not in read_table(analysed.review_table)
     analysed.embedding_path(100).rename(analysed.root / "elsewhere.npy")
-    with pytest.raises(Exception):  # the analysis is now out of date or the file missing
+    with pytest.raises(AnalysisError, match="the analysis covers steps 0, 5, 10, 20, 100 but embeddings now exist"):
         build_table(analysed, embeddings=True)
 
 

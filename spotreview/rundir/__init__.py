@@ -1,3 +1,7 @@
-"""The run directory: its paths and manifest (:mod:`.run`), atomic writes and digests (:mod:`.atomic`), the evaluation set (:mod:`.evalset`) and the training log (:mod:`.traininglog`).
+"""The run directory: its paths, manifest and snapshots (:mod:`.run`), atomic writes and digests
+(:mod:`.atomic`), the evaluation set (:mod:`.evalset`), the training log (:mod:`.traininglog`)
+and the reviewer's exclusions (:mod:`.exclusions`).
 
-Every file of a run is read and written through one module of this package or of the stage that owns it (see docs/architecture.md)."""
+Every file of a run is read and written by one module: of this package, or of the stage that
+owns it (``analysis/`` by :mod:`spotreview.analysis.store`; see docs/architecture.md).
+"""
