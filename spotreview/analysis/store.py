@@ -28,6 +28,7 @@ import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def load_analysis(run) -> Analysis:
     """The stored analysis of ``run``; AnalysisError if it is missing or out of date."""
     run = Run(run)
     again = f"run `spotreview analyze {run.root}` first"
-    aligned_path, summary_path = run.analysis_dir / "aligned.npz", run.analysis_dir / "summary.json"
+    aligned_path, summary_path = result_files(run)
     if not aligned_path.is_file() or not summary_path.is_file():
         raise AnalysisError(f"{run.root} has no analysis; {again}")
     try:
@@ -212,7 +213,7 @@ def read_aligned_frames(run: Run, steps: np.ndarray, digests: list[str], align: 
     """``(coords, disparity)`` from ``aligned.npz`` if it was aligned (``align``) from exactly
     these steps' embeddings (their digests); else None."""
     try:
-        with np.load(run.analysis_dir / "aligned.npz", allow_pickle=False) as f:
+        with np.load(result_files(run)[0], allow_pickle=False) as f:
             same = (
                 int(f["format"]) == FORMAT
                 and str(f["align"]) == align
@@ -224,6 +225,17 @@ def read_aligned_frames(run: Run, steps: np.ndarray, digests: list[str], align: 
         return None
 
 
+def result_files(run: Run) -> tuple[Path, Path]:
+    """``aligned.npz`` and ``summary.json``: written last by every ``analyze``, so a change of
+    either means a new analysis (what a live review watches)."""
+    return run.analysis_dir / "aligned.npz", run.analysis_dir / "summary.json"
+
+
+def read_summary_text(run: Run) -> str:
+    """``summary.json`` as written (per-snapshot metrics and top-k ids), for a review bundle."""
+    return result_files(run)[1].read_text(encoding="utf-8")
+
+
 def write_analysis(analysis: Analysis, embedding_digests: list[str], *, knn_k: int) -> None:
     """``aligned.npz`` and ``summary.json`` of ``analysis`` (whose step files are written), then
     the removal of step files of snapshots that are gone: only once the new results are in place.
@@ -232,8 +244,9 @@ def write_analysis(analysis: Analysis, embedding_digests: list[str], *, knn_k: i
     ``knn_k``: the neighbours of the kNN accuracy, recorded in the summary."""
     run = analysis.run
     steps = analysis.steps
+    aligned, summary = result_files(run)
     _savez(
-        run.analysis_dir / "aligned.npz",
+        aligned,
         steps=steps,
         coords=analysis.coords,
         disparity=analysis.disparity,
@@ -242,7 +255,7 @@ def write_analysis(analysis: Analysis, embedding_digests: list[str], *, knn_k: i
         digests=np.array(embedding_digests),
         format=np.int64(FORMAT),
     )
-    write_json(run.analysis_dir / "summary.json", _summary(analysis, knn_k))
+    write_json(summary, _summary(analysis, knn_k))
     kept = {str(s) for s in steps.tolist()}
     for path in run.analysis_dir.glob("step-*.npz"):
         if path.stem.removeprefix("step-") not in kept:

@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from spotreview import __version__
+from spotreview.analysis.store import read_summary_text
 from spotreview.errors import ReviewError
 from spotreview.rundir.atomic import atomic_path, sha256_file, write_json
 from spotreview.rundir.exclusions import read_exclusions
@@ -77,8 +78,7 @@ def write_bundle(run, out, *, layout=None, outlier_threshold: int | None = None,
             z.writestr(INFO, json.dumps(info, indent=2))
             z.write(table, TABLE)
             z.writestr(LAYOUT, layout_json(parsed))
-            summary = run.analysis_dir / "summary.json"
-            z.writestr("summary.json", summary.read_text(encoding="utf-8"))
+            z.writestr("summary.json", read_summary_text(run))
             z.writestr("manifest.json", json.dumps(_scrub(run.read_manifest()), indent=2))
             z.writestr("exclusions.json", json.dumps(read_exclusions(run), indent=2))
             approval = run.root / "approval.json"

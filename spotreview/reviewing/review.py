@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from spotreview.analysis.store import result_files
 from spotreview.defaults import HOST, REVIEW_POLL
 from spotreview.errors import ReviewError, SpotreviewError
 from spotreview.reviewing.layouts import check_layout_columns, default_layout, import_spotlight, load_layout
@@ -110,11 +111,7 @@ class RunSource:
     def __init__(self, run: Run, *, outlier_threshold: int | None = None, embeddings: bool = False):
         self.run, self.name = run, run.root
         self._threshold, self._embeddings = outlier_threshold, embeddings
-        self.watched = (
-            run.exclusions,
-            run.analysis_dir / "aligned.npz",
-            run.analysis_dir / "summary.json",
-        )
+        self.watched = (run.exclusions, *result_files(run))
         self.default_layout = None
 
     def table(self):
