@@ -54,37 +54,9 @@ from spotreview.util.text import plural
     help="Replace a run already in --out (an unfinished one made with the same options resumes without).",
 )
 @QUIET
-def finetune_cmd(
-    out,
-    model,
-    dataset,
-    eval_size,
-    save_steps,
-    epochs,
-    batch_size,
-    learning_rate,
-    seed,
-    keep_checkpoints,
-    device,
-    overwrite,
-    quiet,
-):
+def finetune_cmd(**options):
     """Fine-tune an image classifier, recording the eval embeddings at step 0 and every save."""
-    done = spotreview.finetune(
-        out,
-        model=model,
-        dataset=dataset,
-        eval_size=eval_size,
-        save_steps=save_steps,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        keep_checkpoints=keep_checkpoints,
-        device=device,
-        overwrite=overwrite,
-        quiet=quiet,
-    )
+    done = spotreview.finetune(**options)  # Click's parameters are named as finetune's
     click.echo(format_finetuned(done))
     click.echo(f"Next: spotreview analyze {done.run.root}")
 
@@ -99,7 +71,6 @@ def finetune_cmd(
 )
 @click.option(
     "--images",
-    "images_dir",
     default=None,
     type=click.Path(file_okay=False),
     help="For a folder without eval.csv: embed every image in this folder (sub-folders = classes).",
@@ -134,38 +105,12 @@ def finetune_cmd(
     help="torch.compile the models (compiled graphs are cached in ~/.cache/spotreview).",
 )
 @QUIET
-def embed_cmd(
-    run,
-    dataset,
-    images_dir,
-    eval_size,
-    base_model,
-    processor,
-    overwrite,
-    device,
-    precision,
-    batch_size,
-    torch_compile,
-    quiet,
-):
+def embed_cmd(run, **options):
     """Embed the eval images at every checkpoint-STEP of RUN (or any folder of HF checkpoints).
 
     Also writes log.csv from the newest trainer_state.json when RUN has none.
     """
-    done = spotreview.embed(
-        run,
-        dataset=dataset,
-        images=images_dir,
-        eval_size=eval_size,
-        base_model=base_model,
-        processor=processor,
-        overwrite=overwrite,
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        torch_compile=torch_compile,
-        quiet=quiet,
-    )
+    done = spotreview.embed(run, **options)
     click.echo(format_embedded(done))
     click.echo(f"{len(done.snapshots)} snapshots in all. Next: spotreview analyze {run.root}")
 
@@ -259,26 +204,10 @@ def analyze_cmd(run, align, top_k, quiet):
 )
 @click.option("--force", is_flag=True, help="Export even if RUN is not approved (recorded).")
 @QUIET
-def export_cmd(
-    run, out, fps, size, dpi, tween, top_k, still, still_step, workers, highlight, html_player, force, quiet
-):
+def export_cmd(run, highlight, **options):
     """Render RUN's approved analysis as an animation (GIF, MP4 or HTML player)."""
-    done = spotreview.export(
-        run,
-        out,
-        fps=fps,
-        size=size,
-        dpi=dpi,
-        tween=tween,
-        top_k=top_k,
-        force=force,
-        still=still,
-        still_step=still_step,
-        workers=workers,
-        quiet=quiet,
-        html_player=html_player,
-        highlight=[i.strip() for value in highlight for i in value.split(",") if i.strip()],
-    )
+    highlight = [i.strip() for value in highlight for i in value.split(",") if i.strip()]
+    done = spotreview.export(run, highlight=highlight, **options)
     if done.out:
         click.echo(f"wrote {done.out} ({plural(done.frames, 'frame')})")
     if done.still:
