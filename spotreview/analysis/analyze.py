@@ -37,7 +37,7 @@ from spotreview.analysis.store import (
     write_analysis,
     write_step,
 )
-from spotreview.defaults import ALIGN, ALIGN_MODES, OOD_K, TOP_K
+from spotreview.defaults import ALIGN, ALIGN_MODES, OOD_K, TOP_K, AlignMode
 from spotreview.errors import AnalysisError
 from spotreview.rundir.atomic import sha256_bytes
 from spotreview.rundir.run import Run
@@ -45,7 +45,7 @@ from spotreview.rundir.run import Run
 KNN_K = 5  # neighbours voting in the leave-one-out kNN accuracy
 
 
-def analyze(run, *, align: str = ALIGN, top_k: int = TOP_K, quiet: bool = False) -> Analysis:
+def analyze(run, *, align: AlignMode = ALIGN, top_k: int = TOP_K, quiet: bool = False) -> Analysis:
     """Score, project and align every snapshot of ``run``; store and return the result.
 
     Only snapshots whose embeddings changed since the last call are recomputed. A failure

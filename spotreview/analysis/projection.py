@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spotreview.defaults import ALIGN, ALIGN_MODES
+from spotreview.defaults import ALIGN, ALIGN_MODES, AlignMode
 from spotreview.errors import AnalysisError
 
 
@@ -53,7 +53,7 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     return coords.astype(np.float64)
 
 
-def align_frames(raw: np.ndarray, align: str = ALIGN) -> tuple[np.ndarray, np.ndarray]:
+def align_frames(raw: np.ndarray, align: AlignMode = ALIGN) -> tuple[np.ndarray, np.ndarray]:
     """Rotate/reflect 2-D frames into one frame of reference, keeping their real scale.
 
     ``raw``: (S, n, 2) float. Returns ``coords`` (S, n, 2) float32 and ``disparity`` (S,)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from spotreview.analysis.store import load_analysis
-from spotreview.defaults import TOP_K
+from spotreview.defaults import HTML_PLAYER, HTML_PLAYERS, TOP_K, HtmlPlayer
 from spotreview.errors import ExportError, SpotreviewError
 from spotreview.rendering.figure import DEFAULT_SIZE
 from spotreview.rendering.scene import build_scene
@@ -110,7 +110,7 @@ def _check_outputs(run: Run, out, still, still_step, html_player: str) -> tuple[
                 f"cannot export to {anim}: unknown format {anim.suffix or '(no suffix)'!r}; use .gif, .mp4 or .html"
             )
         _check_out(anim, "the animation to")
-    if html_player not in ("interactive", "frames"):
+    if html_player not in HTML_PLAYERS:
         raise ExportError(f"html_player must be 'interactive' or 'frames', got {html_player!r}")
     if still is None and still_step is not None:
         raise ExportError("still_step picks the frame of --still; give --still FILE.png too")
@@ -270,7 +270,7 @@ def export(
     still_step: int | None = None,
     workers: int | None = None,
     quiet: bool = False,
-    html_player: str = "interactive",
+    html_player: HtmlPlayer = HTML_PLAYER,
     highlight: Iterable[str] = (),
 ) -> Exported:
     """Render the approved analysis of ``run`` as an animation; returns what it wrote.
