@@ -36,6 +36,12 @@ TWEEN = 0  # interpolated frames between consecutive snapshots
 
 TOP_K = 8  # outliers listed per snapshot (analysis summary, export leaderboard)
 OOD_K = 10  # neighbours of cleanlab's outlier score (OutOfDistribution's default k)
+# Data map (Swayamdipta et al. 2020) regions of analyze: "ambiguous" from this std of p(label)
+# over the snapshots; else "easy" from this mean of it, "hard" below. Snapshots start at the
+# untrained model, so an image learned within the first fifth of training still has a std of
+# ~0.25-0.3: the variability threshold sits above that.
+CONFIDENCE_THRESHOLD = 0.5
+VARIABILITY_THRESHOLD = 0.3
 
 HOST = "127.0.0.1"  # Spotlight binds localhost unless told otherwise
 REVIEW_POLL = 1.0  # seconds between checks for changed exclusions or analysis during a review

@@ -49,6 +49,7 @@ def test_analysis_shapes_files_and_summary(synthetic_run):
     files = sorted(p.name for p in synthetic_run.analysis_dir.iterdir())
     assert files == [
         "aligned.npz",
+        "dynamics.npz",
         "step-0.npz",
         "step-10.npz",
         "step-100.npz",
@@ -70,6 +71,7 @@ def test_analysis_shapes_files_and_summary(synthetic_run):
 def test_stored_files_keep_their_layout(synthetic_run):
     """The arrays of the step files and aligned.npz, in order and type, as store.py documents them:
     a run analysed by an earlier version reads back without being recomputed."""
+    from spotreview.analysis.dynamics import COLUMNS as DYNAMICS_COLUMNS
     from spotreview.analysis.store import FORMAT
 
     analyze(synthetic_run, quiet=True)
@@ -85,16 +87,25 @@ def test_stored_files_keep_their_layout(synthetic_run):
             "accuracy",
             "knn_accuracy",
             "predictions",
+            "neighbours",
+            "label_prob",
+            "margin",
         ]
-        assert int(f["step"]) == 20 and int(f["format"]) == FORMAT == 1 and len(str(f["embedding_digest"])) == 64
+        assert int(f["step"]) == 20 and int(f["format"]) == FORMAT == 2 and len(str(f["embedding_digest"])) == 64
         assert f["scores"].dtype == np.float64 and f["pca"].shape == (36, 2) and f["pca"].dtype == np.float64
         assert f["accuracy"].dtype == f["knn_accuracy"].dtype == np.float64 and f["predictions"].dtype == np.int64
+        assert f["neighbours"].shape == (36, 10) and f["neighbours"].dtype == np.int32
+        assert f["label_prob"].dtype == f["margin"].dtype == np.float64 and f["margin"].shape == (36,)
     with np.load(synthetic_run.analysis_dir / "aligned.npz") as f:
         assert f.files == ["steps", "coords", "disparity", "align", "top_k", "digests", "format"]
         assert f["steps"].dtype == np.int64 and f["coords"].dtype == np.float32 and f["coords"].shape == (5, 36, 2)
         assert f["disparity"].dtype == np.float64 and str(f["align"]) == "last" and int(f["top_k"]) == 8
+    with np.load(synthetic_run.analysis_dir / "dynamics.npz") as f:
+        assert f.files[:4] == ["format", "sources", "confidence_threshold", "variability_threshold"]
+        assert f.files[4:] == list(DYNAMICS_COLUMNS) and f["data_map_region"].dtype.kind == "U"
+        assert f["forgetting_events"].dtype == np.int64 and f["learned_step"].dtype == np.float64
     summary = json.loads((synthetic_run.analysis_dir / "summary.json").read_text())
-    assert sorted(summary) == ["align", "knn_k", "num_images", "ood_k", "snapshots", "top_k"]
+    assert sorted(summary) == ["align", "data_map", "knn_k", "num_images", "ood_k", "snapshots", "top_k"]
     assert (summary["ood_k"], summary["knn_k"], summary["num_images"]) == (10, 5, 36)
     assert sorted(summary["snapshots"][0]) == ["accuracy", "disparity", "knn_accuracy", "step", "top"]
 

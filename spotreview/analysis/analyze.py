@@ -11,6 +11,9 @@ For every snapshot (a step with ``embeddings/step-STEP.npy``, shape ``(n, dim)``
   (see ``_outlier_scores_and_knn_accuracy`` and :mod:`spotreview.analysis.outliers`).
 * **accuracy**: argmax of ``step-STEP.probs.npy`` against the labels, when that file exists.
 * **2-D PCA**, then every snapshot's frame aligned into one (:mod:`spotreview.analysis.projection`).
+* **training dynamics** of every image over all snapshots (data map, forgetting, margin,
+  neighbour change: :mod:`spotreview.analysis.dynamics`), recomputed on every call from
+  what each step file keeps (p(label), margin, prediction, neighbours): O(S * n).
 
 Results are stored under ``RUN/analysis/`` (format, writing and reading back:
 :mod:`spotreview.analysis.store`). Re-running ``analyze`` recomputes only snapshots whose
@@ -21,10 +24,12 @@ longer exist are deleted.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 
+from spotreview.analysis import dynamics as dyn
 from spotreview.analysis.projection import align_frames, pca_2d
 from spotreview.analysis.store import (
     Analysis,
@@ -37,24 +42,46 @@ from spotreview.analysis.store import (
     write_analysis,
     write_step,
 )
-from spotreview.defaults import ALIGN, ALIGN_MODES, OOD_K, TOP_K, AlignMode
+from spotreview.defaults import (
+    ALIGN,
+    ALIGN_MODES,
+    CONFIDENCE_THRESHOLD,
+    OOD_K,
+    TOP_K,
+    VARIABILITY_THRESHOLD,
+    AlignMode,
+)
 from spotreview.errors import AnalysisError
 from spotreview.rundir.atomic import sha256_bytes
 from spotreview.rundir.run import Run
 
+logger = logging.getLogger(__name__)
+
 KNN_K = 5  # neighbours voting in the leave-one-out kNN accuracy
 
 
-def analyze(run, *, align: AlignMode = ALIGN, top_k: int = TOP_K, quiet: bool = False) -> Analysis:
+def analyze(
+    run,
+    *,
+    align: AlignMode = ALIGN,
+    top_k: int = TOP_K,
+    confidence_threshold: float = CONFIDENCE_THRESHOLD,
+    variability_threshold: float = VARIABILITY_THRESHOLD,
+    quiet: bool = False,
+) -> Analysis:
     """Score, project and align every snapshot of ``run``; store and return the result.
 
-    Only snapshots whose embeddings changed since the last call are recomputed. A failure
-    (bad embeddings) leaves everything stored before it intact.
+    Only snapshots whose embeddings changed since the last call are recomputed; the
+    training dynamics are recomputed every time. ``confidence_threshold`` and
+    ``variability_threshold`` draw the data map's regions (see
+    :func:`spotreview.analysis.dynamics.data_map_region`). A failure (bad embeddings) leaves
+    everything stored before it intact.
     """
     from tqdm.auto import tqdm
 
     run = Run(run)
     _check_arguments(align, top_k)
+    dyn.check_thresholds(confidence_threshold, variability_threshold)
     steps = run.require_snapshots()
     ids, labels, class_names = read_labels(run)
     _check_shapes(run, steps, len(ids))
@@ -71,15 +98,44 @@ def analyze(run, *, align: AlignMode = ALIGN, top_k: int = TOP_K, quiet: bool = 
         results.append(stored)
 
     steps_arr = np.asarray(steps, dtype=np.int64)
+    dynamics = _dynamics(results, labels, steps_arr, confidence_threshold, variability_threshold, quiet)
     embedding_digests = [r["embedding_digest"] for r in results]
     # Nothing recomputed: the stored frames are what aligning again would give (and a re-run
     # then need not import scipy).
     frames = None if recomputed else read_aligned_frames(run, steps_arr, embedding_digests, align)
     coords, disparity = frames or align_frames(np.stack([r["pca"] for r in results]), align)
-    analysis = assemble(run, steps_arr, ids, labels, class_names, results, coords, disparity, align, int(top_k))
+    analysis = assemble(
+        run, steps_arr, ids, labels, class_names, results, coords, disparity, align, int(top_k), dynamics=dynamics
+    )
     analysis.recomputed = tuple(recomputed)
-    write_analysis(analysis, embedding_digests, knn_k=KNN_K)
+    write_analysis(analysis, results, knn_k=KNN_K)
     return analysis
+
+
+def _dynamics(results: list[dict], labels, steps, confidence: float, variability: float, quiet: bool) -> dyn.Dynamics:
+    """Every image's training dynamics from the step results; the probability columns only
+    when every snapshot has probabilities (else one info line says why they are absent)."""
+    columns = {"neighbour_change": dyn.neighbour_change(results[0]["neighbours"], results[-1]["neighbours"])}
+    missing = [int(s) for s, r in zip(steps, results) if not len(r["predictions"])]
+    if missing and not quiet:
+        logger.info(
+            "training dynamics: only neighbour_change; confidence, forgetting, margin and the data map "
+            "need probabilities (embeddings/step-STEP.probs.npy) at every snapshot, missing at step(s) %s",
+            steps_text(missing),
+        )
+    if not missing:
+        columns = (
+            dyn.probability_dynamics(
+                np.stack([r["label_prob"] for r in results]),
+                np.stack([r["margin"] for r in results]),
+                np.stack([r["predictions"] for r in results]) == labels,
+                steps,
+                confidence_threshold=confidence,
+                variability_threshold=variability,
+            )
+            | columns
+        )
+    return dyn.Dynamics(columns, float(confidence), float(variability))
 
 
 def _check_arguments(align: str, top_k: int) -> None:
@@ -94,8 +150,8 @@ def _check_arguments(align: str, top_k: int) -> None:
 
 def _compute_step(run: Run, step: int, labels: np.ndarray, digests: dict) -> dict:
     """One snapshot's results: ``digests`` plus scores (n,) float64, pca (n, 2) float64,
-    accuracy and knn_accuracy (float, accuracy NaN without probs) and predictions (n,) int64
-    (or (0,) without probs)."""
+    accuracy and knn_accuracy (float, accuracy NaN without probs), predictions (n,) int64,
+    label_prob and margin (n,) float64 (each (0,) without probs) and neighbours (n, OOD_K) int32."""
     x = run.load_array(run.embedding_path(step))
     if x.dtype.kind != "f":
         x = x.astype(np.float32)
@@ -106,6 +162,7 @@ def _compute_step(run: Run, step: int, labels: np.ndarray, digests: dict) -> dic
             f"{run.reembed_hint(run.embedding_path(step))}"
         )
     predictions = np.zeros(0, dtype=np.int64)
+    label_prob = margin = np.zeros(0, dtype=np.float64)
     accuracy = math.nan
     if run.probs_path(step).is_file():
         probs = run.load_array(run.probs_path(step))
@@ -114,10 +171,15 @@ def _compute_step(run: Run, step: int, labels: np.ndarray, digests: dict) -> dic
                 f"probabilities of step {step} have shape {probs.shape}; expected "
                 f"({len(x)}, n_classes); {run.reembed_hint(run.probs_path(step))}"
             )
+        try:
+            dyn.check_probs(probs, labels, f"probabilities of step {step}")
+        except AnalysisError as e:
+            raise AnalysisError(f"{e}; {run.reembed_hint(run.probs_path(step))}") from None
         predictions = probs.argmax(axis=1).astype(np.int64)
         accuracy = float((predictions == labels).mean())
+        label_prob, margin = dyn.label_terms(probs, labels)
 
-    scores, knn_accuracy = _outlier_scores_and_knn_accuracy(x, labels)
+    scores, knn_accuracy, neighbours = _outlier_scores_and_knn_accuracy(x, labels)
     return dict(
         digests,
         scores=scores,
@@ -125,11 +187,15 @@ def _compute_step(run: Run, step: int, labels: np.ndarray, digests: dict) -> dic
         accuracy=accuracy,
         knn_accuracy=knn_accuracy,
         predictions=predictions,
+        neighbours=neighbours,
+        label_prob=label_prob,
+        margin=margin,
     )
 
 
-def _outlier_scores_and_knn_accuracy(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
-    """cleanlab OOD scores (n,) float64 and leave-one-out kNN accuracy, one neighbour search.
+def _outlier_scores_and_knn_accuracy(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """cleanlab OOD scores (n,) float64, leave-one-out kNN accuracy and the neighbour lists
+    (n, OOD_K) int32 they come from, one neighbour search.
 
     The neighbour lists are those ``OutOfDistribution().fit_score(features=x)`` builds
     (cleanlab's metric, self excluded, exact duplicates corrected), found exactly by a
@@ -142,7 +208,7 @@ def _outlier_scores_and_knn_accuracy(x: np.ndarray, labels: np.ndarray) -> tuple
     from spotreview.analysis.outliers import cleanlab_neighbors, knn_accuracy, ood_scores
 
     distances, indices, metric = cleanlab_neighbors(x, OOD_K)
-    return ood_scores(distances, metric), knn_accuracy(indices, labels, KNN_K)
+    return ood_scores(distances, metric), knn_accuracy(indices, labels, KNN_K), indices.astype(np.int32)
 
 
 def _check_shapes(run: Run, steps: list[int], n_eval: int) -> None:

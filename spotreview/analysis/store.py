@@ -7,12 +7,21 @@ written atomically)::
                      probs), labels_digest (sha256 hex of the sources it was computed from),
                      scores (n,) float64, pca (n, 2) float64 raw (unaligned) PCA,
                      accuracy, knn_accuracy (float64 scalars, accuracy NaN without probs),
-                     predictions (n,) int64 argmax of probs, or (0,) without probs
+                     predictions (n,) int64 argmax of probs, or (0,) without probs,
+                     neighbours (n, OOD_K) int32 the high-D neighbours of cleanlab's score,
+                     label_prob, margin (n,) float64 p(label) and p(label) - max other p,
+                     or (0,) without probs (:mod:`spotreview.analysis.dynamics`)
+    dynamics.npz     format, sources (sha256 hex over every step file's digests, in step
+                     order), confidence_threshold, variability_threshold (float64), and one
+                     (n,) array per dynamics column (``data_map_region`` as str); without
+                     probabilities in every snapshot only ``neighbour_change``
     aligned.npz      steps (S,) int64, coords (S, n, 2) float32, disparity (S,) float64,
                      align (str), top_k, digests (S,) embedding digests the frames were built
                      from, format
-    summary.json     align, top_k, ood_k, knn_k, num_images, per snapshot: step, accuracy,
-                     knn_accuracy, disparity, top (ids of the top_k most atypical images)
+    summary.json     align, top_k, ood_k, knn_k, num_images, data_map (the two thresholds
+                     and the images per region, regions null without probs), per snapshot:
+                     step, accuracy, knn_accuracy, disparity, top (ids of the top_k most
+                     atypical images)
 
 :func:`load_analysis` checks every source digest, so a stored analysis is only returned
 while it matches the embeddings, probabilities and labels it was computed from. Load it
@@ -27,18 +36,19 @@ import os
 import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from spotreview.analysis.dynamics import COLUMNS, REGIONS, Dynamics
 from spotreview.defaults import OOD_K
 from spotreview.errors import AnalysisError, first_line
 from spotreview.rundir.atomic import atomic_path, sha256_bytes, sha256_file, write_json
 from spotreview.rundir.evalset import read_eval_columns
 from spotreview.rundir.run import Run
 
-FORMAT = 1  # bump when the stored layout changes; older step files are then recomputed
+FORMAT = 2  # bump when the stored layout changes; older step files are then recomputed
 DIGEST_KEYS = ("embedding_digest", "probs_digest", "labels_digest")  # what a step file was computed from
 
 
@@ -60,6 +70,7 @@ class Analysis:
     predictions: np.ndarray | None  # (S, n) int64 argmax of probs; None unless every snapshot has probs
     align: str  # "last" | "previous" | "none"
     top_k: int
+    dynamics: Dynamics = field(default_factory=Dynamics)  # per-image training dynamics and data-map thresholds
     recomputed: tuple[int, ...] = ()  # steps (re)computed by the call that returned this; () from load_analysis
 
     def top(self, snapshot: int, k: int | None = None, exclude: Iterable[str] = ()) -> np.ndarray:
@@ -79,11 +90,7 @@ def load_analysis(run) -> Analysis:
     aligned_path, summary_path = result_files(run)
     if not aligned_path.is_file() or not summary_path.is_file():
         raise AnalysisError(f"{run.root} has no analysis; {again}")
-    try:
-        with np.load(aligned_path, allow_pickle=False) as f:
-            aligned = {key: f[key] for key in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, empty, garbage
-        raise AnalysisError(f"{aligned_path} is unreadable ({first_line(e)}); {again}") from None
+    aligned = _read_npz(aligned_path, again)
     missing = {"format", "steps", "digests", "coords", "disparity", "align", "top_k"} - set(aligned)
     if missing - {"format"}:
         raise AnalysisError(f"{aligned_path} lacks {', '.join(sorted(missing))}; {again}")
@@ -124,7 +131,41 @@ def load_analysis(run) -> Analysis:
         aligned["disparity"],
         str(aligned["align"]),
         int(aligned["top_k"]),
+        dynamics=_read_dynamics(run, results, again),
     )
+
+
+def _read_npz(path: Path, again: str) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise AnalysisError(f"{path} is missing; {again}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {key: f[key] for key in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, empty, garbage
+        raise AnalysisError(f"{path} is unreadable ({first_line(e)}); {again}") from None
+
+
+def _read_dynamics(run: Run, results: list[dict], again: str) -> Dynamics:
+    """``dynamics.npz``, checked to come from exactly these step results."""
+    path = _dynamics_path(run)
+    stored = _read_npz(path, again)
+    if {"format", "sources", "confidence_threshold", "variability_threshold"} - set(stored):
+        raise AnalysisError(f"{path} lacks its format, sources or thresholds; {again}")
+    if int(stored["format"]) != FORMAT or str(stored["sources"]) != _sources(results):
+        raise AnalysisError(f"{path} is older than the analysis of the snapshots (an analyze was interrupted); {again}")
+    columns = {name: stored[name] for name in COLUMNS if name in stored}
+    if "data_map_region" in columns:
+        columns["data_map_region"] = columns["data_map_region"].astype(object)
+    return Dynamics(columns, float(stored["confidence_threshold"]), float(stored["variability_threshold"]))
+
+
+def _dynamics_path(run: Run) -> Path:
+    return run.analysis_dir / "dynamics.npz"
+
+
+def _sources(results: list[dict]) -> str:
+    """sha256 hex over the digests every step result was computed from, in step order."""
+    return sha256_bytes("\n".join(r[key] for r in results for key in DIGEST_KEYS).encode())
 
 
 def analysis_digest(run) -> str:
@@ -189,6 +230,9 @@ def read_step(run: Run, step: int) -> dict | None:
                 "accuracy": float(f["accuracy"]),
                 "knn_accuracy": float(f["knn_accuracy"]),
                 "predictions": f["predictions"],
+                "neighbours": f["neighbours"],
+                "label_prob": f["label_prob"],
+                "margin": f["margin"],
             }
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # recomputed by analyze: a corrupt cache never blocks its own repair
@@ -206,6 +250,9 @@ def write_step(run: Run, step: int, result: dict) -> None:
         accuracy=np.float64(result["accuracy"]),
         knn_accuracy=np.float64(result["knn_accuracy"]),
         predictions=result["predictions"],
+        neighbours=np.asarray(result["neighbours"], dtype=np.int32),
+        label_prob=np.asarray(result["label_prob"], dtype=np.float64),
+        margin=np.asarray(result["margin"], dtype=np.float64),
     )
 
 
@@ -236,15 +283,27 @@ def read_summary_text(run: Run) -> str:
     return result_files(run)[1].read_text(encoding="utf-8")
 
 
-def write_analysis(analysis: Analysis, embedding_digests: list[str], *, knn_k: int) -> None:
-    """``aligned.npz`` and ``summary.json`` of ``analysis`` (whose step files are written), then
-    the removal of step files of snapshots that are gone: only once the new results are in place.
+def write_analysis(analysis: Analysis, results: list[dict], *, knn_k: int) -> None:
+    """``dynamics.npz``, ``aligned.npz`` and ``summary.json`` of ``analysis`` (whose step files
+    are written), then the removal of step files of snapshots that are gone: only once the new
+    results are in place.
 
-    ``embedding_digests``: (S,) the digests of the embeddings the frames were built from;
+    ``results``: (S,) the step results (:func:`read_step`'s dicts) it was assembled from;
     ``knn_k``: the neighbours of the kNN accuracy, recorded in the summary."""
     run = analysis.run
     steps = analysis.steps
     aligned, summary = result_files(run)
+    dyn = analysis.dynamics
+    columns = {k: (v.astype(str) if k == "data_map_region" else v) for k, v in dyn.columns.items()}
+    _savez(
+        _dynamics_path(run),
+        format=np.int64(FORMAT),
+        sources=np.str_(_sources(results)),
+        confidence_threshold=np.float64(dyn.confidence_threshold),
+        variability_threshold=np.float64(dyn.variability_threshold),
+        **columns,
+    )
+    embedding_digests = [r["embedding_digest"] for r in results]
     _savez(
         aligned,
         steps=steps,
@@ -272,6 +331,7 @@ def _summary(analysis: Analysis, knn_k: int) -> dict:
         "ood_k": OOD_K,
         "knn_k": knn_k,
         "num_images": len(analysis.ids),
+        "data_map": _data_map(analysis.dynamics),
         "snapshots": [
             {
                 "step": int(step),
@@ -285,12 +345,23 @@ def _summary(analysis: Analysis, knn_k: int) -> dict:
     }
 
 
+def _data_map(dyn: Dynamics) -> dict:
+    region = dyn.columns.get("data_map_region")
+    return {
+        "confidence_threshold": dyn.confidence_threshold,
+        "variability_threshold": dyn.variability_threshold,
+        "regions": None if region is None else {r: int((region == r).sum()) for r in REGIONS},
+    }
+
+
 def _savez(path: os.PathLike, **arrays) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
 
-def assemble(run, steps, ids, labels, class_names, results, coords, disparity, align, top_k) -> Analysis:
+def assemble(
+    run, steps, ids, labels, class_names, results, coords, disparity, align, top_k, *, dynamics: Dynamics
+) -> Analysis:
     scores = np.stack([r["scores"] for r in results]).astype(np.float64)
     ranks = np.empty(scores.shape, dtype=np.int64)
     for s, row in enumerate(scores):
@@ -314,6 +385,7 @@ def assemble(run, steps, ids, labels, class_names, results, coords, disparity, a
         predictions=predictions,
         align=align,
         top_k=top_k,
+        dynamics=dynamics,
     )
 
 
