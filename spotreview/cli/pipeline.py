@@ -127,10 +127,24 @@ def embed_cmd(run, **options):
 @click.option(
     "--top-k", type=click.IntRange(min=1), default=D.TOP_K, show_default=True, help="Outliers listed per snapshot."
 )
+@click.option(
+    "--confidence-threshold",
+    type=click.FloatRange(0, 1),
+    default=D.CONFIDENCE_THRESHOLD,
+    show_default=True,
+    help="Data map: an image not ambiguous is easy from this mean probability of its label, hard to learn below it.",
+)
+@click.option(
+    "--variability-threshold",
+    type=click.FloatRange(0, 1),
+    default=D.VARIABILITY_THRESHOLD,
+    show_default=True,
+    help="Data map: from this standard deviation of the probability of its label an image is ambiguous.",
+)
 @QUIET
-def analyze_cmd(run, align, top_k, quiet):
-    """Outlier scores and aligned 2-D projections of every snapshot (incremental)."""
-    result = spotreview.analyze(run, align=align, top_k=top_k, quiet=quiet)
+def analyze_cmd(run, **options):
+    """Outlier scores, aligned 2-D projections and training dynamics of every snapshot (incremental)."""
+    result = spotreview.analyze(run, **options)  # Click's parameters are named as analyze's
     done, total = len(result.recomputed), len(result.steps)
     redone = f"{done} of {total} snapshots computed" + (f", {total - done} unchanged" if done < total else "")
     click.echo(f"{format_table(result)}\n\n{redone}; results in {result.run.analysis_dir}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from spotreview.analysis.dynamics import REGIONS
 from spotreview.analysis.store import result_files
 from spotreview.defaults import HOST, REVIEW_POLL
 from spotreview.errors import ReviewError, SpotreviewError
@@ -68,6 +69,8 @@ def _dtypes(df) -> dict:
     dtype.update({c: sd.CategoryDType(classes) for c in CATEGORY_COLUMNS if c in df})
     if "outlier_status" in df:
         dtype["outlier_status"] = sd.CategoryDType(list(STATUSES))
+    if "data_map_region" in df:
+        dtype["data_map_region"] = sd.CategoryDType(list(REGIONS))
     for col, what in zip(TRAJECTORY_COLUMNS, ("outlier score", "outlier rank")):
         if col in df:
             dtype[col] = sd.Sequence1DDType("training step", what)

@@ -118,6 +118,18 @@ def build_table(
     outlier_score_trajectory      (2, S)    row 0 the training steps, row 1 the score
     outlier_rank_trajectory       (2, S)    row 0 the training steps, row 1 the rank
     movement                      float32   distance between first and last aligned position
+    confidence_mean               float64   mean p(label) over the snapshots; LOWER = the
+                                            model believes the label less (probs only)
+    confidence_std                float64   its std (ddof 0); HIGHER = belief changed more
+    correct_fraction              float64   share of snapshots predicting the label
+    forgetting_events             int64     correct -> wrong between consecutive snapshots
+    learned_step                  float64   first step from which it stays correct; NaN
+                                            when wrong at the last snapshot
+    margin_mean                   float64   mean p(label) - max other p (AUM); LOWER = more
+                                            often beaten by another class
+    data_map_region               str       easy / ambiguous / hard (analyze's thresholds)
+    neighbour_change              float64   1 - Jaccard of the high-D neighbours, first vs
+                                            last snapshot; HIGHER = moved more (every run)
     exclude                       bool      the reviewer excluded the row (exclusions.json)
     exclude_reason                str       why ("" when not excluded)
     summary                       str       Markdown: the values above that decide, named
@@ -171,6 +183,8 @@ def _frame(run: Run, a, images: list[str], exclusions: dict[str, str], threshold
     import numpy as np
     import pandas as pd
 
+    from spotreview.analysis.dynamics import COLUMNS as DYNAMICS_COLUMNS
+
     names = np.asarray([str(c) for c in a.class_names], dtype=object)
     first, last = a.coords[0], a.coords[-1]
     df = pd.DataFrame({"id": [str(i) for i in a.ids], "image": images, "label": names[a.labels]})
@@ -189,6 +203,9 @@ def _frame(run: Run, a, images: list[str], exclusions: dict[str, str], threshold
     for col, values in zip(TRAJECTORY_COLUMNS, (a.scores, a.ranks)):
         df[col] = [np.stack([steps, values[:, i].astype(np.float64)]) for i in range(len(a.ids))]
     df["movement"] = np.linalg.norm(last - first, axis=1).astype(np.float32)
+    for name in DYNAMICS_COLUMNS:  # see spotreview.analysis.dynamics; absent without probs
+        if name in a.dynamics.columns:
+            df[name] = a.dynamics.columns[name]
     df["exclude"] = np.array([i in exclusions for i in a.ids], dtype=bool)
     df["exclude_reason"] = [str(exclusions.get(i) or "") for i in a.ids]
     df["summary"] = _summaries(df)
@@ -211,6 +228,12 @@ def _summaries(df) -> list[str]:
             f"**outlier rank** (1 = most atypical) first {r.outlier_rank_first} → last "
             f"{r.outlier_rank_last} · **status** {r.outlier_status}"
         )
+        if "data_map_region" in cols:
+            learned = "never" if math.isnan(r.learned_step) else f"step {r.learned_step:.0f}"
+            lines.append(
+                f"**data map** {r.data_map_region} (confidence {r.confidence_mean:.3f} ± {r.confidence_std:.3f}) · "
+                f"**forgotten** {r.forgetting_events}× · **learned** {learned}"
+            )
         if "label_quality_last" in cols:
             issue = "yes" if r.is_label_issue_last else "no"
             lines.append(
