@@ -90,7 +90,7 @@ def analyze(
     results, recomputed = [], []
     all_digests = source_digests(run, steps, labels_digest)
     for step, digests in zip(tqdm(steps, desc="analyze", unit="snapshot", disable=quiet), all_digests):
-        stored = read_step(run, step)
+        stored = read_step(run, step, neighbours=step in (steps[0], steps[-1]))
         if stored is None or any(stored[key] != value for key, value in digests.items()):
             stored = _compute_step(run, step, labels, digests)
             write_step(run, step, stored)

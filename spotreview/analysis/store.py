@@ -107,7 +107,7 @@ def load_analysis(run) -> Analysis:
     labels_digest = sha256_bytes(labels.astype("<i8").tobytes())
     results = []
     for step, frame_digest, current in zip(steps, aligned["digests"], source_digests(run, steps, labels_digest)):
-        stored = read_step(run, step)
+        stored = read_step(run, step, neighbours=False)
         if stored is None:
             raise AnalysisError(f"analysis of step {step} is missing; {again}")
         if stored["labels_digest"] != labels_digest:
@@ -214,8 +214,10 @@ def source_digests(run: Run, steps: Iterable[int], labels_digest: str) -> list[d
     ]
 
 
-def read_step(run: Run, step: int) -> dict | None:
-    """A stored step file as a dict, or None if missing, unreadable or of another format."""
+def read_step(run: Run, step: int, *, neighbours: bool = True) -> dict | None:
+    """A stored step file as a dict, or None if missing, unreadable or of another format;
+    without ``neighbours`` the neighbour lists are not read (only the first and the last
+    snapshot's are ever needed)."""
     path = run.analysis_dir / f"step-{step}.npz"
     if not path.is_file():
         return None
@@ -230,7 +232,7 @@ def read_step(run: Run, step: int) -> dict | None:
                 "accuracy": float(f["accuracy"]),
                 "knn_accuracy": float(f["knn_accuracy"]),
                 "predictions": f["predictions"],
-                "neighbours": f["neighbours"],
+                **({"neighbours": f["neighbours"]} if neighbours else {}),
                 "label_prob": f["label_prob"],
                 "margin": f["margin"],
             }
