@@ -278,3 +278,29 @@ def test_cli_options(analysed_run):
     result = runner.invoke(cli, ["analyze", str(analysed_run.root), "--confidence-threshold", "2"])
     assert result.exit_code == 2 and "--confidence-threshold" in result.output
     assert "--variability-threshold" in runner.invoke(cli, ["analyze", "--help"]).output
+
+
+@pytest.mark.slow
+def test_spotlight_serves_the_columns(analysed_run):
+    """A real Spotlight server: the region arrives with its categories, the numbers as numbers."""
+    import urllib.request
+
+    from spotreview.reviewing.review import start_review
+    from spotreview.reviewing.table import build_table
+
+    df = build_table(analysed_run, save=False)
+    with start_review(analysed_run, open_browser=False, quiet=True) as session:
+        api = json.load(urllib.request.urlopen(session.url + "api/table/", timeout=10))
+        cols = {c["name"]: c for c in api["columns"]}
+        assert cols["data_map_region"]["dtype"]["categories"] == {"easy": 0, "ambiguous": 1, "hard": 2}
+        for name in set(dyn.COLUMNS) - {"data_map_region"}:
+            assert cols[name]["dtype"]["name"] in ("float", "int"), cols[name]
+
+        def cell(column, row):
+            url = f"{session.url}api/table/{column}/{row}?generation_id={api['generation_id']}"
+            return json.loads(urllib.request.urlopen(url, timeout=10).read())
+
+        for row in (0, 35):
+            assert cell("data_map_region", row) == dyn.REGIONS.index(df["data_map_region"][row])
+            assert cell("forgetting_events", row) == df["forgetting_events"][row]
+            assert cell("confidence_mean", row) == pytest.approx(df["confidence_mean"][row])
