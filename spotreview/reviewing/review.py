@@ -25,6 +25,7 @@ from spotreview.analysis.dynamics import REGIONS
 from spotreview.analysis.store import result_files
 from spotreview.defaults import HOST, REVIEW_POLL
 from spotreview.errors import ReviewError, SpotreviewError
+from spotreview.reviewing.issues import issue_groups
 from spotreview.reviewing.layouts import check_layout_columns, default_layout, import_spotlight, load_layout
 from spotreview.reviewing.table import (
     CATEGORY_COLUMNS,
@@ -77,6 +78,21 @@ def _dtypes(df) -> dict:
     if EMBEDDING_COLUMN in df:
         dtype[EMBEDDING_COLUMN] = sd.EmbeddingDType(len(df[EMBEDDING_COLUMN].iloc[0]))
     return dtype
+
+
+def _issues(df) -> list:
+    """The Spotlight ``DataIssue`` of every issue group of the served table ``df`` (rows are
+    positions in it), see :mod:`spotreview.reviewing.issues`. Never empty for a review
+    table: its outlier-threshold rows at the last snapshot are persistent or emerging
+    outliers (Spotlight keeps the previous issues when given none)."""
+    from renumics.spotlight.analysis.typing import DataIssue
+
+    return [
+        DataIssue(
+            title=g.title, rows=list(g.rows), severity=g.severity, columns=list(g.columns), description=g.description
+        )
+        for g in issue_groups(df)
+    ]
 
 
 @contextlib.contextmanager
@@ -185,7 +201,7 @@ class ReviewSession:
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # Spotlight prints its URL again
                 # No layout here: passing one would reset every open browser's layout.
-                self.viewer.show(df, dtype=_dtypes(df), no_browser=True, wait=False)
+                self.viewer.show(df, dtype=_dtypes(df), issues=_issues(df), analyze=False, no_browser=True, wait=False)
         except Exception as e:  # Spotlight closes its server when an update fails
             raise ReviewError(
                 f"Spotlight could not show the refreshed table ({type(e).__name__}: {e}); "
@@ -277,6 +293,8 @@ def start_review(
                 df,
                 layout=parsed,
                 dtype=_dtypes(df),
+                issues=_issues(df),
+                analyze=False,  # the issues are ours; Spotlight's analyzers would run cleanlab again
                 no_browser=not open_browser,
                 allow_filebrowsing=False,
                 wait=False,
