@@ -75,7 +75,7 @@ def test_committed_layout_is_the_default_layout():
 
 def test_default_layout_widgets():
     widgets = {w.name: w for w in _widgets(default_layout())}
-    assert {w.type for w in widgets.values()} == {"scatterplot", "inspector", "table", "histogram"}
+    assert {w.type for w in widgets.values()} == {"scatterplot", "inspector", "table", "histogram", "IssuesWidget"}
     for name, which in ((FIRST_PLOT, "first"), (LAST_PLOT, "last")):
         config = widgets[name].config
         assert (config.x_column, config.y_column) == (f"pca_{which}_x", f"pca_{which}_y")
@@ -385,7 +385,7 @@ def test_approval_goes_stale_and_says_why(fresh, tmp_path):
     # The default layout is identified by the spotreview version, a file by its content.
     assert record.parts["layout"] != approve(fresh, by="bo").parts["layout"]
     record = approve(fresh, by="bo", layout=layout)
-    layout.write_text(layout.read_text().replace('"weight": 33', '"weight": 40', 1))
+    layout.write_text(layout.read_text().replace('"weight": 23', '"weight": 40', 1))
     status = approval_status(fresh)
     assert status.message == (f"stale: the layout changed since bo approved it at {record.at}; {again}")
     layout.unlink()

@@ -24,6 +24,11 @@ FIRST_PLOT = "first snapshot (aligned PCA)"
 LAST_PLOT = "last snapshot (aligned PCA)"
 LABEL_QUALITY_PLOT = "label quality, last (lower = worse)"
 LABEL_ISSUES_TABLE = "likely mislabelled first"
+DATA_MAP_PLOT = "data map (x variability, y confidence)"
+ISSUES_WIDGET = "issues"
+#: The data map's axes and colour (Dataset Cartography): variability, confidence, region (a
+#: three-name legend reads at a glance; a colour scale's legend covers the easy corner).
+DATA_MAP_COLUMNS = ("confidence_std", "confidence_mean", "data_map_region")
 
 
 # --- Spotlight import ------------------------------------------------------------------
@@ -58,14 +63,18 @@ def default_layout(columns: Iterable[str] | None = None):
 
     Top: the first and the last snapshot as scatterplots of the aligned PCA columns,
     coloured by label (not Spotlight's similarity map, whose PCA would re-project and undo
-    the alignment), and an inspector: the image, titled values that help a decision, and
-    the image's outlier rank and score over every snapshot as line plots. Bottom: the
-    table, most atypical images at the last snapshot first; histograms of the outlier
-    scores; the images most likely mislabelled first (cleanlab label quality, lower =
-    worse) as a table and a histogram, and the outlier status.
+    the alignment); the data map (variability ``confidence_std`` across, confidence
+    ``confidence_mean`` up, coloured by ``data_map_region``, as in Dataset Cartography);
+    and an inspector: the image, titled values that help a decision, and the image's
+    outlier rank and score over every snapshot as line plots. Bottom: Spotlight's Issues
+    widget (the groups of :mod:`spotreview.reviewing.issues`); the table, most atypical
+    images at the last snapshot first; histograms of the outlier scores; the images most
+    likely mislabelled first (cleanlab label quality, lower = worse) as a table and a
+    histogram, and the outlier status.
 
     ``columns``: the table's columns; widgets and lenses naming others are left out (a
-    run without probabilities has no predictions or label quality). None: everything.
+    run without probabilities has no predictions, label quality or data map). None:
+    everything.
     """
     import_spotlight()
     from renumics.spotlight import layout as L
@@ -79,10 +88,14 @@ def default_layout(columns: Iterable[str] | None = None):
         return view
 
     inspector = L.inspector("image", [lens(*spec) for spec in INSPECTOR_LENSES if have(spec[1])], num_columns=1)
-    plots = [
-        L.scatterplot(name, f"pca_{w}_x", f"pca_{w}_y", color_by_column="label")
+    top = [
+        L.tab(L.scatterplot(name, f"pca_{w}_x", f"pca_{w}_y", color_by_column="label"), weight=23)
         for name, w in ((FIRST_PLOT, "first"), (LAST_PLOT, "last"))
     ]
+    if have(*DATA_MAP_COLUMNS):
+        x, y, colour = DATA_MAP_COLUMNS
+        top.append(L.tab(L.scatterplot(DATA_MAP_PLOT, x, y, color_by_column=colour), weight=22))
+    top.append(L.tab(inspector, weight=32))
     table = L.table("review table", sort_by_columns=[("outlier_rank_last", "ascending")])
     scores = [L.histogram(f"outlier score, {w} snapshot", f"outlier_score_{w}", "label") for w in ("last", "first")]
     issues = (
@@ -104,18 +117,10 @@ def default_layout(columns: Iterable[str] | None = None):
         )
         if have(column)
     ]
-    bottom = [L.tab(table, weight=52), L.tab(*scores, weight=24)]
+    bottom = [L.tab(L.issues(ISSUES_WIDGET), weight=24), L.tab(table, weight=44), L.tab(*scores, weight=16)]
     if issues:
-        bottom.append(L.tab(*issues, weight=24))
-    return L.layout(
-        L.split(
-            L.tab(plots[0], weight=33),
-            L.tab(plots[1], weight=33),
-            L.tab(inspector, weight=34),
-            weight=62,
-        ),
-        L.split(*bottom, weight=38),
-    )
+        bottom.append(L.tab(*issues, weight=16))
+    return L.layout(L.split(*top, weight=60), L.split(*bottom, weight=40))
 
 
 def layout_json(layout) -> str:
