@@ -1,4 +1,5 @@
-"""The review page in a real headless Chromium: both scatterplots draw their points.
+"""The review page in a real headless Chromium: both scatterplots and the data map draw their
+points, the issues widget lists the issue groups.
 
 Spotlight draws scatterplot points on a 2-D canvas (the axes are SVG), so "rendered" here
 means: inside the flexlayout tab of each scatterplot widget, the canvas has many saturated
@@ -19,7 +20,8 @@ from conftest import make_synthetic_run, start_chromium
 
 from spotreview.analysis.analyze import analyze
 from spotreview.reviewing.exclusions import exclude
-from spotreview.reviewing.layouts import FIRST_PLOT, LAST_PLOT
+from spotreview.reviewing.issues import issue_groups
+from spotreview.reviewing.layouts import DATA_MAP_PLOT, FIRST_PLOT, LAST_PLOT
 from spotreview.reviewing.review import start_review
 from spotreview.reviewing.table import build_table
 
@@ -55,9 +57,15 @@ return out;
 # Texts of the cells under the table's "label" header (by horizontal position; Spotlight's
 # table is not an HTML table).
 LABEL_CELLS_JS = """
-// the review table is the leftmost of the bottom tables (the label-issues table has one too)
+// the issues widget names columns too (its chips, clipped ones included): leave it out
+const issuesButton = [...document.querySelectorAll('.flexlayout__tab_button[data-layout-path]')]
+  .find(b => b.textContent.trim() === 'issues');
+const issuesTab = issuesButton && document.querySelector(`.flexlayout__tab[data-layout-path="${
+  issuesButton.getAttribute('data-layout-path').replace(/\\/tb(\\d+)$/, '/t$1')}"]`);
+const outside = e => !(issuesTab && issuesTab.contains(e));
+// the review table is the leftmost of the other bottom tables (the label-issues table has one too)
 const header = [...document.querySelectorAll('div, span')].filter(
-  e => e.children.length === 0 && e.textContent.trim() === 'label'
+  e => e.children.length === 0 && e.textContent.trim() === 'label' && outside(e)
     && e.getBoundingClientRect().top > window.innerHeight * 0.5)
   .sort((a, b) => a.getBoundingClientRect().left - b.getBoundingClientRect().left)[0];
 if (!header) return [];
@@ -66,7 +74,7 @@ while (cell.parentElement && cell.getBoundingClientRect().width < 80) cell = cel
 const h = cell.getBoundingClientRect();
 const texts = [];
 for (const e of document.querySelectorAll('div, span')) {
-  if (e.children.length) continue;
+  if (e.children.length || !outside(e)) continue;
   const r = e.getBoundingClientRect();
   const cx = r.left + r.width / 2;
   const t = e.textContent.trim();
@@ -86,7 +94,7 @@ return [...document.querySelectorAll('svg path')].filter(p => {
 
 
 def _rendered(counts: dict, n_classes: int) -> bool:
-    return all(
+    return counts.get(DATA_MAP_PLOT, {}).get("pixels", 0) >= 300 and all(
         counts.get(name, {}).get("pixels", 0) >= 300 and counts[name]["colours"] >= min(n_classes, PALETTE)
         for name in (FIRST_PLOT, LAST_PLOT)
     )
@@ -172,6 +180,9 @@ def test_review_page_shows_and_colours_classes(tmp_path, capsys, kind):
             for line in ("image id " + top, "outlier rank (1 = most atypical) first"):
                 assert line in text and line.replace("**", "") in summary.replace("**", ""), line
             assert lines >= 1, f"inspector line plots: {lines}"  # the second is scrolled below
+            # The issues widget lists every issue group by its title.
+            for group in issue_groups(table):
+                assert group.title in text, group.title
         finally:
             driver.quit()
     with capsys.disabled():
