@@ -17,7 +17,7 @@ from conftest import make_synthetic_run
 from spotreview.analysis.analyze import analyze
 from spotreview.cli import cli
 from spotreview.reviewing.issues import issue_groups
-from spotreview.reviewing.layouts import DATA_MAP_PLOT, ISSUES_WIDGET, default_layout, layout_columns
+from spotreview.reviewing.layouts import DATA_MAP_PLOT, ISSUES_WIDGET, default_layout, layout_columns, layout_widgets
 
 # --- a hand-made review table: 8 images, snapshots at steps 0, 10, 20, 40 (late: >= 30) ---
 
@@ -115,16 +115,8 @@ def test_a_run_without_probabilities_gets_the_groups_its_columns_allow():
 # --- the default layout ------------------------------------------------------------------
 
 
-def _widgets(node):
-    for child in node.children:
-        if child.kind == "widget":
-            yield child
-        else:
-            yield from _widgets(child)
-
-
 def test_default_layout_has_the_issues_widget_and_the_data_map():
-    widgets = {w.name: w for w in _widgets(default_layout())}
+    widgets = {w.name: w for w in layout_widgets(default_layout())}
     assert widgets[ISSUES_WIDGET].type == "IssuesWidget"
     data_map = widgets[DATA_MAP_PLOT].config
     assert data_map.x_column == "confidence_std" and data_map.y_column == "confidence_mean"
@@ -135,7 +127,7 @@ def test_default_layout_without_the_data_map_columns():
     from spotreview.analysis.dynamics import PROBABILITY_COLUMNS
 
     columns = layout_columns(default_layout()) - set(PROBABILITY_COLUMNS)
-    widgets = {w.name: w for w in _widgets(default_layout(columns))}
+    widgets = {w.name: w for w in layout_widgets(default_layout(columns))}
     assert DATA_MAP_PLOT not in widgets
     assert widgets[ISSUES_WIDGET].type == "IssuesWidget"  # the outlier groups need no probabilities
     assert layout_columns(default_layout(columns)) <= columns

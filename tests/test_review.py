@@ -30,6 +30,7 @@ from spotreview.reviewing.layouts import (
     LAST_PLOT,
     default_layout,
     layout_json,
+    layout_widgets,
     load_layout,
 )
 from spotreview.reviewing.review import ReviewResult, review
@@ -58,14 +59,6 @@ def invoke(*args):
 # --- layouts -----------------------------------------------------------------------------
 
 
-def _widgets(node):
-    for child in node.children:
-        if child.kind == "widget":
-            yield child
-        else:
-            yield from _widgets(child)
-
-
 def test_committed_layout_is_the_default_layout():
     """layouts/review.json is `spotreview layout save` of default_layout(); they never drift."""
     committed = (REPO / "layouts" / "review.json").read_text(encoding="utf-8")
@@ -73,8 +66,8 @@ def test_committed_layout_is_the_default_layout():
     assert load_layout(REPO / "layouts" / "review.json") == default_layout()
 
 
-def test_default_layout_widgets():
-    widgets = {w.name: w for w in _widgets(default_layout())}
+def test_default_layoutlayout_widgets():
+    widgets = {w.name: w for w in layout_widgets(default_layout())}
     assert {w.type for w in widgets.values()} == {"scatterplot", "inspector", "table", "histogram", "IssuesWidget"}
     for name, which in ((FIRST_PLOT, "first"), (LAST_PLOT, "last")):
         config = widgets[name].config
@@ -166,7 +159,7 @@ def test_layout_saved_from_spotlight_ui_loads(tmp_path):
     }
     path = tmp_path / "spotlight-layout.json"
     path.write_text(json.dumps(ui))
-    widgets = list(_widgets(load_layout(path)))
+    widgets = list(layout_widgets(load_layout(path)))
     assert [w.type for w in widgets] == ["scatterplot", "table"]
     assert widgets[0].config.x_column == "pca_last_x"
     from spotreview.reviewing.layouts import check_layout_columns, layout_columns

@@ -141,12 +141,13 @@ def save_layout(path: str | os.PathLike, *, force: bool = False) -> Path:
     return path
 
 
-def _widgets(node) -> Iterable[Any]:
+def layout_widgets(node) -> Iterable[Any]:
+    """Every widget of a layout (or of one of its splits or tabs), depth first."""
     for child in getattr(node, "children", []):
         if getattr(child, "kind", None) == "widget":
             yield child
         else:
-            yield from _widgets(child)
+            yield from layout_widgets(child)
 
 
 def load_layout(path: str | os.PathLike):
@@ -184,7 +185,7 @@ def load_layout(path: str | os.PathLike):
     # Spotlight's model accepts any widget type string and keeps it as the base class;
     # the UI would then show an empty tab, so unknown types are refused here.
     known = sorted(sub.model_fields["type"].default for sub in Widget.__subclasses__())
-    unknown = sorted({w.type for w in _widgets(layout) if type(w) is Widget})
+    unknown = sorted({w.type for w in layout_widgets(layout) if type(w) is Widget})
     if unknown:
         raise ReviewError(
             f"layout file {path} has unknown widget type(s) {', '.join(map(repr, unknown))}; "
