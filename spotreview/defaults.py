@@ -29,6 +29,10 @@ AlignMode = Literal["last", "previous", "none"]
 ALIGN_MODES: tuple[str, ...] = get_args(AlignMode)
 ALIGN: AlignMode = "last"  # rotate/reflect every snapshot onto the final one
 
+ImageSet = Literal["eval", "train"]  # a run's evaluation images, and its recorded training images
+IMAGE_SETS: tuple[str, ...] = get_args(ImageSet)
+IMAGE_SET: ImageSet = "eval"  # the default everywhere
+
 HtmlPlayer = Literal["interactive", "frames"]  # .html: our interactive player, or matplotlib's over frames
 HTML_PLAYERS: tuple[str, ...] = get_args(HtmlPlayer)
 HTML_PLAYER: HtmlPlayer = "interactive"

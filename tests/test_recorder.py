@@ -228,7 +228,7 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
     (odd / "validation" / "blue" / "3.png").unlink()
     folder = odd
     launch = LAUNCHERS[launcher]
-    args = [*CASES["steps"], "--ddp_backend", "gloo", "--per_device_train_batch_size", "2"]
+    args = [*CASES["steps"], "--ddp_backend", "gloo", "--per_device_train_batch_size", "2", "--record_train", "true"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     command = [
         *launch,
@@ -248,12 +248,16 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
     assert outcome["processes"] == 2 and outcome["recorded"] == [0, 4, 8, 12]
     run = Run(tmp_path / "run")
     assert run.snapshots() == [0, 4, 8, 12] and len(read_eval(run)) == 11
+    train = run.for_set("train")  # the 24 training images, recorded as the training set
+    assert len(read_eval(train)) == 24 and train.snapshots() == [0, 4, 8, 12]
     written = sorted(p.relative_to(run.root).as_posix() for p in run.root.rglob("*") if p.is_file())
-    assert [p for p in written if not p.startswith("images/")] == [  # one of each, no stray temporary files
+    assert [p for p in written if "images/" not in p] == [  # one of each, no stray temporary files
         *(f"embeddings/step-{s}{x}" for s in (0, 12, 4, 8) for x in (".npy", ".probs.npy")),
         "eval.csv",
         "log.csv",
         "snapshots.csv",
+        *(f"train/embeddings/step-{s}{x}" for s in (0, 12, 4, 8) for x in (".npy", ".probs.npy")),
+        "train/train.csv",
     ]
 
     from conftest import vit_processor  # the script's processor
@@ -261,13 +265,19 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
     single = Run(tmp_path / "single")  # embed the kept checkpoints in one process, into another run
     shutil.copytree(run.images_dir, single.images_dir)
     shutil.copy(run.eval_csv, single.eval_csv)
+    shutil.copytree(train.images_dir, single.for_set("train").images_dir)
+    shutil.copy(train.eval_csv, single.for_set("train").eval_csv)
     for step in (4, 8, 12):
         shutil.copytree(tmp_path / "out" / f"checkpoint-{step}", single.checkpoint_path(step))
     vit_processor().save_pretrained(tmp_path / "processor")
     assert embed(single, processor=tmp_path / "processor", precision="fp32", quiet=True).steps == [4, 8, 12]
-    for step in (4, 8, 12):
-        np.testing.assert_allclose(np.load(run.embedding_path(step)), np.load(single.embedding_path(step)), atol=1e-4)
-        np.testing.assert_allclose(np.load(run.probs_path(step)), np.load(single.probs_path(step)), atol=1e-4)
+    for step in (4, 8, 12):  # both sets: embed also embeds a run's training set
+        for view in (run, train):
+            alone = single.for_set(view.image_set)
+            np.testing.assert_allclose(
+                np.load(view.embedding_path(step)), np.load(alone.embedding_path(step)), atol=1e-4
+            )
+            np.testing.assert_allclose(np.load(view.probs_path(step)), np.load(alone.probs_path(step)), atol=1e-4)
 
 
 def _rank_with_its_own_eval_set(rank: int, port: int, errors) -> None:

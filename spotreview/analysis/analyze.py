@@ -69,7 +69,9 @@ def analyze(
     variability_threshold: float = VARIABILITY_THRESHOLD,
     quiet: bool = False,
 ) -> Analysis:
-    """Score, project and align every snapshot of ``run``; store and return the result.
+    """Score, project and align every snapshot of every image set of ``run`` (the evaluation
+    set and, when recorded, the training set); store them and return the result of the set
+    ``run`` views (the evaluation set unless ``run`` is a ``Run(path, "train")`` view).
 
     Only snapshots whose embeddings changed since the last call are recomputed; the
     training dynamics are recomputed every time. ``confidence_threshold`` and
@@ -77,11 +79,38 @@ def analyze(
     :func:`spotreview.analysis.dynamics.data_map_region`). A failure (bad embeddings) leaves
     everything stored before it intact.
     """
-    from tqdm.auto import tqdm
-
-    run = Run(run)
+    run = Run(run).require()
     _check_arguments(align, top_k)
     dyn.check_thresholds(confidence_threshold, variability_threshold)
+    options = dict(
+        align=align,
+        top_k=int(top_k),
+        confidence_threshold=confidence_threshold,
+        variability_threshold=variability_threshold,
+        quiet=quiet,
+    )
+    mine = _analyze_set(run, **options)
+    for name in run.image_sets():
+        if name != run.image_set:
+            other = _analyze_set(run.for_set(name), **options)
+            if not quiet:
+                logger.info(
+                    "%s set: %d images, %d snapshots (%d recomputed); results in %s",
+                    name,
+                    len(other.ids),
+                    len(other.steps),
+                    len(other.recomputed),
+                    other.run.analysis_dir,
+                )
+    return mine
+
+
+def _analyze_set(
+    run: Run, *, align: str, top_k: int, confidence_threshold: float, variability_threshold: float, quiet: bool
+) -> Analysis:
+    """:func:`analyze` of the one image set ``run`` views."""
+    from tqdm.auto import tqdm
+
     steps = run.require_snapshots()
     ids, labels, class_names = read_labels(run)
     _check_shapes(run, steps, len(ids))
@@ -89,7 +118,7 @@ def analyze(
 
     results, recomputed = [], []
     all_digests = source_digests(run, steps, labels_digest)
-    for step, digests in zip(tqdm(steps, desc="analyze", unit="snapshot", disable=quiet), all_digests):
+    for step, digests in zip(tqdm(steps, desc=f"analyze {run.image_set}", unit="snapshot", disable=quiet), all_digests):
         stored = read_step(run, step, neighbours=step in (steps[0], steps[-1]))
         if stored is None or any(stored[key] != value for key, value in digests.items()):
             stored = _compute_step(run, step, labels, digests)
@@ -230,7 +259,7 @@ def _check_shapes(run: Run, steps: list[int], n_eval: int) -> None:
     if len(shape) != 2 or shape[1] < 2:
         raise AnalysisError(f"embeddings have shape {shape}; expected (n_images, dim) with dim >= 2; {fix}")
     if shape[0] != n_eval:
-        raise AnalysisError(f"embeddings have {shape[0]} rows but eval.csv lists {n_eval} images; {fix}")
+        raise AnalysisError(f"embeddings have {shape[0]} rows but {run.eval_csv.name} lists {n_eval} images; {fix}")
     if n_eval < OOD_K + 1:
         raise AnalysisError(
             f"only {n_eval} evaluation images; outlier scores compare each image with its "

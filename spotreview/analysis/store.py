@@ -111,7 +111,7 @@ def load_analysis(run) -> Analysis:
         if stored is None:
             raise AnalysisError(f"analysis of step {step} is missing; {again}")
         if stored["labels_digest"] != labels_digest:
-            raise AnalysisError(f"labels in eval.csv changed since the analysis; {again}")
+            raise AnalysisError(f"labels in {run.eval_csv.name} changed since the analysis; {again}")
         for key, what in (("embedding_digest", "embeddings"), ("probs_digest", "probabilities")):
             if stored[key] != current[key]:
                 raise AnalysisError(f"{what} of step {step} changed since the analysis; {again}")

@@ -17,12 +17,16 @@ def format_finetuned(done) -> str:
     steps = done.snapshots
     acc = " -> ".join(f"{a:.1%} (step {s})" for s, a in done.accuracy.items() if a is not None)
     kept = f", {done.checkpoints} checkpoints" if done.checkpoints else ""
+    train = f" and {done.num_train_recorded} training images" if done.num_train_recorded else ""
+    cost = ", ".join(f"{name} {done.record_seconds[name]:.1f} s" for name in sorted(done.record_seconds))
     return "\n".join(
         [
             f"Fine-tuned {done.model} on {done.dataset} in {done.seconds:.0f} s: "
-            f"{len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) of {done.num_images} eval images",
+            f"{len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) of {done.num_images} eval images{train}",
+            f"Recording the snapshots took {cost} of it (one forward pass per image set and snapshot)",
             *([f"Eval accuracy: {acc}"] if acc else []),
-            f"Run: {done.run.root} (embeddings/, log.csv, images/, eval.csv, manifest.json{kept})",
+            f"Run: {done.run.root} (embeddings/, log.csv, images/, eval.csv, manifest.json{kept}"
+            + (", train/ for `--set train`)" if train else ")"),
         ]
     )
 
@@ -87,6 +91,9 @@ def format_status(status) -> str:
     """A ``RunStatus``."""
     steps = status.snapshots
     lines = [f"run:         {status.run.root}"]
+    if len(status.run.image_sets()) > 1 or status.run.image_set != "eval":
+        others = [f"{name} (`--set {name}`)" for name in status.run.image_sets() if name != status.run.image_set]
+        lines.append(f"image set:   {status.run.image_set}; the run also has {', '.join(others)}")
     lines.append(f"snapshots:   {len(steps)} (steps {steps[0]} .. {steps[-1]})" if steps else "snapshots:   none")
     if status.unfinished:
         lines.append("training:    unfinished; re-run the same `spotreview finetune` command to resume it")

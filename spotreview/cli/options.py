@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -51,6 +52,42 @@ class _RunType(click.Path):
 
 
 RUN = click.argument("run", type=_RunType(file_okay=False))
+IMAGE_SET = click.option(
+    "--set",
+    "image_set",
+    type=click.Choice(D.IMAGE_SETS),
+    default=None,
+    help="The image set: eval (default), or train where the run recorded training images (--record-train).",
+)
+
+
+def run_view(run, image_set: str | None):
+    """RUN (a ``Run`` or a path) seen from ``--set``; a bundle (a file) takes no ``--set``."""
+    if image_set is None:
+        return run
+    if not os.path.isdir(run):
+        raise click.UsageError(f"--set applies to a run directory; {run} is a bundle, which holds one set already")
+    return spotreview.Run(run, image_set).require()
+
+
+class _RecordTrain(click.ParamType):
+    """``--record-train``: a positive whole number of training images, or ``all``."""
+
+    name = "N|all"
+
+    def convert(self, value, param, ctx):
+        if value == "all" or isinstance(value, int):
+            return value
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+        if count < 1:
+            self.fail(f"expected a positive whole number of training images or 'all', got {value!r}", param, ctx)
+        return count
+
+
+RECORD_TRAIN = _RecordTrain()
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 LAYOUT = click.option(
     "--layout",

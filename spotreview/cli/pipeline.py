@@ -8,7 +8,7 @@ import click
 import spotreview
 from spotreview import defaults as D
 from spotreview.cli.format import format_embedded, format_finetuned, format_table
-from spotreview.cli.options import DEVICE, EVAL_SIZE, QUIET, RUN
+from spotreview.cli.options import DEVICE, EVAL_SIZE, IMAGE_SET, QUIET, RECORD_TRAIN, RUN, run_view
 from spotreview.util.text import plural
 
 
@@ -46,6 +46,13 @@ from spotreview.util.text import plural
     "--keep-checkpoints",
     is_flag=True,
     help="Keep a checkpoint-STEP directory per snapshot, and checkpoint-0 (before fine-tuning).",
+)
+@click.option(
+    "--record-train",
+    type=RECORD_TRAIN,
+    default=None,
+    help="Also record a seeded sample of N training images (or all) at every snapshot, "
+    "reviewed with `--set train` (one more forward pass over them per snapshot).",
 )
 @DEVICE
 @click.option(
@@ -143,12 +150,14 @@ def embed_cmd(run, **options):
 )
 @QUIET
 def analyze_cmd(run, **options):
-    """Outlier scores, aligned 2-D projections and training dynamics of every snapshot (incremental)."""
+    """Outlier scores, aligned 2-D projections and training dynamics of every snapshot (incremental),
+    for the evaluation set and, where recorded, the training set."""
     result = spotreview.analyze(run, **options)  # Click's parameters are named as analyze's
     done, total = len(result.recomputed), len(result.steps)
     redone = f"{done} of {total} snapshots computed" + (f", {total - done} unchanged" if done < total else "")
     click.echo(f"{format_table(result)}\n\n{redone}; results in {result.run.analysis_dir}")
-    click.echo(f"Next: spotreview review {run.root}")
+    train = " (the training images: --set train)" if "train" in run.image_sets() else ""
+    click.echo(f"Next: spotreview review {run.root}{train}")
 
 
 @click.command("export")
@@ -217,11 +226,12 @@ def analyze_cmd(run, **options):
     help=".html: the interactive player, or matplotlib's over the frames.",
 )
 @click.option("--force", is_flag=True, help="Export even if RUN is not approved (recorded).")
+@IMAGE_SET
 @QUIET
-def export_cmd(run, highlight, **options):
+def export_cmd(run, highlight, image_set, **options):
     """Render RUN's approved analysis as an animation (GIF, MP4 or HTML player)."""
     highlight = [i.strip() for value in highlight for i in value.split(",") if i.strip()]
-    done = spotreview.export(run, highlight=highlight, **options)
+    done = spotreview.export(run_view(run, image_set), highlight=highlight, **options)
     if done.out:
         click.echo(f"wrote {done.out} ({plural(done.frames, 'frame')})")
     if done.still:

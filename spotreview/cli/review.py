@@ -10,7 +10,7 @@ import click
 import spotreview
 from spotreview import defaults as D
 from spotreview.cli.format import format_approval_preview, format_approved, format_status
-from spotreview.cli.options import LAYOUT, QUIET, RUN, THRESHOLD
+from spotreview.cli.options import IMAGE_SET, LAYOUT, QUIET, RUN, THRESHOLD, run_view
 
 
 def _interactive() -> bool:
@@ -18,7 +18,8 @@ def _interactive() -> bool:
 
 
 def _later(run) -> str:
-    return f"approve it later with `spotreview approve {run}`"
+    where = "" if run.image_set == "eval" else f" --set {run.image_set}"
+    return f"approve it later with `spotreview approve {run.root}{where}`"
 
 
 @click.command("review")
@@ -42,9 +43,11 @@ def _later(run) -> str:
     is_flag=True,
     help="Add the last snapshot's embedding (for Spotlight's similarity map; costs memory).",
 )
+@IMAGE_SET
 @QUIET
 def review_cmd(
     run,
+    image_set,
     layout_file,
     host,
     port,
@@ -63,6 +66,7 @@ def review_cmd(
     """
     result = spotreview.review(
         run,
+        image_set=image_set,
         layout=layout_file,
         host=host,
         port=port,
@@ -81,9 +85,9 @@ def review_cmd(
             f"apply them with `spotreview exclude RUN --from {result.decisions}`"
         )
         return
-    run = spotreview.Run(run)
-    if no_approve_prompt or not _interactive() or not click.confirm(f"Approve {run.root} for export?"):
-        click.echo(f"Not approved; {_later(run.root)}")
+    run = spotreview.Run(run, image_set)
+    if no_approve_prompt or not _interactive() or not click.confirm(f"Approve {run.label} for export?"):
+        click.echo(f"Not approved; {_later(run)}")
         return
     click.echo(format_approved(spotreview.approve(run, layout=layout_file)))
 
@@ -100,7 +104,8 @@ def review_cmd(
     default=None,
     help="Apply a bundle's decisions file (REVIEW.decisions.json) to RUN.",
 )
-def exclude_cmd(run, ids, reason, clear, from_file):
+@IMAGE_SET
+def exclude_cmd(run, ids, reason, clear, from_file, image_set):
     """Exclude evaluation images (ids from the review table) from RUN, or --clear them.
 
     RUN may be a review bundle (.zip): the exclusions then go to REVIEW.decisions.json
@@ -108,7 +113,7 @@ def exclude_cmd(run, ids, reason, clear, from_file):
     """
     if from_file is not None and (ids or clear):
         raise click.UsageError("--from takes no ids and no --clear")
-    result = spotreview.exclude(run, ids, reason=reason, clear=clear, from_file=from_file)
+    result = spotreview.exclude(run_view(run, image_set), ids, reason=reason, clear=clear, from_file=from_file)
     done = f"applied {from_file}" if from_file else f"{'cleared' if clear else 'excluded'} {len(ids) if ids else 'all'}"
     click.echo(f"{done}; {len(result.exclusions)} image(s) now excluded in {result.where}")
 
@@ -119,9 +124,12 @@ def exclude_cmd(run, ids, reason, clear, from_file):
 @LAYOUT
 @THRESHOLD
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-def bundle_cmd(run, out, layout_file, outlier_threshold, force):
+@IMAGE_SET
+def bundle_cmd(run, out, layout_file, outlier_threshold, force, image_set):
     """Write RUN's review (table, images, layout, summary, approval) as one zip for a teammate."""
-    path = spotreview.write_bundle(run, out, layout=layout_file, outlier_threshold=outlier_threshold, force=force)
+    path = spotreview.write_bundle(
+        run_view(run, image_set), out, layout=layout_file, outlier_threshold=outlier_threshold, force=force
+    )
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it anywhere with `spotreview review {path}`")
 
 
@@ -130,22 +138,25 @@ def bundle_cmd(run, out, layout_file, outlier_threshold, force):
 @click.option("--by", default=None, help="Who approves (default: the OS user).")
 @LAYOUT
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def approve_cmd(run, by, layout_file, yes):
+@IMAGE_SET
+def approve_cmd(run, by, layout_file, yes, image_set):
     """Record that RUN's analysis, exclusions and layout are approved for export."""
+    run = run_view(run, image_set)
     analysis = spotreview.load_analysis(run)  # loaded (and checked) once for what is shown and recorded
     preview = spotreview.approval_preview(run, by=by, layout=layout_file, analysis=analysis)
     click.echo(format_approval_preview(run, preview))
     if not yes and _interactive() and not click.confirm("Approve?"):
-        click.echo(f"Not approved; {_later(run.root)}")
+        click.echo(f"Not approved; {_later(run)}")
         return
     click.echo(format_approved(spotreview.approve(run, by=preview.by, layout=layout_file, analysis=analysis)))
 
 
 @click.command("status")
 @RUN
-def status_cmd(run):
+@IMAGE_SET
+def status_cmd(run, image_set):
     """Snapshots, first/last metrics, exclusions and approval state of RUN."""
-    click.echo(format_status(spotreview.run_status(run)))
+    click.echo(format_status(spotreview.run_status(run_view(run, image_set))))
 
 
 @click.group("layout")

@@ -33,7 +33,7 @@ from spotreview.embedding.sources import load_images
 from spotreview.errors import DataError, RunDirError, SpotreviewError, first_line
 from spotreview.rundir.atomic import write_json
 from spotreview.rundir.evalset import check_eval_set, clear_eval_set, read_eval_images, write_eval_set
-from spotreview.rundir.run import Run, write_snapshot
+from spotreview.rundir.run import EVAL, TRAIN, Run, write_snapshot
 from spotreview.rundir.traininglog import log_from_trainer_state, record_snapshot
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def embed(
     skipped), every snapshot, and how.
     Under ``torchrun`` the processes share the checkpoints (process k embeds every k-th).
     """
-    run = Run(run).require()
+    run = Run(run, EVAL).require()  # every image set of the run, whichever view was given
     if batch_size < 1:
         raise SpotreviewError(f"batch size must be at least 1, got {batch_size}")
     dev = resolve_device(device)
@@ -192,18 +192,31 @@ def _embed_checkpoints(
             state = None if path is None else path / "trainer_state.json"
             epoch = json.loads(state.read_text()).get("epoch") if state is not None and state.is_file() else None
             record_snapshot(run, step, 0.0 if step == 0 else epoch)
+    # A recorded training set is embedded too, before the evaluation set, whose file marks the
+    # snapshot as done.
+    train = run.for_set(TRAIN)
+    views = [train, run] if train.eval_csv.is_file() else [run]
     # under torchrun every process takes its share of the checkpoints, split before looking at
     # what is embedded already (another process may be writing), so the shares never overlap
-    todo = [(s, p) for s, p in found[rank::world] if not run.embedding_path(s).is_file()]
+    todo = [(s, p) for s, p in found[rank::world] if not all(v.embedding_path(s).is_file() for v in views)]
     if not todo:
         return [], False, 0.0
     first_checkpoint = next((p for _, p in todo if p is not None), found[-1][1])
     proc = load_processor(run, first_checkpoint, processor)
-    # Preprocessed once, on the device (the eval set is reused for every snapshot).
-    pixels = preprocess(eval_images, proc, dtype=autocast or torch.float32, device=dev, quiet=quiet)
+    # Preprocessed once, on the device (each set is reused for every snapshot).
+    pixels = {
+        view.image_set: preprocess(
+            eval_images if view.image_set == run.image_set else read_eval_images(view),
+            proc,
+            dtype=autocast or torch.float32,
+            device=dev,
+            quiet=quiet,
+        )
+        for view in views
+    }
     started = time.perf_counter()
     done, use_compile = _embed_each(
-        run,
+        views,
         todo,
         pixels,
         base_model=base_model,
@@ -230,12 +243,14 @@ def _embed_checkpoints(
 
 
 def _embed_each(
-    run: Run, todo, pixels, *, base_model, dev, autocast, batch_size: int, torch_compile: bool, quiet: bool
+    views: list[Run], todo, pixels, *, base_model, dev, autocast, batch_size: int, torch_compile: bool, quiet: bool
 ) -> tuple[list[int], bool]:
-    """Load every checkpoint of ``todo`` in turn and write its snapshot from the preprocessed
-    ``pixels``; returns ``(steps written, whether torch.compile was used)``."""
+    """Load every checkpoint of ``todo`` in turn and write its snapshot of every image set
+    (``views``, in writing order) from the preprocessed ``pixels`` (by set name); returns
+    ``(steps written, whether torch.compile was used)``."""
     from tqdm.auto import tqdm
 
+    run = views[-1]
     class_names = run.read_manifest().get("class_names") if run.manifest.is_file() else None
     use_compile = bool(torch_compile)
     done = []
@@ -246,20 +261,23 @@ def _embed_each(
             model = load_checkpoint(path) if path is not None else load_base_model(base_model)
             model = model.to(dev, dtype=autocast or torch.float32)
         prepare_for_inference(model, compiling=use_compile)
-        emb, probs, use_compile = _forward_maybe_compiled(
-            model,
-            pixels,
-            use_compile,
-            first=not done,
-            device=dev,
-            batch_size=batch_size,
-            quiet=quiet,
-            desc=f"step {step}",
-        )
-        if probs is not None and class_names:
-            order = label_order(model.config, class_names, str(path or base_model))
-            probs = probs if order is None else probs[:, order]
-        write_snapshot(run, step, emb, probs)
+        for view in views:
+            if view.embedding_path(step).is_file():
+                continue
+            emb, probs, use_compile = _forward_maybe_compiled(
+                model,
+                pixels[view.image_set],
+                use_compile,
+                first=not done,
+                device=dev,
+                batch_size=batch_size,
+                quiet=quiet,
+                desc=f"step {step}" if len(views) == 1 else f"step {step} {view.image_set}",
+            )
+            if probs is not None and class_names:
+                order = label_order(model.config, class_names, str(path or base_model))
+                probs = probs if order is None else probs[:, order]
+            write_snapshot(view, step, emb, probs)
         done.append(step)
         del model
     return done, use_compile
@@ -331,7 +349,14 @@ def eval_images_for(
             )
             return read_eval_images(run)
         clear_eval_set(run)
-    write_eval_set(run, imageset, quiet=quiet)
+    write_eval_set(
+        run,
+        ids=imageset.eval_ids,
+        labels=imageset.eval_labels,
+        images=imageset.eval_images,
+        class_names=imageset.class_names,
+        quiet=quiet,
+    )
     if overwrite or not run.manifest.is_file():
         write_json(
             run.manifest,

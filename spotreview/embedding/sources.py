@@ -56,6 +56,11 @@ class ImageSet:
     class_names: list[str]
     dataset: str  # what the user gave
     eval_split: str  # the split the evaluation rows come from
+    train_ids: list[str] | None = None  # (n_train,) stable strings, distinct from eval_ids
+
+    def train_sample(self, size: int | None, seed: int = SEED) -> np.ndarray:
+        """Indices of a seeded stratified sample of ``size`` training images (None: all), ascending."""
+        return _subset(np.arange(len(self.train_labels)), self.train_labels, size, seed, "the training split", "train")
 
     def subset_eval(self, eval_size: int | None, seed: int = SEED) -> ImageSet:
         """This set with its evaluation rows cut to a seeded stratified subset of ``eval_size``."""
@@ -71,6 +76,7 @@ class ImageSet:
             class_names=self.class_names,
             dataset=self.dataset,
             eval_split=self.eval_split,
+            train_ids=self.train_ids,
         )
 
 
@@ -145,6 +151,7 @@ def _digits(*, eval_size, seed) -> ImageSet:
         class_names=[str(c) for c in bunch.target_names],
         dataset="digits",
         eval_split="digits",
+        train_ids=[f"digits-{i:05d}" for i in train_idx],
     )
 
 
@@ -282,6 +289,7 @@ def _from_datasets(dd, dataset: str, *, eval_size, seed, all_eval) -> ImageSet:
         class_names=class_names,
         dataset=dataset,
         eval_split=eval_name,
+        train_ids=[f"{train_name}-{i:05d}" for i in train_idx],
     )
 
 
@@ -338,16 +346,20 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     return np.sort(train), np.sort(test)
 
 
-def _subset(idx: np.ndarray, labels: np.ndarray, size: int | None, seed: int, what: str) -> np.ndarray:
-    """A seeded stratified subset of ``size`` of the rows ``idx`` (``labels[idx]`` their classes), ascending."""
+def _subset(
+    idx: np.ndarray, labels: np.ndarray, size: int | None, seed: int, what: str, option: str = "eval"
+) -> np.ndarray:
+    """A seeded stratified subset of ``size`` of the rows ``idx`` (``labels[idx]`` their classes), ascending.
+    ``option``: which ``--OPTION-size`` / ``--record-OPTION`` the error names."""
     from sklearn.model_selection import train_test_split
 
     n = len(idx)
     if size is None or size == n:
         return idx
     if size > n:
+        data, flag = ("evaluation", "--eval-size") if option == "eval" else ("training", "--record-train")
         raise DataError(
-            f"eval size {size} is larger than the evaluation data ({n} images in {what}); use --eval-size {n} or less"
+            f"{option} size {size} is larger than the {data} data ({n} images in {what}); use {flag} {n} or less"
         )
     sub_labels = labels[idx]
     stratify = sub_labels if _stratifiable(sub_labels, size) else None

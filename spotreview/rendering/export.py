@@ -104,7 +104,7 @@ def _check_outputs(run: Run, out, still, still_step, html_player: str) -> tuple[
     directory or options that do not go together."""
     anim = None
     if out is not None or still is None:
-        anim = Path(out) if out is not None else run.root / "animation.gif"
+        anim = Path(out) if out is not None else run.set_dir / "animation.gif"
         if FORMATS.get(anim.suffix.lower()) is None:
             raise ExportError(
                 f"cannot export to {anim}: unknown format {anim.suffix or '(no suffix)'!r}; use .gif, .mp4 or .html"
@@ -272,9 +272,12 @@ def export(
     quiet: bool = False,
     html_player: HtmlPlayer = HTML_PLAYER,
     highlight: Iterable[str] = (),
+    image_set: str | None = None,
 ) -> Exported:
     """Render the approved analysis of ``run`` as an animation; returns what it wrote.
 
+    ``image_set``: ``"train"`` renders the recorded training images (their own approval,
+    default ``RUN/train/animation.gif``); None: the set ``run`` views (the evaluation set).
     The format follows the suffix of ``out``: ``.gif`` (default ``RUN/animation.gif``,
     loops forever), ``.mp4`` (H.264) or ``.html`` (self-contained player). There are
     ``S + tween * (S - 1)`` frames for ``S`` snapshots; ``fps`` defaults to two snapshots
@@ -295,7 +298,7 @@ def export(
     ``.html`` is the interactive player (``spotreview.rendering.player``) unless ``html_player`` is
     ``"frames"`` (matplotlib's player over the GIF's frames); ``highlight`` ids start pinned.
     """
-    run = Run(run).require()
+    run = Run(run, image_set).require()
     warn_if_unfinished(run, "exporting")
     args = _check_export_args(
         run,

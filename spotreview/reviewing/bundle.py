@@ -32,7 +32,7 @@ from spotreview.analysis.store import read_summary_text
 from spotreview.errors import ReviewError
 from spotreview.rundir.atomic import atomic_path, sha256_file, write_json
 from spotreview.rundir.exclusions import read_exclusions
-from spotreview.rundir.run import Run, user_cache_dir
+from spotreview.rundir.run import IMAGE_SETS, Run, user_cache_dir
 
 FORMAT = 1
 TABLE, LAYOUT, INFO = "review.parquet", "layout.json", "bundle.json"
@@ -49,12 +49,15 @@ def _scrub(obj):
     return obj
 
 
-def write_bundle(run, out, *, layout=None, outlier_threshold: int | None = None, force: bool = False) -> Path:
-    """Write ``run``'s review as a zip bundle at ``out`` (atomically); returns its path."""
+def write_bundle(
+    run, out, *, layout=None, outlier_threshold: int | None = None, force: bool = False, image_set: str | None = None
+) -> Path:
+    """Write ``run``'s review (of its evaluation set, or ``image_set``) as a zip bundle at
+    ``out`` (atomically); returns its path."""
     from spotreview.reviewing.layouts import check_layout_columns, default_layout, layout_json, load_layout
     from spotreview.reviewing.table import build_table, write_table
 
-    run, out = Run(run).require(), Path(out)
+    run, out = Run(run, image_set).require(), Path(out)
     if out.suffix != ".zip":
         raise ReviewError(f"{out}: a bundle's name must end in .zip")
     if out.exists() and not force:
@@ -69,6 +72,7 @@ def write_bundle(run, out, *, layout=None, outlier_threshold: int | None = None,
         "format": FORMAT,
         "spotreview": __version__,
         "run": run.root.name,
+        "image_set": run.image_set,
         "images": len(df),
         "class_names": df.attrs["class_names"],
     }
@@ -81,9 +85,8 @@ def write_bundle(run, out, *, layout=None, outlier_threshold: int | None = None,
             z.writestr("summary.json", read_summary_text(run))
             z.writestr("manifest.json", json.dumps(_scrub(run.read_manifest()), indent=2))
             z.writestr("exclusions.json", json.dumps(read_exclusions(run), indent=2))
-            approval = run.root / "approval.json"
-            if approval.is_file():
-                z.writestr("approval.json", json.dumps(_scrub(json.loads(approval.read_text())), indent=2))
+            if run.approval.is_file():
+                z.writestr("approval.json", json.dumps(_scrub(json.loads(run.approval.read_text())), indent=2))
             for rel in df["image"]:
                 # PNGs are compressed already; storing them saves CPU and no space.
                 z.write(run.root / rel, rel, compress_type=zipfile.ZIP_STORED)
@@ -139,9 +142,18 @@ def extract(bundle) -> Path:
 def parse_decisions(path: Path) -> dict[str, str]:
     """The exclusions ({id: reason}) of a decisions file; a one-line ``ReviewError`` when it
     is not one."""
+    return decisions_and_set(path)[0]
+
+
+def decisions_and_set(path: Path) -> tuple[dict[str, str], str]:
+    """:func:`parse_decisions`, and the image set the bundle was made from (``eval`` for
+    files that do not say)."""
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
-        return {str(k): str(v) for k, v in obj["exclusions"].items()}
+        image_set = obj.get("image_set", "eval")
+        if image_set not in IMAGE_SETS:
+            raise TypeError(f"unknown image set {image_set!r}")
+        return {str(k): str(v) for k, v in obj["exclusions"].items()}, image_set
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
         raise ReviewError(
             f"{path} is not a decisions file ({type(e).__name__}); "
@@ -192,6 +204,11 @@ def write_decisions(source: BundleSource, exclusions: dict[str, str]) -> Path:
     """Write the decisions file of the bundle ``source`` (atomically): the source run's name,
     the bundle's digest and ``exclusions`` ({id: reason}); returns its path."""
     info = json.loads((source.root / INFO).read_text(encoding="utf-8"))
-    record = {"run": info.get("run"), "bundle": sha256_file(source.name), "exclusions": exclusions}
+    record = {
+        "run": info.get("run"),
+        "image_set": info.get("image_set", "eval"),
+        "bundle": sha256_file(source.name),
+        "exclusions": exclusions,
+    }
     write_json(source.decisions, record)
     return source.decisions

@@ -17,8 +17,8 @@ from pathlib import Path
 from spotreview.errors import ReviewError
 from spotreview.reviewing.bundle import (
     BundleSource,
+    decisions_and_set,
     decisions_path,
-    parse_decisions,
     read_decisions,
     write_decisions,
 )
@@ -31,7 +31,7 @@ from spotreview.rundir.run import Run
 class Excluded:
     """What :func:`exclude` left behind."""
 
-    where: Path  # the run directory, or the bundle's decisions file (``REVIEW.decisions.json``)
+    where: Path  # the run directory (its train/ for the training set), or the bundle's decisions file
     exclusions: dict[str, str]  # {id: reason} now in force there
     bundle: bool = False  # the target was a review bundle
 
@@ -74,8 +74,9 @@ def exclude(
         return Excluded(decisions_path(target), _exclude_in_bundle(target, ids, reason, clear), bundle=True)
     run = Run(target).require()
     if from_file is not None:
-        return Excluded(run.root, _apply_decisions(run, Path(from_file)))
-    return Excluded(run.root, _exclude_in_run(run, ids, reason, clear))
+        run, decided = _decisions_for(run, Path(from_file))
+        return Excluded(run.set_dir, _apply_decisions(run, Path(from_file), decided))
+    return Excluded(run.set_dir, _exclude_in_run(run, ids, reason, clear))
 
 
 def _exclude_in_run(run: Run, ids: list[str], reason: str | None, clear: bool) -> dict[str, str]:
@@ -87,7 +88,7 @@ def _exclude_in_run(run: Run, ids: list[str], reason: str | None, clear: bool) -
     unknown = unknown_ids(run, ids)
     if unknown:
         raise ReviewError(
-            f"{len(unknown)} unknown image id(s) for {run.root}: {_few(unknown)}; "
+            f"{len(unknown)} unknown image id(s) for {run.label}: {_few(unknown)}; "
             f"use ids from the review table's `id` column (or {run.eval_csv})"
         )
     if clear:
@@ -111,14 +112,19 @@ def _exclude_in_bundle(bundle, ids: list[str], reason: str | None, clear: bool) 
     return current
 
 
-def _apply_decisions(run: Run, path: Path) -> dict[str, str]:
+def _decisions_for(run: Run, path: Path) -> tuple[Run, dict[str, str]]:
+    """The view of ``run`` a decisions file belongs to (the set its bundle was made from), and its exclusions."""
     if not path.is_file():
         raise ReviewError(f"decisions file {path} not found")
-    decided = parse_decisions(path)
+    decided, image_set = decisions_and_set(path)
+    return run.for_set(image_set).require(), decided
+
+
+def _apply_decisions(run: Run, path: Path, decided: dict[str, str]) -> dict[str, str]:
     unknown = unknown_ids(run, decided)
     if unknown:
         raise ReviewError(
-            f"{path} names {len(unknown)} image id(s) {run.root} does not have "
+            f"{path} names {len(unknown)} image id(s) {run.label} does not have "
             f"(e.g. {', '.join(unknown[:3])}); was the bundle made from another run?"
         )
     return change_exclusions(run, add=decided)

@@ -128,7 +128,7 @@ class RunSource:
     ``exclusions.json`` or the analysis changes, images from the run."""
 
     def __init__(self, run: Run, *, outlier_threshold: int | None = None, embeddings: bool = False):
-        self.run, self.name = run, run.root
+        self.run, self.name = run, run.label
         self._threshold, self._embeddings = outlier_threshold, embeddings
         self.watched = (run.exclusions, *result_files(run))
         self.default_layout = None
@@ -138,15 +138,18 @@ class RunSource:
         return absolute_images(df, self.run.root)
 
 
-def _source(target, *, outlier_threshold, embeddings):
-    """A run directory or a review bundle (``.zip``, see :mod:`spotreview.reviewing.bundle`)."""
+def _source(target, *, outlier_threshold, embeddings, image_set):
+    """A run directory (seen from ``image_set``) or a review bundle (``.zip``, see
+    :mod:`spotreview.reviewing.bundle`)."""
     if Path(target).is_file():
         from spotreview.reviewing.bundle import BundleSource
 
         if embeddings:
             raise ReviewError(f"{target} is a bundle, which holds no embeddings; drop --embeddings")
+        if image_set is not None:
+            raise ReviewError(f"{target} is a bundle, which holds the image set it was made from; drop --set")
         return BundleSource(target)
-    return RunSource(Run(target).require(), outlier_threshold=outlier_threshold, embeddings=embeddings)
+    return RunSource(Run(target, image_set).require(), outlier_threshold=outlier_threshold, embeddings=embeddings)
 
 
 class ReviewSession:
@@ -258,17 +261,20 @@ def start_review(
     quiet: bool = False,
     outlier_threshold: int | None = None,
     embeddings: bool = False,
+    image_set: str | None = None,
 ) -> ReviewSession:
     """Build the review table and serve it in Spotlight without blocking.
 
     ``run``: a run directory, or a review bundle (``spotreview bundle``, a ``.zip``).
     ``layout``: a layout file (validated, and checked against the table's columns), or
     None for the bundle's layout or ``default_layout()``. ``outlier_threshold``,
-    ``embeddings``: see ``table.build_table`` (runs only). ``port``:
+    ``embeddings``: see ``table.build_table`` (runs only). ``image_set``: ``"train"`` serves
+    the run's recorded training images (None: the set ``run`` views, the evaluation set for a
+    path). ``port``:
     None picks a free one. ``insecure`` lets Spotlight serve a non-local ``host`` without
     TLS (trusted networks only). Returns a running ``ReviewSession``; close it when done.
     """
-    source = _source(run, outlier_threshold=outlier_threshold, embeddings=embeddings)
+    source = _source(run, outlier_threshold=outlier_threshold, embeddings=embeddings, image_set=image_set)
     df = source.table()  # first: a missing analysis is the likeliest error, and cheap
     if layout is not None:
         parsed = load_layout(layout)
@@ -355,8 +361,10 @@ def review(
     quiet: bool = False,
     outlier_threshold: int | None = None,
     embeddings: bool = False,
+    image_set: str | None = None,
 ) -> ReviewResult:
-    """Serve ``run``'s review table in Spotlight until Ctrl-C or ``timeout`` seconds.
+    """Serve ``run``'s review table in Spotlight until Ctrl-C or ``timeout`` seconds
+    (``image_set="train"``: the recorded training images; see :func:`start_review`).
 
     Logs the URL (unless ``quiet``); re-serves the table when ``exclusions.json`` or the
     analysis changes (checked every ``poll`` seconds). Returns how the review ended.
@@ -372,6 +380,7 @@ def review(
         quiet=quiet,
         outlier_threshold=outlier_threshold,
         embeddings=embeddings,
+        image_set=image_set,
     )
     url = session.url
     with _ctrl_c_interrupts(session):  # from here on, Ctrl-C ends the review cleanly

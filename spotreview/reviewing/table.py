@@ -54,10 +54,11 @@ def outlier_status(rank_first, rank_last, threshold: int):
 def table_path(run: Run) -> Path:
     """Where ``run``'s review table is written: ``RUN/review.parquet``, or, when the run
     cannot be written, ``$XDG_CACHE_HOME/spotreview/tables/<digest of its path>/review.parquet``."""
-    if os.access(run.root, os.W_OK) and (not run.review_table.exists() or os.access(run.review_table, os.W_OK)):
+    if os.access(run.set_dir, os.W_OK) and (not run.review_table.exists() or os.access(run.review_table, os.W_OK)):
         return run.review_table
-    key = hashlib.sha256(str(run.root.resolve()).encode()).hexdigest()[:16]
-    return user_cache_dir() / "tables" / f"{run.root.name}-{key}" / "review.parquet"
+    key = hashlib.sha256(str(run.set_dir.resolve()).encode()).hexdigest()[:16]
+    name = run.root.name if run.image_set == "eval" else f"{run.root.name}-{run.image_set}"
+    return user_cache_dir() / "tables" / f"{name}-{key}" / "review.parquet"
 
 
 def _label_issues(run: Run, a, df) -> None:
@@ -91,11 +92,13 @@ def build_table(
     save: bool = True,
     outlier_threshold: int | None = None,
     embeddings: bool = False,
+    image_set: str | None = None,
 ):
     """Build (and by default save as ``review.parquet``, see :func:`table_path`) the review
-    table of ``run``.
+    table of ``run``'s evaluation set, or of ``image_set`` (``"train"``: the recorded
+    training images, saved as ``train/review.parquet``; None: the set ``run`` views).
 
-    Returns a ``pandas.DataFrame`` with one row per evaluation image, in the analysis' row
+    Returns a ``pandas.DataFrame`` with one row per image of the set, in the analysis' row
     order (S snapshots):
 
     ============================  ========  ==================================================
@@ -142,7 +145,7 @@ def build_table(
     analysis, ``RunDirError`` when ``eval.csv`` does not list an analysed id, and
     ``ReviewError`` when ``embeddings`` is asked for and the last embedding file is missing.
     """
-    run = Run(run)
+    run = Run(run, image_set).require()
     a, images, exclusions, threshold = _checked_inputs(run, outlier_threshold)
     df = _frame(run, a, images, exclusions, threshold)
     if save:

@@ -1,7 +1,9 @@
-"""The run's evaluation set on disk: ``images/ID.png`` and ``eval.csv`` (``id,label,class_name,image``).
+"""An image set of a run on disk: ``images/ID.png`` and its listing ``eval.csv`` (``id,label,class_name,image``).
 
-Written once per run (by ``finetune``, the recorder or ``embed``), read back by every stage:
-this module is the one that reads and writes both."""
+The evaluation set is ``eval.csv`` + ``images/``; the training set, when recorded, is
+``train/train.csv`` + ``train/images/`` (the paths of a :class:`Run` view of that set). Written
+once per run (by ``finetune``, the recorder or ``embed``), read back by every stage: this
+module is the one that reads and writes both."""
 
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ import numpy as np
 
 from spotreview.errors import RunDirError, first_line
 from spotreview.rundir.atomic import atomic_path, sha256_bytes, write_text
-from spotreview.rundir.run import Run, read_csv_columns
+from spotreview.rundir.run import EVAL, TRAIN, Run, read_csv_columns
 
-# What a run derives from its evaluation set; a new evaluation set starts these afresh.
+# What a run derives from its evaluation set; a new evaluation set starts these afresh (and
+# the training set's folder, which belongs to the same recording).
 _DERIVED = (
     "eval.csv",
     "images",
@@ -29,37 +32,42 @@ _DERIVED = (
     "approval.json",
     "export.json",
     "exclusions.json",
+    TRAIN,
 )
 
 
-def write_eval_set(run: Run, images, *, quiet: bool = False) -> None:
-    """``images/ID.png`` for every evaluation image, then ``eval.csv`` (id,label,class_name,image).
+def write_eval_set(
+    run: Run, *, ids: Sequence[str], labels, images: Sequence, class_names: Sequence[str], quiet: bool = False
+) -> None:
+    """``images/ID.png`` for every image of the set ``run`` views, then its listing
+    (``eval.csv`` or ``train/train.csv``: id,label,class_name,image).
 
-    ``images``: an :class:`spotreview.embedding.sources.ImageSet` (its ``eval_*`` fields and
-    ``class_names``)."""
+    ``labels``: ``(n,)`` int indices into ``class_names``; ``images``: PIL images, in ``ids`` order."""
     import pandas as pd
     from tqdm.auto import tqdm
 
+    labels = np.asarray(labels, dtype=np.int64)
     run.images_dir.mkdir(parents=True, exist_ok=True)
     for image_id, image in tqdm(
-        zip(images.eval_ids, images.eval_images),
-        total=len(images.eval_ids),
-        desc="eval images",
+        zip(ids, images),
+        total=len(ids),
+        desc=f"{run.image_set} images",
         unit="img",
         disable=quiet,
         leave=False,
     ):
         with atomic_path(run.image_path(image_id), durable=False) as tmp:  # one sync below
             to_rgb(image).save(tmp, format="PNG")
+    folder = run.images_dir.relative_to(run.root).as_posix()  # paths relative to the run, whatever the set
     table = pd.DataFrame(
         {
-            "id": images.eval_ids,
-            "label": images.eval_labels.astype(np.int64),
-            "class_name": [images.class_names[k] for k in images.eval_labels],
-            "image": [f"images/{i}.png" for i in images.eval_ids],
+            "id": list(ids),
+            "label": labels,
+            "class_name": [class_names[k] for k in labels],
+            "image": [f"{folder}/{i}.png" for i in ids],
         }
     )
-    os.sync()  # the images are on disk before eval.csv says the eval set is complete
+    os.sync()  # the images are on disk before the listing says the set is complete
     write_text(run.eval_csv, table.to_csv(index=False))
 
 
@@ -162,7 +170,7 @@ def read_eval_images(run: Run) -> list:
     for rel in table["image"]:
         path = run.root / rel
         if not path.is_file():
-            raise RunDirError(f"{path} is missing; eval.csv lists it (re-create the run with `spotreview finetune`)")
+            raise RunDirError(f"{path} is missing; {run.eval_csv.name} lists it ({run.remake_hint()})")
         try:
             with Image.open(path) as im:
                 im.load()
@@ -190,16 +198,17 @@ def check_eval_set(
     """Raise a one-line ``RunDirError`` unless what is given is the run's ``eval.csv``: the same
     number of images, ids, labels (and class names) and image pixels, in the same order."""
     table = read_eval(run)
-    other = f"{run.root} holds another evaluation set (eval.csv)"
+    listing = run.eval_csv.relative_to(run.root)
+    other = f"{run.root} holds another {run.set_name} ({listing})"
     fix = "; give the run's own images, or start a new run (overwrite=True / --overwrite, or another folder)"
     if count != len(table):
-        raise RunDirError(f"{other}: {count} images given, eval.csv has {len(table)}{fix}")
+        raise RunDirError(f"{other}: {count} images given, {listing} has {len(table)}{fix}")
     stored_ids = table["id"].tolist()
 
     def first_difference(given, stored, what):
         for i, (a, b) in enumerate(zip(given, stored)):
             if a != b:
-                raise RunDirError(f"{other}: {what} of row {i} ({stored_ids[i]}) is {a!r}, eval.csv has {b!r}{fix}")
+                raise RunDirError(f"{other}: {what} of row {i} ({stored_ids[i]}) is {a!r}, {listing} has {b!r}{fix}")
 
     if ids is not None:
         first_difference([str(i) for i in ids], stored_ids, "the id")
@@ -214,11 +223,12 @@ def check_eval_set(
 
 
 def clear_eval_set(run: Run) -> None:
-    """Remove what the run derived from its evaluation set (``eval.csv``, ``images/``,
-    ``embeddings/``, analysis, review, approval, export record, logs) before a new one is
-    written; checkpoints and the manifest stay."""
-    for name in _DERIVED:
-        path = run.root / name
+    """Remove what the run derived from the image set ``run`` views before a new one is
+    written. For the evaluation set: ``eval.csv``, ``images/``, ``embeddings/``, analysis,
+    review, approval, export record, logs and the training set; for the training set, its
+    folder. Checkpoints and the manifest stay."""
+    paths = [run.root / name for name in _DERIVED] if run.image_set == EVAL else [run.set_dir]
+    for path in paths:
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():

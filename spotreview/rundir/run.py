@@ -20,6 +20,14 @@
       approval.json                    who/when approved, and the digest of what was approved
       export.json                      record of the last export (forced or not)
       animation.gif / .mp4 / .html
+      train/                           the recorded training images, when there are: the same
+        train.csv, images/, embeddings/, analysis/, exclusions.json, review.parquet, ...
+
+A run holds one or two *image sets*: ``eval`` (the evaluation images, at the top) and
+``train`` (a sample of the training images, in ``train/``). Each set has the same files;
+``manifest.json``, the logs, ``processor/`` and the checkpoints are the run's, shared by both.
+A :class:`Run` is a view of one set (``Run(path)`` the evaluation set, ``Run(path, "train")``
+or ``run.for_set("train")`` the training set): a stage given a view works on that set.
 
 A *snapshot* is a training step at which embeddings exist; step 0 is the model before
 fine-tuning. Snapshots are ordered by step as a number (step 100 comes after step 20).
@@ -36,6 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spotreview.defaults import IMAGE_SETS
 from spotreview.errors import RunDirError, first_line
 from spotreview.rundir.atomic import fs_error, save_npy, write_json
 
@@ -43,38 +52,75 @@ if TYPE_CHECKING:
     import numpy as np
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.npy$")
+
+EVAL, TRAIN = IMAGE_SETS  # the evaluation set first: the default everywhere
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
 
 class Run:
-    """Paths of one run directory. Creating a ``Run`` touches nothing on disk.
+    """Paths of one run directory, as seen from one of its image sets. Creating a ``Run``
+    touches nothing on disk.
 
     A ``Run`` is path-like, so ``Run(x)`` accepts a path or another ``Run``: every stage
-    takes either.
+    takes either. ``image_set``: ``"eval"`` or ``"train"``; None keeps the set of a ``Run``
+    given as ``root`` (else ``"eval"``).
     """
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, image_set: str | None = None):
+        if image_set is None:
+            image_set = root.image_set if isinstance(root, Run) else EVAL
+        if image_set not in IMAGE_SETS:
+            raise RunDirError(f"unknown image set {image_set!r}; expected one of {', '.join(IMAGE_SETS)}")
         self.root = Path(root)
+        self.image_set = image_set
 
     def __repr__(self) -> str:
-        return f"Run({str(self.root)!r})"
+        where = "" if self.image_set == EVAL else f", {self.image_set!r}"
+        return f"Run({str(self.root)!r}{where})"
+
+    def for_set(self, image_set: str) -> Run:
+        """The same run seen from another image set."""
+        return Run(self.root, image_set)
+
+    def image_sets(self) -> list[str]:
+        """The image sets this run holds (``eval`` first), each once its listing exists."""
+        return [name for name in IMAGE_SETS if self.for_set(name).eval_csv.is_file()]
+
+    @property
+    def set_dir(self) -> Path:
+        """Where this image set's files live: the run itself for ``eval``, ``RUN/train`` for ``train``."""
+        return self.root if self.image_set == EVAL else self.root / self.image_set
+
+    @property
+    def set_name(self) -> str:
+        """The set in words: "evaluation set" or "training set"."""
+        return "evaluation set" if self.image_set == EVAL else "training set"
+
+    @property
+    def label(self) -> str:
+        """How messages and suggested commands name this view: the run's folder, followed by
+        ``--set NAME`` when the set is not ``eval``."""
+        return str(self.root) if self.image_set == EVAL else f"{self.root} --set {self.image_set}"
 
     def __fspath__(self) -> str:
         return str(self.root)
 
-    # --- files -----------------------------------------------------------------
+    # --- files of the run -------------------------------------------------------
     manifest = property(lambda self: self.root / "manifest.json")
-    eval_csv = property(lambda self: self.root / "eval.csv")
     log_csv = property(lambda self: self.root / "log.csv")
     snapshots_csv = property(lambda self: self.root / "snapshots.csv")
-    images_dir = property(lambda self: self.root / "images")
     processor_dir = property(lambda self: self.root / "processor")
-    embeddings_dir = property(lambda self: self.root / "embeddings")
-    analysis_dir = property(lambda self: self.root / "analysis")
-    exclusions = property(lambda self: self.root / "exclusions.json")
-    review_table = property(lambda self: self.root / "review.parquet")
-    approval = property(lambda self: self.root / "approval.json")
-    export_record = property(lambda self: self.root / "export.json")
+
+    # --- files of this image set ------------------------------------------------
+    # eval.csv for the evaluation set, train/train.csv for the training set
+    eval_csv = property(lambda self: self.set_dir / f"{self.image_set}.csv")
+    images_dir = property(lambda self: self.set_dir / "images")
+    embeddings_dir = property(lambda self: self.set_dir / "embeddings")
+    analysis_dir = property(lambda self: self.set_dir / "analysis")
+    exclusions = property(lambda self: self.set_dir / "exclusions.json")
+    review_table = property(lambda self: self.set_dir / "review.parquet")
+    approval = property(lambda self: self.set_dir / "approval.json")
+    export_record = property(lambda self: self.set_dir / "export.json")
 
     def image_path(self, image_id: str) -> Path:
         """``images/ID.png``; a ``RunDirError`` if that leaves the run (an id with a path in
@@ -95,10 +141,15 @@ class Run:
 
     # --- discovery -------------------------------------------------------------
     def require(self) -> Run:
-        """Raise a one-line error unless the run directory exists."""
+        """Raise a one-line error unless the run directory (and this image set) exists."""
         if not self.root.is_dir():
             raise RunDirError(
                 f"run directory {self.root} does not exist; create one with `spotreview finetune --out {self.root}`"
+            )
+        if self.image_set != EVAL and not self.set_dir.is_dir():
+            raise RunDirError(
+                f"{self.root} has no {self.image_set} set ({self.set_dir} is missing); record training images "
+                f"with `spotreview finetune --record-train N` or EmbeddingRecorder(train_images=...)"
             )
         return self
 

@@ -45,7 +45,8 @@ from spotreview.embedding.models import (
 from spotreview.embedding.sources import load_images
 from spotreview.errors import RunDirError, SpotreviewError
 from spotreview.rundir.atomic import write_json
-from spotreview.rundir.run import Run
+from spotreview.rundir.evalset import read_eval_columns
+from spotreview.rundir.run import TRAIN, Run
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class Finetuned:
     dataset: str
     snapshots: list[int]  # steps with embeddings, ascending
     num_images: int  # evaluation images embedded per snapshot
+    num_train_recorded: int  # training images embedded per snapshot (the training set; 0: none)
     seconds: float  # training time
+    record_seconds: dict[str, float]  # of which recording, per image set ("eval", "train")
     accuracy: dict[int, float | None]  # eval accuracy at the first and the last snapshot
     checkpoints: int  # checkpoint-STEP directories kept
 
@@ -76,6 +79,7 @@ def finetune(
     learning_rate: float | None = None,
     seed: int = SEED,
     keep_checkpoints: bool = False,
+    record_train: int | str | None = None,
     device: Device = DEVICE,
     overwrite: bool = False,
     quiet: bool = False,
@@ -86,14 +90,18 @@ def finetune(
     or a local ``save_pretrained`` directory (a new classification head is attached).
     ``learning_rate``: None picks 1e-3 for the built-in ViT and 5e-5 for pretrained models.
     A snapshot is recorded at step 0 and every ``save_steps`` optimizer steps (and the last
-    step). ``out`` must not hold a run already unless ``overwrite`` (then it is replaced once
-    the data and model have loaded), or an unfinished run made with the same settings: then
-    training resumes from its last checkpoint. A non-empty folder that is not a run is never
-    touched. Returns a :class:`Finetuned` record (its ``run`` is the :class:`Run`).
+    step). ``record_train``: also record a seeded, stratified sample of this many training
+    images (``"all"``: every one) at every snapshot, as the run's training set (``train/``);
+    each snapshot then costs one more forward pass over them. ``out`` must not hold a run
+    already unless ``overwrite`` (then it is replaced once the data and model have loaded),
+    or an unfinished run made with the same settings: then training resumes from its last
+    checkpoint. A non-empty folder that is not a run is never touched. Returns a
+    :class:`Finetuned` record (its ``run`` is the :class:`Run`).
     """
     from spotreview.training.recorder import EmbeddingRecorder
 
     _check_settings(save_steps=save_steps, batch_size=batch_size, epochs=epochs, eval_size=eval_size)
+    record_train = _check_record_train(record_train)
     command = {
         "model": model,
         "dataset": dataset,
@@ -104,11 +112,14 @@ def finetune(
         "learning_rate": learning_rate,
         "seed": seed,
         "keep_checkpoints": keep_checkpoints,
+        "record_train": record_train,
     }
     run = Run(out)
     resume = _check_out(run, overwrite, command)
     dev = resolve_device(device)
     images, net, processor, lr = _load(dataset, model, eval_size, seed, learning_rate, quiet)
+    # before an --overwrite removes the old run: a bad sample size must leave it as it is
+    train = images.train_sample(None if record_train == "all" else record_train, seed) if record_train else []
 
     if overwrite and run.root.exists():
         shutil.rmtree(run.root)
@@ -131,6 +142,15 @@ def finetune(
         labels=images.eval_labels,
         ids=images.eval_ids,
         class_names=images.class_names,
+        **(
+            {
+                "train_images": [images.train_images[int(i)] for i in train],
+                "train_labels": images.train_labels[train],
+                "train_ids": [images.train_ids[int(i)] for i in train],
+            }
+            if len(train)
+            else {}
+        ),
     )
     trainer = _trainer(run, net, processor, images, recorder, command, lr=lr, dev=dev, quiet=quiet)
     started = time.perf_counter()
@@ -150,6 +170,19 @@ def _check_settings(*, save_steps: int, batch_size: int, epochs: float, eval_siz
             f"eval size {eval_size} is too small: `spotreview analyze` compares each image with its {OOD_K} "
             f"nearest neighbours; use --eval-size {OOD_K + 1} or more"
         )
+
+
+def _check_record_train(record_train):
+    """``record_train`` as None, "all" or a positive int (also from the CLI's text)."""
+    if record_train is None or record_train == "all":
+        return record_train
+    try:
+        count = int(record_train)
+    except (TypeError, ValueError):
+        count = 0
+    if isinstance(record_train, bool) or count < 1 or str(count) != str(record_train).strip():
+        raise SpotreviewError(f"record_train must be a positive whole number or 'all', got {record_train!r}")
+    return count
 
 
 def _load(dataset: str, model: str | None, eval_size, seed: int, learning_rate: float | None, quiet: bool):
@@ -271,6 +304,8 @@ def _finish(run: Run, manifest: dict, recorder, images, keep_checkpoints: bool, 
         finished=True,
         seconds=round(seconds, 1),
         record_seconds=round(recorder.seconds, 1),  # of which recording snapshots
+        record_seconds_by_set={k: round(v, 1) for k, v in recorder.seconds_by_set.items()},
+        num_train_recorded=_set_size(run.for_set(TRAIN)),
         snapshots=steps,
         accuracy={str(s): _accuracy(run, s, images.eval_labels) for s in (steps[0], steps[-1])},
     )
@@ -281,10 +316,17 @@ def _finish(run: Run, manifest: dict, recorder, images, keep_checkpoints: bool, 
         dataset=manifest["dataset"],
         snapshots=steps,
         num_images=len(images.eval_ids),
+        num_train_recorded=manifest["num_train_recorded"],
         seconds=manifest["seconds"],
+        record_seconds=manifest["record_seconds_by_set"],
         accuracy={s: manifest["accuracy"][str(s)] for s in (steps[0], steps[-1])},
         checkpoints=len(run.checkpoints()),
     )
+
+
+def _set_size(run: Run) -> int:
+    """How many images the image set ``run`` views lists (0 when the run has no such set)."""
+    return len(read_eval_columns(run, paths=False)["id"]) if run.eval_csv.is_file() else 0
 
 
 def _check_out(run: Run, overwrite: bool, command: dict) -> bool:
@@ -306,12 +348,14 @@ def _check_out(run: Run, overwrite: bool, command: dict) -> bool:
     except (ValueError, RunDirError):  # an unreadable manifest is still somebody's run
         manifest = {}
     finished = manifest.get("finished")
-    if finished is False and manifest.get("command") == command:
+    # a setting a run predates reads as None, its default
+    made_with = {k: manifest["command"].get(k) for k in command} if isinstance(manifest.get("command"), dict) else None
+    if finished is False and made_with == command:
         return True
-    if finished is False and "command" in manifest:
-        key = next(k for k in command if manifest["command"].get(k) != command[k])
+    if finished is False and made_with is not None:
+        key = next(k for k in command if made_with[k] != command[k])
         raise RunDirError(
-            f"{root} holds an unfinished run made with other settings ({key} {manifest['command'].get(key)!r}, "
+            f"{root} holds an unfinished run made with other settings ({key} {made_with[key]!r}, "
             f"now {command[key]!r}); repeat its command to resume it, or pass --overwrite to replace it"
         )
     state = {True: "a finished", False: "an unfinished"}.get(finished, "a")

@@ -27,11 +27,10 @@ from transformers import TrainerCallback
 from spotreview.defaults import EMBED_BATCH_SIZE, PRECISION, Precision
 from spotreview.embedding.forward import forward, preprocess
 from spotreview.embedding.models import label_order, resolve_precision
-from spotreview.embedding.sources import ImageSet
 from spotreview.errors import DataError, SpotreviewError
 from spotreview.rundir.atomic import sha256_bytes
 from spotreview.rundir.evalset import check_eval_set, clear_eval_set, read_eval, write_eval_set
-from spotreview.rundir.run import Run, write_snapshot
+from spotreview.rundir.run import EVAL, TRAIN, Run, write_snapshot
 from spotreview.rundir.traininglog import log_row, record_snapshot, write_log
 
 logger = logging.getLogger(__name__)
@@ -69,6 +68,12 @@ class EmbeddingRecorder(TrainerCallback):
     evaluation set: if it has an ``eval.csv`` already, what is given must match it (count,
     ids, labels, image pixels) or the recorder refuses, unless ``overwrite=True`` starts the
     run's evaluation set, embeddings and logs afresh (checkpoints are never touched).
+
+    ``train_images`` (PIL images) with ``train_labels`` (and ``train_ids``, default
+    ``train-00000``...): training images to record at every snapshot too, as the run's training
+    set (``train/``: ``spotreview review RUN --set train``). Mislabels that hurt are in the
+    training data; each snapshot then costs one more forward pass over these images
+    (``seconds_by_set``). Give a sample for a large training set.
     ``write_log``: write ``log.csv`` (one row per Trainer log) from ``on_log``.
     """
 
@@ -82,6 +87,9 @@ class EmbeddingRecorder(TrainerCallback):
         labels: Sequence[int] | None = None,
         class_names: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
+        train_images: Sequence | None = None,
+        train_labels: Sequence[int] | None = None,
+        train_ids: Sequence[str] | None = None,
         every_steps: int | None = None,
         every_epochs: int | None = None,
         write_log: bool = True,
@@ -92,17 +100,17 @@ class EmbeddingRecorder(TrainerCallback):
     ):
         if pixel_values is None and (images is None or processor is None):
             raise SpotreviewError("EmbeddingRecorder needs pixel_values, or images and their processor")
+        if train_images is not None and (train_labels is None or processor is None):
+            raise SpotreviewError("EmbeddingRecorder needs train_labels and the processor with train_images")
         for name, value in (("every_steps", every_steps), ("every_epochs", every_epochs)):
             if value is not None and value < 1:
                 raise SpotreviewError(f"{name} must be at least 1, got {value}")
-        self.run = Run(run)
+        self.run = Run(run, EVAL)
         self.every_steps, self.every_epochs = every_steps, every_epochs
         self.write_log = write_log
         self.batch_size = batch_size
         self.precision = precision
         self.quiet = quiet
-        self._pixels = pixel_values
-        self._images = images
         self._processor = processor
         self._device = None
         self._autocast = None
@@ -111,28 +119,18 @@ class EmbeddingRecorder(TrainerCallback):
         self.recorded: list[int] = []
         self.processes = 1  # processes that shared the last snapshot (torchrun / accelerate launch)
         self.seconds = 0.0  # spent recording (preprocessing, forward passes, gathering, writing)
-        count = len(pixel_values) if pixel_values is not None else len(images)
+        self.seconds_by_set: dict[str, float] = {}  # of which each image set's forward passes and writes
+        self.overwrite = overwrite
         writer = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK in every process
-        if self.run.eval_csv.is_file() and overwrite:
-            if writer:
-                clear_eval_set(self.run)
-        elif self.run.eval_csv.is_file():
-            check_eval_set(self.run, count=count, ids=ids, labels=labels, class_names=class_names, images=images)
-            return
-        if labels is not None and images is not None and writer:
-            labels = np.asarray(labels, dtype=np.int64)
-            names = self._class_names or [str(k) for k in range(labels.max() + 1)]
-            given = ImageSet(
-                train_images=[],
-                train_labels=np.zeros(0, np.int64),
-                eval_images=images,
-                eval_labels=labels,
-                eval_ids=list(ids) if ids is not None else [f"eval-{i:05d}" for i in range(len(labels))],
-                class_names=names,
-                dataset="given to EmbeddingRecorder",
-                eval_split="given",
+        if overwrite and writer and self.run.eval_csv.is_file():
+            clear_eval_set(self.run)  # the training set with it
+        # the training set first: the evaluation set's file marks a snapshot as recorded
+        self._sets = []
+        if train_images is not None:
+            self._sets.append(
+                _Set(self.run.for_set(TRAIN), None, train_images, train_labels, train_ids, "train", writer, self)
             )
-            write_eval_set(self.run, given, quiet=quiet)
+        self._sets.append(_Set(self.run, pixel_values, images, labels, ids, "eval", writer, self))
 
     # --- embedding ---------------------------------------------------------------
     def _prepare(self, model) -> None:
@@ -142,10 +140,11 @@ class EmbeddingRecorder(TrainerCallback):
         self._device = device
         self._autocast = resolve_precision(self.precision, device)
         dtype = self._autocast or torch.float32
-        if self._pixels is None:
-            self._pixels = preprocess(self._images, self._processor, dtype=dtype, device=device, quiet=True)
-        self._pixels = self._pixels.to(device=device, dtype=dtype)
-        _same_on_every_rank(self._pixels, self._device)
+        for image_set in self._sets:
+            if image_set.pixels is None:
+                image_set.pixels = preprocess(image_set.images, self._processor, dtype=dtype, device=device, quiet=True)
+            image_set.pixels = image_set.pixels.to(device=device, dtype=dtype)
+            _same_on_every_rank(image_set.pixels, self._device, image_set.run.set_name)
 
     def _run_class_names(self) -> list[str] | None:
         if self.run.manifest.is_file() and self.run.read_manifest().get("class_names"):
@@ -157,8 +156,8 @@ class EmbeddingRecorder(TrainerCallback):
         return None
 
     def record(self, step: int, model, epoch: float | None = None) -> None:
-        """Embed with ``model`` as it is now and write ``step-STEP`` files (every process of a
-        distributed job must call this together; process 0 writes)."""
+        """Embed with ``model`` as it is now and write ``step-STEP`` files of every image set
+        (every process of a distributed job must call this together; process 0 writes)."""
         if step in self.recorded:
             return
         started = time.perf_counter()
@@ -172,26 +171,37 @@ class EmbeddingRecorder(TrainerCallback):
         self._prepare(model)
         rank, world = _world()
         self.processes = world
-        n = len(self._pixels)
-        share = math.ceil(n / world)  # every process runs as many batches (FSDP needs all in each forward)
-        rows = torch.arange(rank * share, (rank + 1) * share).clamp(max=n - 1).to(self._pixels.device)
         was_training = model.training
         model.eval()  # no dropout: the embedding of the weights, not of one noisy pass
         try:
-            emb, probs = forward(
-                model,
-                self._pixels[rows] if world > 1 else self._pixels,
-                device=self._device,
-                autocast=self._autocast,
-                batch_size=self.batch_size,
-                quiet=self.quiet,
-                desc=f"record step {step}",
-            )
+            for image_set in self._sets:
+                started = time.perf_counter()
+                self._record_set(image_set, step, model, rank, world)
+                name = image_set.run.image_set
+                self.seconds_by_set[name] = self.seconds_by_set.get(name, 0.0) + time.perf_counter() - started
         finally:
             model.train(was_training)
+        self.recorded.append(step)
+        if rank == 0:
+            record_snapshot(self.run, step, epoch)
+
+    def _record_set(self, image_set: _Set, step: int, model, rank: int, world: int) -> None:
+        """One image set's ``step-STEP`` files: every process embeds its share, process 0 writes."""
+        pixels = image_set.pixels
+        n = len(pixels)
+        share = math.ceil(n / world)  # every process runs as many batches (FSDP needs all in each forward)
+        rows = torch.arange(rank * share, (rank + 1) * share).clamp(max=n - 1).to(pixels.device)
+        emb, probs = forward(
+            model,
+            pixels[rows] if world > 1 else pixels,
+            device=self._device,
+            autocast=self._autocast,
+            batch_size=self.batch_size,
+            quiet=self.quiet,
+            desc=f"record step {step}" + ("" if image_set.run.image_set == EVAL else f" {image_set.run.image_set}"),
+        )
         if world > 1:
             emb, probs = _gather(emb, probs, rank, world, n, self._device)
-        self.recorded.append(step)
         if rank != 0:
             return
         if probs is not None and self._order is False:
@@ -199,8 +209,7 @@ class EmbeddingRecorder(TrainerCallback):
             self._order = label_order(model.config, names, "the model being trained") if names else None
         if probs is not None and self._order is not None:
             probs = probs[:, self._order]
-        write_snapshot(self.run, step, emb, probs)
-        record_snapshot(self.run, step, epoch)
+        write_snapshot(image_set.run, step, emb, probs)
 
     # --- Trainer events ------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -226,6 +235,35 @@ class EmbeddingRecorder(TrainerCallback):
         # log_history holds every log of this training, also those before a resume
         if self.write_log and state.is_world_process_zero:
             write_log(self.run, [log_row(h.get("step", 0), h.get("epoch"), h) for h in state.log_history])
+
+
+class _Set:
+    """One image set the recorder embeds: its run view and its pixels (or images to preprocess).
+
+    Its listing (``eval.csv`` / ``train/train.csv`` and the images) is written when the run has
+    none and ``labels`` and ``images`` are given; when it has one, what is given must match it.
+    """
+
+    def __init__(self, run: Run, pixels, images, labels, ids, prefix: str, writer: bool, recorder):
+        self.run, self.pixels, self.images = run, pixels, images
+        count = len(pixels) if pixels is not None else len(images)
+        if recorder.overwrite and not writer:
+            return  # process 0 writes the new listing
+        if run.eval_csv.is_file():
+            check_eval_set(run, count=count, ids=ids, labels=labels, class_names=recorder._class_names, images=images)
+            return
+        if labels is None or images is None or not writer:
+            return
+        labels = np.asarray(labels, dtype=np.int64)
+        names = recorder._class_names or [str(k) for k in range(labels.max() + 1)]
+        write_eval_set(
+            run,
+            ids=list(ids) if ids is not None else [f"{prefix}-{i:05d}" for i in range(len(labels))],
+            labels=labels,
+            images=images,
+            class_names=names,
+            quiet=recorder.quiet,
+        )
 
 
 # The collectives below run with async_op and their Work objects are kept until the next record
@@ -255,8 +293,8 @@ def _collective_device(embedding_device) -> torch.device:
     return device if device.type != "cpu" else torch.device("cuda", torch.cuda.current_device())
 
 
-def _same_on_every_rank(pixels: torch.Tensor, device) -> None:
-    """Refuse a distributed job whose processes were given different evaluation sets."""
+def _same_on_every_rank(pixels: torch.Tensor, device, set_name: str = "evaluation set") -> None:
+    """Refuse a distributed job whose processes were given different images (of one set)."""
     import torch.distributed as dist
 
     rank, world = _world()
@@ -270,7 +308,7 @@ def _same_on_every_rank(pixels: torch.Tensor, device) -> None:
     differs = next((r for r in range(world) if everyone[r] != everyone[0]), None)
     if differs is not None:
         raise DataError(
-            f"the processes of this distributed job were given different evaluation sets (process {differs}: "
+            f"the processes of this distributed job were given different {set_name}s (process {differs}: "
             f"{everyone[differs][0]} images, process 0: {everyone[0][0]}); give every process the same images"
         )
 

@@ -25,6 +25,7 @@ class ScriptArguments:
     record_to: str | None = field(default=None, metadata={"help": "spotreview run directory"})
     every_steps: int | None = field(default=None)
     precision: str = field(default="fp32")
+    record_train: bool = field(default=False, metadata={"help": "record the training images too"})
 
 
 def main():
@@ -40,6 +41,7 @@ def main():
         return batch
 
     eval_images, eval_labels = list(data["validation"]["image"]), list(data["validation"]["label"])
+    train_images, train_labels = list(data["train"]["image"]), list(data["train"]["label"])
     data["train"].set_transform(transform)
     data["validation"].set_transform(transform)
 
@@ -78,6 +80,7 @@ def main():
                 class_names=names,
                 every_steps=script.every_steps,
                 precision=script.precision,
+                **({"train_images": train_images, "train_labels": train_labels} if script.record_train else {}),
             )
         )
     trainer = Trainer(
