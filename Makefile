@@ -20,10 +20,11 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/spotreview finetune --out $(RUN) --overwrite
+	$(BIN)/spotreview finetune --out $(RUN) --overwrite --record-train 500
 	$(BIN)/spotreview analyze $(RUN)
 	@echo "The demo approves its own run without a review (approve --yes); to review it yourself:"
-	@echo "    $(BIN)/spotreview review $(RUN)"
+	@echo "    $(BIN)/spotreview review $(RUN)              # the evaluation images"
+	@echo "    $(BIN)/spotreview review $(RUN) --set train  # 500 recorded training images"
 	$(BIN)/spotreview approve $(RUN) --by "make demo" --yes
 	$(BIN)/spotreview export $(RUN)
 
