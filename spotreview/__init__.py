@@ -49,6 +49,7 @@ _EXPORTS = {
     "save_layout": "reviewing.layouts",
     "export": "rendering.export",
     "Exported": "rendering.export",
+    "issue_key": "rendering.rings",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

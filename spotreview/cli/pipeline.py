@@ -160,6 +160,14 @@ def analyze_cmd(run, **options):
     click.echo(f"Next: spotreview review {run.root}{train}")
 
 
+def _issue_name(ctx, param, value):
+    """--highlight-issue's NAME, checked while parsing: an unknown one is a usage error."""
+    try:
+        return None if value is None else spotreview.issue_key(value)
+    except spotreview.SpotreviewError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @click.command("export")
 @RUN
 @click.option(
@@ -219,6 +227,14 @@ def analyze_cmd(run, **options):
     help="Ring and label this image in every frame; repeat it, or give ids separated by commas.",
 )
 @click.option(
+    "--highlight-issue",
+    metavar="NAME",
+    default=None,
+    callback=_issue_name,
+    help="Ring the images of this issue group of the review in every frame: likely-mislabelled, "
+    "hard-to-learn, forgotten, learned-late, persistent-outliers, emerging-outliers or largest-movers.",
+)
+@click.option(
     "--html-player",
     type=click.Choice(D.HTML_PLAYERS),
     default=D.HTML_PLAYER,
@@ -236,5 +252,8 @@ def export_cmd(run, highlight, image_set, **options):
         click.echo(f"wrote {done.out} ({plural(done.frames, 'frame')})")
     if done.still:
         click.echo(f"wrote {done.still}")
+    if done.highlight_issue:
+        issue = done.highlight_issue
+        click.echo(f"ringed {plural(len(issue['ids']), 'image')} of the issue group {issue['title']!r}")
     if done.forced:
         click.echo(f"forced: not approved ({done.approval['state']})")

@@ -21,6 +21,7 @@ from spotreview.analysis.store import load_analysis
 from spotreview.defaults import HTML_PLAYER, HTML_PLAYERS, TOP_K, HtmlPlayer
 from spotreview.errors import ExportError, SpotreviewError
 from spotreview.rendering.figure import DEFAULT_SIZE
+from spotreview.rendering.rings import issue_key, issue_rings
 from spotreview.rendering.scene import build_scene
 from spotreview.rendering.writers import FORMATS, FPS_RANGE, MAX_SIDE, ffmpeg_exe, write_animation, write_still
 from spotreview.reviewing.approval import approval_status
@@ -47,6 +48,7 @@ class Exported:
     top_k: int
     excluded: int  # reviewer exclusions skipped on the leaderboard
     highlight: list[str]  # ids ringed and labelled in every frame
+    highlight_issue: dict | None  # {"key", "title", "ids"}: the issue group ringed in every frame
     forced: bool  # exported although the run was not approved
     approval: dict  # state, message, digest of the approval at export time
     at: str  # UTC, ISO 8601
@@ -250,6 +252,7 @@ def _record(
         top_k=args.top_k,
         excluded=excluded,
         highlight=[scene.ids[r] for r in scene.highlight],
+        highlight_issue=scene.issue.record(scene.ids) if scene.issue is not None else None,
         forced=bool(forced),
         approval=approval,
         at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -272,6 +275,7 @@ def export(
     quiet: bool = False,
     html_player: HtmlPlayer = HTML_PLAYER,
     highlight: Iterable[str] = (),
+    highlight_issue: str | None = None,
     image_set: str | None = None,
 ) -> Exported:
     """Render the approved analysis of ``run`` as an animation; returns what it wrote.
@@ -292,6 +296,8 @@ def export(
     ``force=True`` renders anyway, logs a warning and records ``forced`` in export.json.
     ``highlight``: ids of images ringed and labelled with their id in every frame;
     ExportError (naming them) for ids not in the evaluation set.
+    ``highlight_issue``: an issue group of the review (``"likely-mislabelled"``, ...: ``issue_key``)
+    ringed in every frame; ExportError for an unknown name, a warning when the group is empty.
     ``workers``: processes that render frames (default: 2 for 16+ frames on 2+ cores
     where forking is safe, else 1); ``quiet`` hides the progress bar, not the warnings.
 
@@ -312,6 +318,7 @@ def export(
         still_step=still_step,
         html_player=html_player,
     )
+    issue = None if highlight_issue is None else issue_key(highlight_issue)
     analysis, approval = _gate(run, force)
     exclusions = read_exclusions(run)
     snapshot = _snapshot(analysis, still_step)
@@ -327,6 +334,7 @@ def export(
         size=args.size,
         dpi=args.dpi,
         highlight=highlight,
+        issue=None if issue is None else issue_rings(analysis, issue, exclude=exclusions),
     )
     frames = _write(scene, analysis, args, exclusions, snapshot=snapshot, workers=workers, quiet=quiet)
     record = _record(

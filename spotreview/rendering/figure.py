@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spotreview.rendering import style
+from spotreview.rendering import rings, style
 from spotreview.rendering.placement import leader, place_labels
 from spotreview.rendering.thumbnails import placeholder_tile
-from spotreview.util.text import middle_ellipsis, plural, sig
+from spotreview.util.text import end_ellipsis, middle_ellipsis, plural, sig
 
 DEFAULT_SIZE = (1280, 720)
 # The layout is designed at this size and dpi; other sizes scale the dpi so the frame
@@ -104,6 +104,7 @@ class Renderer:
         # restored per frame; only the artists that change are drawn again.
         self.dynamic = [
             *(line for line, _ in self.groups),
+            self.issue_rings,
             self.rings,
             self.marks,
             self.leaders,
@@ -177,6 +178,7 @@ class Renderer:
             linewidths=1.2,
             zorder=3,
         )
+        self.issue_rows, self.issue_rings = rings.ring_artist(ax, s.issue, ring_area)  # --highlight-issue
         # The reader's picks (--highlight): a heavier square, labelled with the id in a box.
         self.chosen = np.asarray(s.highlight if s.highlight is not None else [], dtype=np.int64)
         self.marks = ax.scatter(
@@ -218,6 +220,7 @@ class Renderer:
 
         names = self.scene.class_names
         handles = [Line2D([], [], ls="", marker="o", ms=7, color=colors[c], label=name) for c, name in enumerate(names)]
+        handles += rings.legend_handles(self.scene.issue)
         self.ax.legend(
             handles=handles,
             loc="upper center",
@@ -301,6 +304,7 @@ class Renderer:
 
         rows, scores = s.board[near], s.board_scores[near]
         self.rings.set_offsets(xy[rows] if len(rows) else np.zeros((0, 2)))
+        self.issue_rings.set_offsets(xy[self.issue_rows] if len(self.issue_rows) else np.zeros((0, 2)))
         self.marks.set_offsets(xy[self.chosen] if len(self.chosen) else np.zeros((0, 2)))
         for k in range(s.top_k):
             shown = k < len(rows)
@@ -312,7 +316,7 @@ class Renderer:
             self.tiles[k].set_data(s.thumbs[row])
             name = s.class_names[s.labels[row]]
             name = f"label {name}" if name.isdigit() else name  # "#1 7" would read as a number
-            self.heads[k].set_text(f"#{k + 1} {_short(name, 14)}")
+            self.heads[k].set_text(f"#{k + 1} {end_ellipsis(name, 14)}")
             self.feet[k].set_text(self._caption(row, scores[k]))
         self._place_labels(xy, rows, near)
 
@@ -390,8 +394,3 @@ def _extent(text, renderer, pad: float) -> tuple[float, float]:
 
     bbox = Text.get_window_extent(text, renderer)  # the text alone, wherever it points
     return bbox.width + 2 * pad, bbox.height + 2 * pad
-
-
-def _short(text: str, n: int) -> str:
-    text = str(text)
-    return text if len(text) <= n else text[: n - 1] + "…"

@@ -2,9 +2,11 @@
 
 The page (``spotreview/rendering/assets/player.*``, inlined at write time: no network, opens from
 disk) interpolates the points between snapshots in the browser, shows any point's image,
-id, label, prediction, outlier rank and score on hover, pins clicked points and draws
-their path through every snapshot, toggles classes from the legend, and shows the
-per-snapshot leaderboard and the loss curve with a marker at the current step.
+id, label, prediction, outlier rank and score and training dynamics on hover, pins clicked
+points and draws their path through every snapshot, colours the points by class, correct or
+wrong, data-map region or forgetting events (the legend follows and toggles), rings an issue
+group's images, and shows the per-snapshot leaderboard and the loss curve with a marker at
+the current step.
 
 Why a hand-written canvas player and not plotly: plotly is not a dependency of the
 project, its hover shows text rather than images, and a sprite atlas plus a spatial grid
@@ -14,11 +16,13 @@ What the file holds:
 
 * ``<script type="application/json" id="spotreview-data">``: readable JSON, one line per
   snapshot and one line per point (id, label, class, per-snapshot ``xy``, ``rank``,
-  ``score`` and ``pred``), so ``grep IMAGE_ID`` finds a point and two exports diff line by
-  line. Coordinates keep 1e-4 of the axis span, scores 4 significant digits. The scatter's
-  look travels with the data (:mod:`spotreview.rendering.style`, as the GIF draws it):
-  ``colors``, ``limits``, ``marker`` (diameter as a share of the axes width, alpha) and
-  ``order`` (the rows in drawing order).
+  ``score`` and ``pred``, and ``dyn``: the values of the ``dynamics`` columns), so
+  ``grep IMAGE_ID`` finds a point and two exports diff line by line. Coordinates keep 1e-4
+  of the axis span, scores 4 significant digits, dynamics 0.001. The scatter's look travels
+  with the data (:mod:`spotreview.rendering.style`, as the GIF draws it): ``colors``,
+  ``limits``, ``marker`` (diameter as a share of the axes width, alpha), ``order`` (the
+  rows in drawing order), ``colour_by`` (:mod:`spotreview.rendering.colouring`) and
+  ``issue`` (the ringed group's title, ring colour and rows, or null).
 * ``<script type="application/json" id="spotreview-atlas">``: the thumbnails of every
   point, packed row by row into a few PNG/JPEG sprite atlases (data URIs).
 """
@@ -41,6 +45,7 @@ import numpy as np
 
 from spotreview.errors import ExportError
 from spotreview.rendering import style
+from spotreview.rendering.colouring import colouring_data
 from spotreview.rundir.atomic import atomic_path
 from spotreview.rundir.run import Run
 
@@ -79,6 +84,8 @@ class PlayerData:
     loss: tuple[np.ndarray, np.ndarray] | None = None  # (m,) steps, (m,) loss
     loss_note: str = ""  # shown instead of the curve when ``loss`` is None
     excluded: Mapping[str, str] = field(default_factory=dict)  # id -> reviewer's reason
+    dynamics: Mapping[str, np.ndarray] = field(default_factory=dict)  # column -> (n,): analysis.dynamics
+    issue: object = None  # rendering.rings.IssueRings: an issue group ringed at every snapshot, or None
 
 
 def player_data(
@@ -132,6 +139,8 @@ def player_data(
         loss=scene.loss,
         loss_note=scene.loss_note,
         excluded=exclude,
+        dynamics=dict(analysis.dynamics.columns),
+        issue=scene.issue,
     )
 
 
@@ -180,6 +189,7 @@ def _check(d: PlayerData) -> int:
     }
     if d.predictions is not None:
         shapes["predictions"] = (np.shape(d.predictions), (n_snap, n))
+    shapes.update({name: (np.shape(v), (n,)) for name, v in d.dynamics.items()})
     for name, (got, want) in shapes.items():
         if got != want:
             raise ExportError(f"player data: {name} has shape {got}, expected {want}")
@@ -243,6 +253,7 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
     ranks = np.asarray(d.ranks, np.int64).T.tolist()
     preds = None if d.predictions is None else np.asarray(d.predictions, np.int64).T.tolist()
     labels = np.asarray(d.labels, np.int64).tolist()
+    extra, dyn = colouring_data(predictions=d.predictions is not None, dynamics=d.dynamics, issue=d.issue)
     epochs, acc, knn = (
         _finite_or_none(_significant(np.full(n_snap, np.nan) if a is None else np.asarray(a, float), 6))
         for a in (d.epochs, d.accuracy, d.knn_accuracy)
@@ -272,6 +283,8 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
         }
         if preds is not None:
             point["pred"] = preds[i]
+        if dyn is not None:
+            point["dyn"] = dyn[i]
         points.append(point)
     loss = None
     if d.loss is not None:
@@ -289,6 +302,7 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
         "order": style.draw_order(d.labels, len(d.class_names)).tolist(),
         "pace": pace,
         "highlight": highlight,
+        **extra,  # colour_by, dynamics (what each point's "dyn" holds) and issue
         "excluded": {str(k): str(v) for k, v in d.excluded.items()},
         "loss": loss,
         "loss_note": d.loss_note,

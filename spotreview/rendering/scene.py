@@ -55,6 +55,7 @@ class Scene:
     order: np.ndarray  # (n,) int64 a fixed shuffle of the rows (style.point_shuffle), for a fair drawing order
     highlight: np.ndarray | None = None  # (h,) int64 rows ringed and labelled with their id in every frame
     epochs: np.ndarray | None = None  # (S,) float64 epoch of each snapshot, NaN where unknown
+    issue: object = None  # rendering.rings.IssueRings: an issue group's rows, ringed in every frame; or None
 
     @property
     def n_frames(self) -> int:
@@ -238,10 +239,12 @@ def build_scene(
     size: tuple[int, int] = DEFAULT_SIZE,
     dpi: float | None = None,
     highlight: Iterable[str] = (),
+    issue=None,
 ) -> Scene:
     """Collect what the frames show from an ``Analysis`` (and its run's log.csv and images).
 
     ``highlight``: ids ringed and labelled in every frame (ExportError names unknown ones).
+    ``issue``: the :class:`~spotreview.rendering.rings.IssueRings` ringed in every frame, or None.
 
     Logs one warning when log.csv gives no loss curve and one when leaderboard images
     are missing (they become blank tiles).
@@ -279,4 +282,5 @@ def build_scene(
         order=style.point_shuffle(len(labels)),
         highlight=chosen,
         epochs=epochs,
+        issue=issue,
     )

@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The ring around the images of an issue group (``export --highlight-issue``): a colour no
+#: class palette (tab10, tab20, turbo) and no "colour by" scale below uses.
+ISSUE_RING_COLOR = "#ff00ff"
+
+#: The player's "colour by" scales other than class: category name -> colour, in category
+#: order; later categories are drawn on top, so the few that matter are never buried.
+CORRECT_COLORS = {"correct": "#9ecae1", "wrong": "#e41a1c"}
+REGION_COLORS = {"easy": "#1b9e77", "ambiguous": "#7570b3", "hard": "#d95f02"}  # analysis.dynamics.REGIONS
+FORGETTING_COLORS = {"never forgotten": "#bdbdbd", "forgotten once": "#fd8d3c", "forgotten 2+ times": "#a50f15"}
+
 # Each class is drawn in this many parts, the parts of all classes interleaved in a fixed
 # shuffled order, so no class always sits on top of the others.
 DRAW_PARTS = 4

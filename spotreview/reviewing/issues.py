@@ -43,6 +43,16 @@ LATE_FRACTION = 0.75
 FORGOTTEN_EVENTS = 2
 #: Steps are read from this column's first row (row 0 of each cell: the snapshot steps).
 STEPS_COLUMN = "outlier_score_trajectory"
+#: Every group's ``key`` and title, in the order :func:`issue_groups` returns them.
+TITLES = {
+    "likely_mislabelled": "likely mislabelled",
+    "hard_to_learn": "hard to learn (data map)",
+    "forgotten": f"forgotten at least {FORGOTTEN_EVENTS} times",
+    "learned_late": "learned only in the last quarter",
+    "persistent_outliers": "persistent outliers",
+    "emerging_outliers": "emerging outliers",
+    "largest_movers": "largest movers",
+}
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,7 @@ def _likely_mislabelled(df) -> IssueGroup | None:
         return None
     return IssueGroup(
         "likely_mislabelled",
-        "likely mislabelled",
+        TITLES["likely_mislabelled"],
         "high",
         cols,
         "cleanlab's find_label_issues flags the label as probably wrong at the last snapshot; "
@@ -116,7 +126,7 @@ def _hard_to_learn(df) -> IssueGroup | None:
         return None
     return IssueGroup(
         "hard_to_learn",
-        "hard to learn (data map)",
+        TITLES["hard_to_learn"],
         "medium",
         cols,
         "Low confidence in the label and low variability over training (the data map's hard-to-learn "
@@ -131,7 +141,7 @@ def _forgotten(df) -> IssueGroup | None:
         return None
     return IssueGroup(
         "forgotten",
-        f"forgotten at least {FORGOTTEN_EVENTS} times",
+        TITLES["forgotten"],
         "medium",
         cols,
         f"Went from right to wrong between consecutive snapshots at least {FORGOTTEN_EVENTS} times; "
@@ -154,7 +164,7 @@ def _learned_late(df) -> IssueGroup | None:
     learned = df["learned_step"].to_numpy(dtype=np.float64)
     return IssueGroup(
         "learned_late",
-        "learned only in the last quarter",
+        TITLES["learned_late"],
         "low",
         cols,
         f"Stays right only from step {cut:g} or later (the last quarter of steps {steps[0]:g} to "
@@ -163,14 +173,14 @@ def _learned_late(df) -> IssueGroup | None:
     )
 
 
-def _outliers(df, status: str, title: str, description: str) -> IssueGroup | None:
+def _outliers(df, status: str, description: str) -> IssueGroup | None:
     cols = ("outlier_status", "outlier_rank_first", "outlier_rank_last", "outlier_score_last")
     if not _has(df, *cols):
         return None
     mask = df["outlier_status"].astype(str) == status
     return IssueGroup(
         f"{status}_outliers",
-        title,
+        TITLES[f"{status}_outliers"],
         "medium",
         cols,
         description,
@@ -182,7 +192,6 @@ def _persistent_outliers(df) -> IssueGroup | None:
     return _outliers(
         df,
         "persistent",
-        "persistent outliers",
         "Among the most atypical images (rank within the outlier threshold) at the first and the last "
         "snapshot; most atypical at the last first.",
     )
@@ -192,7 +201,6 @@ def _emerging_outliers(df) -> IssueGroup | None:
     return _outliers(
         df,
         "emerging",
-        "emerging outliers",
         "Among the most atypical images at the last snapshot but not at the first: the fine-tuned model "
         "finds them odd; most atypical first.",
     )
@@ -212,7 +220,7 @@ def _largest_movers(df, count: int) -> IssueGroup | None:
     top = top[change[top] > np.median(change)]
     return IssueGroup(
         "largest_movers",
-        "largest movers",
+        TITLES["largest_movers"],
         "low",
         cols,
         f"Up to {count} images whose high-D nearest neighbours changed most between the first and the last "

@@ -92,6 +92,7 @@ def build_table(
     save: bool = True,
     outlier_threshold: int | None = None,
     embeddings: bool = False,
+    analysis=None,
     image_set: str | None = None,
 ):
     """Build (and by default save as ``review.parquet``, see :func:`table_path`) the review
@@ -140,13 +141,14 @@ def build_table(
                                             never saved in ``review.parquet``)
     ============================  ========  ==================================================
 
-    ``outlier_threshold``: a rank; None for :func:`default_threshold`. Raises
+    ``outlier_threshold``: a rank; None for :func:`default_threshold`. ``analysis``: the run's
+    analysis if the caller loaded it already (``load_analysis``), else it is loaded. Raises
     ``AnalysisError`` ("run `spotreview analyze RUN` first") when the run has no up-to-date
     analysis, ``RunDirError`` when ``eval.csv`` does not list an analysed id, and
     ``ReviewError`` when ``embeddings`` is asked for and the last embedding file is missing.
     """
     run = Run(run, image_set).require()
-    a, images, exclusions, threshold = _checked_inputs(run, outlier_threshold)
+    a, images, exclusions, threshold = _checked_inputs(run, outlier_threshold, analysis)
     df = _frame(run, a, images, exclusions, threshold)
     if save:
         path = table_path(run)
@@ -158,12 +160,12 @@ def build_table(
     return df
 
 
-def _checked_inputs(run: Run, outlier_threshold: int | None):
+def _checked_inputs(run: Run, outlier_threshold: int | None, analysis=None):
     """What the table is built from, every part checked: the analysis, image paths relative
     to the run (in the analysis' row order), the exclusions and the outlier threshold."""
     from spotreview.analysis.store import load_analysis
 
-    a = load_analysis(run)
+    a = analysis if analysis is not None else load_analysis(run)
     ev = read_eval_columns(run)
     path_of = dict(zip(ev["id"], ev["path"]))  # each checked to stay inside the run
     missing = [i for i in a.ids if i not in path_of]

@@ -33,3 +33,9 @@ def middle_ellipsis(text: str, n: int) -> str:
     tail = n // 2  # the end gets the odd character: that is where ids differ
     head = n - 1 - tail
     return text[:head] + "…" + text[len(text) - tail :]
+
+
+def end_ellipsis(text: str, n: int) -> str:
+    """``text`` in at most ``n`` characters, cut at the end: ``end_ellipsis("airplane", 5) == "airp…"``."""
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -1,6 +1,6 @@
 // spotreview's HTML player: a canvas 2-D scatter interpolated between snapshots.
 // Data: the JSON in #spotreview-data (see spotreview/rendering/player.py). Exposes window.player
-// (state, project, goTo, play, pause, pin, toggleClass, measureFps) for tests and users.
+// (state, project, goTo, play, pause, pin, toggleClass, colourBy, measureFps) for tests and users.
 (function () {
   'use strict';
   const D = JSON.parse(document.getElementById('spotreview-data').textContent);
@@ -28,6 +28,14 @@
       if (PRED) PRED[s][i] = p.pred[s];
     }
   });
+  // Training dynamics: D.dynamics names the values of each point's "dyn" (NaN where null).
+  const DYN = {};
+  (D.dynamics || []).forEach((name, k) => {
+    DYN[name] = Float64Array.from(D.points, (p) => (p.dyn[k] === null ? NaN : p.dyn[k]));
+  });
+  const ISSUE = D.issue && D.issue.rows.length ? D.issue : null;  // the issue group ringed (--highlight-issue)
+  const IN_ISSUE = new Uint8Array(N);
+  if (ISSUE) for (const i of ISSUE.rows) IN_ISSUE[i] = 1;
   // How the GIF draws the scatter (spotreview/rendering/style.py), read from the data:
   // its class colours, fixed axes, marker and drawing order, so both show the same picture.
   const ORDER = Int32Array.from(D.order);  // rows, later ones on top: no class always on top
@@ -40,10 +48,46 @@
 
   // --- state -------------------------------------------------------------------------------
   const state = {
-    t: 0, playing: false, speed: 1, hidden: new Set(), showExcluded: true,
+    t: 0, playing: false, speed: 1, hidden: new Set(), showExcluded: true, showIssue: true,
     pinned: D.highlight.slice(), hover: -1, target: null, holdUntil: 0,
+    colourBy: 'class', hiddenBy: {},  // hidden: the classes hidden; hiddenBy: mode -> categories hidden
   };
   const stats = { draws: 0, drawMs: 0, tracesDrawn: 0, firstPaintMs: null, thumbsReadyMs: null };
+
+  // --- colour by: the class, or a category from D.colour_by (names and colours) --------------
+  // Only the legend of the mode shown hides points; each mode keeps its own hidden set.
+  const MODES = new Map(D.colour_by.map((m) => [m.key, m]));
+  const rgbOf = (c) => [1, 3, 5].map((k) => parseInt(c.slice(k, k + 2), 16));
+  function categories(key, s) {  // (N,) category index of every point under mode key at snapshot s
+    if (key === 'class') return LABEL;
+    const cat = new Uint8Array(N), top = MODES.get(key).names.length - 1;
+    for (let i = 0; i < N; i++) {
+      if (key === 'correct') cat[i] = PRED[s][i] === LABEL[i] ? 0 : 1;
+      else if (key === 'region') cat[i] = DYN.data_map_region[i];
+      else cat[i] = Math.min(top, DYN.forgetting_events[i]);
+    }
+    return cat;
+  }
+  let view = null;
+  function currentView() {  // categories, colours, hidden set and drawing order of the mode shown
+    const key = state.colourBy, snap = key === 'correct' ? nearest() : -1;
+    if (view && view.key === key && view.snap === snap) return view;
+    const mode = MODES.get(key), cat = categories(key, snap);
+    const names = key === 'class' ? D.class_names : mode.names, colors = key === 'class' ? D.colors : mode.colors;
+    const counts = new Int32Array(names.length);
+    for (let i = 0; i < N; i++) counts[cat[i]]++;
+    let order = ORDER;
+    if (key !== 'class') {  // later categories on top, so the few wrong, hard or forgotten points show
+      const start = new Int32Array(names.length);
+      for (let c = 1; c < names.length; c++) start[c] = start[c - 1] + counts[c - 1];
+      order = new Int32Array(N);
+      for (let k = 0; k < N; k++) { const i = ORDER[k]; order[start[cat[i]]++] = i; }
+    }
+    const hidden = key === 'class' ? state.hidden : (state.hiddenBy[key] = state.hiddenBy[key] || new Set());
+    view = { key, snap, cat, names, colors, rgb: colors.map(rgbOf), counts, order, hidden };
+    return view;
+  }
+  function isHidden(i) { const v = currentView(); return v.hidden.has(v.cat[i]); }
 
   // --- geometry ------------------------------------------------------------------------------
   const canvas = $('scatter'), ctx = canvas.getContext('2d');
@@ -77,7 +121,6 @@
   // Points are stamped into a pixel buffer (anti-aliased discs, alpha-blended in drawing
   // order) and put on the canvas at once: a drawImage or arc per point is too slow for large
   // clouds where the browser rasterises on the CPU (benchmarks/RESULTS.md).
-  const RGB = D.colors.map((c) => [1, 3, 5].map((k) => parseInt(c.slice(k, k + 2), 16)));
   let pixels = null, buf8 = null, buf32 = null;
   function resize() {
     const cssW = Math.max(200, canvas.parentElement.clientWidth);
@@ -91,12 +134,13 @@
   function stampPoints() {
     const cw = canvas.width, ch = canvas.height, rd = R * DPR, reach = Math.ceil(rd + 0.5);
     buf32.fill(0xffffffff);
+    const { cat, hidden, rgb, order } = currentView();
     for (let k = 0; k < N; k++) {
-      const i = ORDER[k];
-      if (EXCLUDED[i] || state.hidden.has(LABEL[i])) continue;
+      const i = order[k];
+      if (EXCLUDED[i] || hidden.has(cat[i])) continue;
       const x = POS[2 * i] * DPR, y = POS[2 * i + 1] * DPR;
       if (!(x === x)) continue;  // NaN
-      const [r, g, b] = RGB[LABEL[i]];
+      const [r, g, b] = rgb[cat[i]];
       const xa = Math.max(0, Math.floor(x - reach)), xb = Math.min(cw - 1, Math.ceil(x + reach));
       const ya = Math.max(0, Math.floor(y - reach)), yb = Math.min(ch - 1, Math.ceil(y + reach));
       for (let py = ya; py <= yb; py++) {
@@ -120,7 +164,7 @@
   const CELL = 12;
   let gridT = -1, gridCols = 0, gridStart = null, gridItems = new Int32Array(N);
   function visible(i) {
-    return !state.hidden.has(LABEL[i]) && (state.showExcluded || !EXCLUDED[i]) && Number.isFinite(POS[2 * i]);
+    return !isHidden(i) && (state.showExcluded || !EXCLUDED[i]) && Number.isFinite(POS[2 * i]);
   }
   function buildGrid() {
     updatePositions();
@@ -196,8 +240,10 @@
       ctx.setLineDash([]); ctx.strokeStyle = 'rgba(255,255,255,0.85)'; ctx.lineWidth = 4; polyline(line);
       ctx.setLineDash(dash); ctx.strokeStyle = color; ctx.lineWidth = 1.6; polyline(line);
     }
-    ctx.setLineDash([]); ctx.fillStyle = D.colors[LABEL[i]]; ctx.strokeStyle = '#111'; ctx.lineWidth = 1;
-    for (const p of pts) if (p) { ctx.beginPath(); ctx.arc(p[0], p[1], 2.5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke(); }
+    // A dot per snapshot in the colour of the mode shown; correct/wrong as it was at that snapshot.
+    const v = currentView(), dot = (s) => (v.key === 'correct' ? v.colors[PRED[s][i] === LABEL[i] ? 0 : 1] : v.colors[v.cat[i]]);
+    ctx.setLineDash([]); ctx.strokeStyle = '#111'; ctx.lineWidth = 1;
+    pts.forEach((p, s) => { if (p) { ctx.fillStyle = dot(s); ctx.beginPath(); ctx.arc(p[0], p[1], 2.5, 0, 2 * Math.PI); ctx.fill(); ctx.stroke(); } });
     const x = POS[2 * i], y = POS[2 * i + 1];
     if (!Number.isFinite(x)) return;
     ring(x, y, Math.max(R + 4, 7), '#fff', 4); ring(x, y, Math.max(R + 4, 7), '#000', 2);
@@ -206,23 +252,33 @@
   function polyline(pts) {
     ctx.beginPath(); pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke();
   }
+  // The issue group's images (--highlight-issue): a ring just outside an outlier's black one.
+  function drawIssueRings() {
+    const r = Math.max(R * 2, 5) + 3;
+    for (const i of ISSUE.rows) {
+      const x = POS[2 * i], y = POS[2 * i + 1];
+      if (!Number.isFinite(x) || isHidden(i)) continue;
+      ring(x, y, r, 'rgba(255,255,255,0.9)', 4); ring(x, y, r, ISSUE.color, 2);
+    }
+  }
   function drawScatter() {
     const t0 = performance.now();
     updatePositions();
     stampPoints();
     ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
     if (state.showExcluded) {
-      for (let i = 0; i < N; i++) if (EXCLUDED[i] && !state.hidden.has(LABEL[i]) && POS[2 * i] === POS[2 * i]) drawCross(POS[2 * i], POS[2 * i + 1]);
+      for (let i = 0; i < N; i++) if (EXCLUDED[i] && !isHidden(i) && POS[2 * i] === POS[2 * i]) drawCross(POS[2 * i], POS[2 * i + 1]);
     }
+    if (ISSUE && state.showIssue) drawIssueRings();
     const near = nearest(), board = D.snapshots[near].board, ranks = [];
     board.forEach((i, k) => {
       const x = POS[2 * i], y = POS[2 * i + 1];
-      if (!Number.isFinite(x) || state.hidden.has(LABEL[i])) return;
+      if (!Number.isFinite(x) || isHidden(i)) return;
       ring(x, y, Math.max(R * 2, 5), '#000', 1.2); ranks.push([String(k + 1), x, y, true]);
     });
     stats.tracesDrawn = 0;
-    for (const i of state.pinned) if (!state.hidden.has(LABEL[i])) drawTrace(i);
-    const pins = state.pinned.filter((i) => !state.hidden.has(LABEL[i]) && Number.isFinite(POS[2 * i]))
+    for (const i of state.pinned) if (!isHidden(i)) drawTrace(i);
+    const pins = state.pinned.filter((i) => !isHidden(i) && Number.isFinite(POS[2 * i]))
       .map((i) => [D.points[i].id, POS[2 * i], POS[2 * i + 1], false]);
     stats.labels = placeLabels(pins.concat(ranks));
     if (state.hover >= 0 && Number.isFinite(POS[2 * state.hover])) {
@@ -257,9 +313,23 @@
       lines.push(`predicted ${escapeHtml(className(PRED[s][i]))} ${ok ? '&#x2713;' : '&#x2717;'}`);
     }
     lines.push(`outlier rank ${fmtInt(RANK[s][i])} of ${fmtInt(N)}`, `score ${fmtScore(SCORE[s][i])}`);
-    lines.push(`<span class="note">at step ${fmtInt(D.snapshots[s].step)}</span>`);
+    lines.push(`<span class="note">at step ${fmtInt(D.snapshots[s].step)}</span>`, ...dynamicsLines(i));
+    if (IN_ISSUE[i]) lines.push(`<b style="color:${ISSUE.color}">&#x25EF; ${escapeHtml(ISSUE.title)}</b>`);
     if (EXCLUDED[i]) lines.push(`<span style="color:#a00">excluded${D.excluded[p.id] ? ': ' + escapeHtml(D.excluded[p.id]) : ''}</span>`);
     return lines.join('<br>');
+  }
+  const fmt3 = (v) => (Number.isFinite(v) ? Number(v.toFixed(3)).toString() : 'n/a');
+  function dynamicsLines(i) {  // the training dynamics of point i, over every snapshot (when the run has them)
+    const v = (name) => DYN[name][i], out = [];
+    if ('confidence_mean' in DYN) {
+      out.push(`confidence ${fmt3(v('confidence_mean'))} &plusmn; ${fmt3(v('confidence_std'))} &middot; correct ${Math.round(100 * v('correct_fraction'))}% of snapshots`);
+      const learned = v('learned_step'), region = MODES.get('region').names[v('data_map_region')];
+      out.push(`forgotten ${fmtInt(v('forgetting_events'))}&times; &middot; ` +
+        (Number.isFinite(learned) ? `learned at step ${fmtInt(learned)}` : 'not learned (wrong at the last snapshot)'));
+      out.push(`margin ${fmt3(v('margin_mean'))} &middot; data map: ${escapeHtml(region)}`);
+    }
+    if ('neighbour_change' in DYN) out.push(`neighbour change ${fmt3(v('neighbour_change'))}`);
+    return out.length ? [`<span class="dyn">${out.join('<br>')}</span>`] : [];
   }
   function escapeHtml(s) {
     return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
@@ -311,7 +381,7 @@
     if (on === undefined) on = k < 0;
     if (on && k < 0) state.pinned.push(i);
     if (!on && k >= 0) state.pinned.splice(k, 1);
-    if (on && state.hidden.has(LABEL[i])) toggleClass(LABEL[i]);
+    if (on && isHidden(i)) toggleCategory(currentView().cat[i]);
     renderPins(); renderBoard(true); requestDraw();
   }
 
@@ -391,29 +461,60 @@
     $('step').textContent = `step ${fmtInt(snap.step)} \u00b7 ${s + 1}/${S}`;
     if (Number(slider.value) !== s && document.activeElement !== slider) slider.value = String(s);
   }
-  function renderLegend() {
-    const el = $('legend'); el.textContent = '';
-    const counts = new Array(C).fill(0); LABEL.forEach((c) => counts[c]++);
-    legendButtons = D.class_names.map((name, c) => {
-      const b = document.createElement('button'); b.dataset.class = c;
-      b.innerHTML = `<span class="swatch" style="background:${D.colors[c]}"></span>${escapeHtml(name)}`;
-      b.title = `${fmtInt(counts[c])} images of ${className(c)}; click to hide or show them`;
-      b.addEventListener('click', () => toggleClass(c)); el.appendChild(b); return b;
+  function renderLegend() {  // the categories of the mode shown, then the excluded and issue toggles
+    const el = $('legend'), v = currentView(), cls = v.key === 'class'; el.textContent = '';
+    const at = v.key === 'correct' ? ` at step ${fmtInt(D.snapshots[v.snap].step)}` : '';
+    legendButtons = v.names.map((name, c) => {
+      const b = document.createElement('button'); b.dataset[cls ? 'class' : 'category'] = c;
+      b.innerHTML = `<span class="swatch" style="background:${v.colors[c]}"></span>${escapeHtml(name)}` +
+        (cls ? '' : ` <span class="count">${fmtInt(v.counts[c])}</span>`);
+      b.title = `${fmtInt(v.counts[c])} images ${cls ? 'of ' + className(c) : name + at}; click to hide or show them`;
+      b.classList.toggle('off', v.hidden.has(c));
+      b.addEventListener('click', () => toggleCategory(c)); el.appendChild(b); return b;
     });
     const nEx = EXCLUDED.reduce((a, b) => a + b, 0);
     if (nEx) {
-      const b = document.createElement('button'); b.id = 'toggle-excluded';
+      const b = document.createElement('button'); b.id = 'toggle-excluded'; b.classList.toggle('off', !state.showExcluded);
       b.textContent = '\u00d7 excluded'; b.title = `${fmtInt(nEx)} images excluded by the reviewer; click to hide or show them`;
       b.addEventListener('click', () => { state.showExcluded = !state.showExcluded; b.classList.toggle('off', !state.showExcluded); gridT = -1; requestDraw(); });
       el.appendChild(b);
     }
+    if (ISSUE) {
+      const b = document.createElement('button'); b.id = 'toggle-issue'; b.classList.toggle('off', !state.showIssue);
+      b.innerHTML = `<span class="swatch ring" style="border-color:${ISSUE.color}"></span>${escapeHtml(ISSUE.title)} (${fmtInt(ISSUE.rows.length)})`;
+      b.title = `the ${fmtInt(ISSUE.rows.length)} images of the issue group "${ISSUE.title}", ringed; click to hide or show the rings`;
+      b.addEventListener('click', () => { state.showIssue = !state.showIssue; b.classList.toggle('off', !state.showIssue); requestDraw(); });
+      el.appendChild(b);
+    }
   }
-  function toggleClass(c) {
-    if (state.hidden.has(c)) state.hidden.delete(c); else state.hidden.add(c);
-    legendButtons[c].classList.toggle('off', state.hidden.has(c));
-    if (state.hover >= 0 && state.hidden.has(LABEL[state.hover])) state.hover = -1;
+  function toggleCategory(c) {  // hide or show category c of the mode shown
+    const v = currentView();
+    if (v.hidden.has(c)) v.hidden.delete(c); else v.hidden.add(c);
+    legendButtons[c].classList.toggle('off', v.hidden.has(c));
+    if (state.hover >= 0 && isHidden(state.hover)) state.hover = -1;
     gridT = -1; requestDraw();
   }
+  function toggleClass(c) {  // the class legend's toggle, whatever the points are coloured by
+    if (state.colourBy === 'class') { toggleCategory(c); return; }
+    if (state.hidden.has(c)) state.hidden.delete(c); else state.hidden.add(c);
+  }
+  const colourMenu = $('colour-by');
+  for (const m of D.colour_by) {
+    const o = document.createElement('option'); o.value = m.key; o.textContent = m.label;
+    if (m.missing) { o.disabled = true; o.title = m.missing; o.textContent += ' (unavailable)'; }
+    colourMenu.appendChild(o);
+  }
+  const unavailable = D.colour_by.filter((m) => m.missing);
+  if (unavailable.length) colourMenu.title = unavailable.map((m) => `${m.label}: ${m.missing}`).join('\n');
+  function colourBy(key) {  // colour the points by mode key; false when this run lacks what it needs
+    const mode = MODES.get(key);
+    if (!mode || mode.missing) return false;
+    state.colourBy = key; colourMenu.value = key; gridT = -1; tipRow = -1;
+    if (state.hover >= 0 && isHidden(state.hover)) state.hover = -1;
+    renderLegend(); requestDraw();
+    return true;
+  }
+  colourMenu.addEventListener('change', () => colourBy(colourMenu.value));
   function setPlaying(on) {
     state.playing = on; state.target = null;
     if (on && state.t >= S - 1) state.t = 0;
@@ -442,7 +543,7 @@
       if (state.t === state.target) state.target = null;
     }
     drawScatter();
-    if (nearest() !== lastNear) { lastNear = nearest(); renderHeader(); renderBoard(); }
+    if (nearest() !== lastNear) { lastNear = nearest(); renderHeader(); renderBoard(); if (state.colourBy === 'correct') renderLegend(); }
     if (lastLossT !== state.t) { lastLossT = state.t; drawLoss(); }
     showTooltip();
     if (stats.firstPaintMs === null) { stats.firstPaintMs = performance.now(); document.body.dataset.ready = '1'; }
@@ -486,7 +587,7 @@
   }
 
   window.player = {
-    state, stats, project, goTo, pin, toggleClass, measureFps,
+    state, stats, project, goTo, pin, toggleClass, colourBy, measureFps,
     play: () => setPlaying(true), pause: () => setPlaying(false),
     row: (id) => (ROW.has(id) ? ROW.get(id) : -1), nearest, size: () => [W, H],
   };
