@@ -109,13 +109,16 @@ def _likely_mislabelled(df) -> IssueGroup | None:
     cols = ("is_label_issue_last", "label_quality_last", "label", "prediction_last")
     if not _has(df, *cols):
         return None
+    # Ordered by label quality: of the signals measured on flipped training labels, it ranks
+    # them best (benchmarks/RESULTS.md); confidence and margin are shown as a second opinion.
+    second = tuple(c for c in ("confidence_mean", "margin_mean") if c in df.columns)
     return IssueGroup(
         "likely_mislabelled",
         TITLES["likely_mislabelled"],
         "high",
-        cols,
+        cols + second,
         "cleanlab's find_label_issues flags the label as probably wrong at the last snapshot; "
-        "lowest label quality first.",
+        "lowest label quality first (confidence_mean and margin_mean over training are a second opinion).",
         _ordered(df, df["is_label_issue_last"], "label_quality_last", descending=False),
     )
 
