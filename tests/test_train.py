@@ -250,7 +250,8 @@ def test_dataset_errors_reach_the_cli_as_one_line(tmp_path):
 @pytest.mark.slow
 def test_finetune_resumes_after_kill_9(tmp_path):
     """kill -9 after a checkpoint, then the same command again: it resumes from the rolling checkpoint
-    and ends with every snapshot; status/approve/export meanwhile say the run is unfinished."""
+    and ends with every snapshot of both image sets; status/approve/export meanwhile say the run
+    is unfinished."""
     import os
     import signal
     import subprocess
@@ -259,6 +260,7 @@ def test_finetune_resumes_after_kill_9(tmp_path):
     from pathlib import Path
 
     args = ["finetune", "--eval-size", "30", "--epochs", "1", "--batch-size", "64", "--save-steps", "4", "-q"]
+    args += ["--record-train", "50"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     out = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -289,10 +291,14 @@ def test_finetune_resumes_after_kill_9(tmp_path):
     log = pd.read_csv(run.log_csv)
     assert log.dropna(subset=["loss"])["step"].tolist() == list(range(2, 24, 2))  # the whole loss curve
 
-    whole = finetune(tmp_path / "whole", eval_size=30, epochs=1, batch_size=64, save_steps=4, quiet=True).run
-    assert whole.snapshots() == run.snapshots()
-    for step in whole.snapshots():  # byte-identical to the uninterrupted run
-        assert whole.embedding_path(step).read_bytes() == run.embedding_path(step).read_bytes(), step
+    whole = finetune(
+        tmp_path / "whole", eval_size=30, epochs=1, batch_size=64, save_steps=4, record_train=50, quiet=True
+    ).run
+    assert whole.snapshots() == run.snapshots() == run.for_set("train").snapshots()
+    for step in whole.snapshots():  # byte-identical to the uninterrupted run, both sets
+        for image_set in ("eval", "train"):
+            a, b = whole.for_set(image_set), run.for_set(image_set)
+            assert a.embedding_path(step).read_bytes() == b.embedding_path(step).read_bytes(), (step, image_set)
 
 
 def test_recorder_refuses_another_eval_set_unless_overwrite(tmp_path):
