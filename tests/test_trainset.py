@@ -26,7 +26,7 @@ def recorded(tmp_path_factory) -> Run:
     result = CliRunner().invoke(cli, ["finetune", "--out", str(out), "--record-train", "40", *TINY])
     assert result.exit_code == 0, result.output
     assert "4 snapshots (steps 0..6) of 30 eval images and 40 training images" in result.output
-    assert "Recording the snapshots took eval " in result.output and ", train " in result.output
+    assert "Recording the snapshots took " in result.output
     result = CliRunner().invoke(cli, ["analyze", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     return Run(out)
@@ -45,7 +45,7 @@ def test_finetune_records_a_stratified_training_sample_at_every_snapshot(recorde
         assert probs.shape == (40, 10) and np.allclose(probs.sum(1), 1, atol=1e-4)
     manifest = recorded.read_manifest()
     assert manifest["num_train_recorded"] == 40 and manifest["command"]["record_train"] == 40
-    assert set(manifest["record_seconds_by_set"]) == {"eval", "train"}
+    assert 0 < manifest["record_seconds"] < manifest["seconds"]
 
 
 def test_analyze_analyses_both_sets_and_the_tables_differ(recorded):

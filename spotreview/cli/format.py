@@ -18,12 +18,11 @@ def format_finetuned(done) -> str:
     acc = " -> ".join(f"{a:.1%} (step {s})" for s, a in done.accuracy.items() if a is not None)
     kept = f", {done.checkpoints} checkpoints" if done.checkpoints else ""
     train = f" and {done.num_train_recorded} training images" if done.num_train_recorded else ""
-    cost = ", ".join(f"{name} {done.record_seconds[name]:.1f} s" for name in sorted(done.record_seconds))
     return "\n".join(
         [
             f"Fine-tuned {done.model} on {done.dataset} in {done.seconds:.0f} s: "
             f"{len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) of {done.num_images} eval images{train}",
-            f"Recording the snapshots took {cost} of it (one forward pass per image set and snapshot)",
+            f"Recording the snapshots took {done.record_seconds:.0f} s of it",
             *([f"Eval accuracy: {acc}"] if acc else []),
             f"Run: {done.run.root} (embeddings/, log.csv, images/, eval.csv, manifest.json{kept}"
             + (", train/ for `--set train`)" if train else ")"),

@@ -62,7 +62,7 @@ class Finetuned:
     num_images: int  # evaluation images embedded per snapshot
     num_train_recorded: int  # training images embedded per snapshot (the training set; 0: none)
     seconds: float  # training time
-    record_seconds: dict[str, float]  # of which recording, per image set ("eval", "train")
+    record_seconds: float  # of which recording snapshots (every image set)
     accuracy: dict[int, float | None]  # eval accuracy at the first and the last snapshot
     checkpoints: int  # checkpoint-STEP directories kept
 
@@ -304,7 +304,6 @@ def _finish(run: Run, manifest: dict, recorder, images, keep_checkpoints: bool, 
         finished=True,
         seconds=round(seconds, 1),
         record_seconds=round(recorder.seconds, 1),  # of which recording snapshots
-        record_seconds_by_set={k: round(v, 1) for k, v in recorder.seconds_by_set.items()},
         num_train_recorded=_set_size(run.for_set(TRAIN)),
         snapshots=steps,
         accuracy={str(s): _accuracy(run, s, images.eval_labels) for s in (steps[0], steps[-1])},
@@ -318,7 +317,7 @@ def _finish(run: Run, manifest: dict, recorder, images, keep_checkpoints: bool, 
         num_images=len(images.eval_ids),
         num_train_recorded=manifest["num_train_recorded"],
         seconds=manifest["seconds"],
-        record_seconds=manifest["record_seconds_by_set"],
+        record_seconds=manifest["record_seconds"],
         accuracy={s: manifest["accuracy"][str(s)] for s in (steps[0], steps[-1])},
         checkpoints=len(run.checkpoints()),
     )

@@ -73,7 +73,7 @@ class EmbeddingRecorder(TrainerCallback):
     ``train-00000``...): training images to record at every snapshot too, as the run's training
     set (``train/``: ``spotreview review RUN --set train``). Mislabels that hurt are in the
     training data; each snapshot then costs one more forward pass over these images
-    (``seconds_by_set``). Give a sample for a large training set.
+    (``seconds`` covers both). Give a sample for a large training set.
     ``write_log``: write ``log.csv`` (one row per Trainer log) from ``on_log``.
     """
 
@@ -119,7 +119,6 @@ class EmbeddingRecorder(TrainerCallback):
         self.recorded: list[int] = []
         self.processes = 1  # processes that shared the last snapshot (torchrun / accelerate launch)
         self.seconds = 0.0  # spent recording (preprocessing, forward passes, gathering, writing)
-        self.seconds_by_set: dict[str, float] = {}  # of which each image set's forward passes and writes
         self.overwrite = overwrite
         writer = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK in every process
         if overwrite and writer and self.run.eval_csv.is_file():
@@ -175,10 +174,7 @@ class EmbeddingRecorder(TrainerCallback):
         model.eval()  # no dropout: the embedding of the weights, not of one noisy pass
         try:
             for image_set in self._sets:
-                started = time.perf_counter()
                 self._record_set(image_set, step, model, rank, world)
-                name = image_set.run.image_set
-                self.seconds_by_set[name] = self.seconds_by_set.get(name, 0.0) + time.perf_counter() - started
         finally:
             model.train(was_training)
         self.recorded.append(step)
