@@ -41,6 +41,8 @@ _EXPORTS = {
     "Approval": "reviewing.approval",
     "ApprovalStatus": "reviewing.approval",
     "run_status": "reviewing.status",
+    "follow": "reviewing.follow",
+    "FollowUpdate": "reviewing.follow",
     "RunStatus": "reviewing.status",
     "SnapshotMetrics": "reviewing.status",
     "write_bundle": "reviewing.bundle",

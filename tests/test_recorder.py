@@ -258,6 +258,7 @@ def test_ddp_on_two_cpu_processes_records_what_one_process_embeds(folder, tmp_pa
         "snapshots.csv",
         *(f"train/embeddings/step-{s}{x}" for s in (0, 12, 4, 8) for x in (".npy", ".probs.npy")),
         "train/train.csv",
+        "training.json",
     ]
 
     from conftest import vit_processor  # the script's processor

@@ -110,3 +110,21 @@ def format_status(status) -> str:
     lines.append(f"exclusions:  {len(status.exclusions)}")
     lines.append(f"approval:    {status.approval.message}")
     return "\n".join(lines)
+
+
+def format_follow(update) -> list[str]:
+    """A ``FollowUpdate``: one line per new snapshot, or the training's new state."""
+    lines = []
+    for m in update.new:
+        acc = "n/a" if m.accuracy != m.accuracy else f"{m.accuracy:.3f}"
+        lines.append(
+            f"step {m.step:<6} accuracy {acc}  kNN accuracy {m.knn_accuracy:.3f}  most atypical {', '.join(m.top)}"
+        )
+    ended = {
+        "finished": f"training finished: {update.snapshots} snapshots",
+        "stopped": f"training stopped unfinished at {update.snapshots} snapshots (its process is gone); "
+        "re-run the same command to resume it",
+    }
+    if update.state in ended:
+        lines.append(ended[update.state])
+    return lines

@@ -9,7 +9,7 @@ import click
 
 import spotreview
 from spotreview import defaults as D
-from spotreview.cli.format import format_approval_preview, format_approved, format_status
+from spotreview.cli.format import format_approval_preview, format_approved, format_follow, format_status
 from spotreview.cli.options import IMAGE_SET, LAYOUT, QUIET, RUN, THRESHOLD, run_view
 
 
@@ -43,10 +43,14 @@ def _later(run) -> str:
     is_flag=True,
     help="Add the last snapshot's embedding (for Spotlight's similarity map; costs memory).",
 )
+@click.option(
+    "--follow", is_flag=True, help="RUN is still training: show each new snapshot as it lands (from the first on)."
+)
 @IMAGE_SET
 @QUIET
 def review_cmd(
     run,
+    follow,
     image_set,
     layout_file,
     host,
@@ -66,6 +70,7 @@ def review_cmd(
     """
     result = spotreview.review(
         run,
+        follow=follow,
         image_set=image_set,
         layout=layout_file,
         host=host,
@@ -78,6 +83,9 @@ def review_cmd(
         outlier_threshold=outlier_threshold,
         embeddings=embeddings,
     )
+    if not result.url:
+        click.echo("review ended: no snapshot appeared before --timeout")
+        return
     click.echo(f"review ended ({result.ended})")
     if result.bundle is not None:
         click.echo(
@@ -86,6 +94,9 @@ def review_cmd(
         )
         return
     run = spotreview.Run(run, image_set)
+    if result.training in ("training", "stopped"):  # approval covers a finished run only
+        click.echo(f"Not approved: the run is {'still training' if result.training == 'training' else 'unfinished'}")
+        return
     if no_approve_prompt or not _interactive() or not click.confirm(f"Approve {run.label} for export?"):
         click.echo(f"Not approved; {_later(run)}")
         return
@@ -154,9 +165,25 @@ def approve_cmd(run, by, layout_file, yes, image_set):
 @click.command("status")
 @RUN
 @IMAGE_SET
-def status_cmd(run, image_set):
+@click.option("--follow", is_flag=True, help="Print a line per new snapshot until training ends (or --timeout).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --follow: stop after this many seconds.",
+)
+def status_cmd(run, image_set, follow, timeout):
     """Snapshots, first/last metrics, exclusions and approval state of RUN."""
-    click.echo(format_status(spotreview.run_status(run_view(run, image_set))))
+    run = run_view(run, image_set)
+    if not follow:
+        click.echo(format_status(spotreview.run_status(run)))
+        return
+    try:
+        for update in spotreview.follow(run, timeout=timeout):
+            for line in format_follow(update):
+                click.echo(line)
+    except KeyboardInterrupt:
+        click.echo("stopped following")
 
 
 @click.group("layout")

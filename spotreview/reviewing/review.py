@@ -25,6 +25,7 @@ from spotreview.analysis.dynamics import REGIONS
 from spotreview.analysis.store import result_files
 from spotreview.defaults import HOST, REVIEW_POLL
 from spotreview.errors import ReviewError, SpotreviewError
+from spotreview.reviewing.follow import Follower, wait_for_snapshots
 from spotreview.reviewing.issues import issue_groups
 from spotreview.reviewing.layouts import check_layout_columns, default_layout, import_spotlight, load_layout
 from spotreview.reviewing.table import (
@@ -53,6 +54,7 @@ class ReviewResult:
     layout: str | None  # the layout file given, None for the default
     bundle: Path | None  # the bundle reviewed, None for a run directory
     decisions: Path | None  # the bundle's decisions file, where exclusions made on it go
+    training: str | None = None  # follow: how training stood at the end (training, finished, stopped, unknown)
 
 
 def _dtypes(df) -> dict:
@@ -138,7 +140,34 @@ class RunSource:
         return absolute_images(df, self.run.root)
 
 
-def _source(target, *, outlier_threshold, embeddings, image_set):
+class LiveRunSource(RunSource):
+    """A run still being written (``review --follow``): every new snapshot is analysed (only
+    what changed: :class:`spotreview.reviewing.follow.Follower`) before the table is rebuilt."""
+
+    def __init__(self, run: Run, *, quiet: bool = False, **options):
+        super().__init__(run, **options)
+        self.follower = Follower(run)
+        self.quiet = quiet
+        # a new snapshot renames its file into embeddings/, which changes the folder's mtime
+        self.watched = (*self.watched, run.embeddings_dir, run.root / "training.json")
+
+    def table(self):
+        update = self.follower.update()
+        if update is not None and not self.quiet:
+            steps = ", ".join(str(m.step) for m in update.new) or "none"
+            logger.info("%s: %d snapshots (new: %s); training %s", self.name, update.snapshots, steps, update.state)
+        # the analysis just made (not loaded and checked again); review.parquet once training is done
+        df = build_table(
+            self.run,
+            analysis=self.follower.analysis,
+            save=self.follower.done,
+            outlier_threshold=self._threshold,
+            embeddings=self._embeddings,
+        )
+        return absolute_images(df, self.run.root)
+
+
+def _source(target, *, outlier_threshold, embeddings, image_set, follow: bool = False, quiet: bool = False):
     """A run directory (seen from ``image_set``) or a review bundle (``.zip``, see
     :mod:`spotreview.reviewing.bundle`)."""
     if Path(target).is_file():
@@ -148,8 +177,13 @@ def _source(target, *, outlier_threshold, embeddings, image_set):
             raise ReviewError(f"{target} is a bundle, which holds no embeddings; drop --embeddings")
         if image_set is not None:
             raise ReviewError(f"{target} is a bundle, which holds the image set it was made from; drop --set")
+        if follow:
+            raise ReviewError(f"{target} is a bundle, which never changes; drop --follow")
         return BundleSource(target)
-    return RunSource(Run(target, image_set).require(), outlier_threshold=outlier_threshold, embeddings=embeddings)
+    run = Run(target, image_set).require()
+    if follow:
+        return LiveRunSource(run, outlier_threshold=outlier_threshold, embeddings=embeddings, quiet=quiet)
+    return RunSource(run, outlier_threshold=outlier_threshold, embeddings=embeddings)
 
 
 class ReviewSession:
@@ -262,6 +296,7 @@ def start_review(
     outlier_threshold: int | None = None,
     embeddings: bool = False,
     image_set: str | None = None,
+    follow: bool = False,
 ) -> ReviewSession:
     """Build the review table and serve it in Spotlight without blocking.
 
@@ -270,11 +305,14 @@ def start_review(
     None for the bundle's layout or ``default_layout()``. ``outlier_threshold``,
     ``embeddings``: see ``table.build_table`` (runs only). ``image_set``: ``"train"`` serves
     the run's recorded training images (None: the set ``run`` views, the evaluation set for a
-    path). ``port``:
+    path). ``follow``: the run is still being written; each new snapshot is analysed and the
+    table re-served (the run must have a snapshot already: :func:`review` waits for one). ``port``:
     None picks a free one. ``insecure`` lets Spotlight serve a non-local ``host`` without
     TLS (trusted networks only). Returns a running ``ReviewSession``; close it when done.
     """
-    source = _source(run, outlier_threshold=outlier_threshold, embeddings=embeddings, image_set=image_set)
+    source = _source(
+        run, outlier_threshold=outlier_threshold, embeddings=embeddings, image_set=image_set, follow=follow, quiet=quiet
+    )
     df = source.table()  # first: a missing analysis is the likeliest error, and cheap
     if layout is not None:
         parsed = load_layout(layout)
@@ -362,15 +400,25 @@ def review(
     outlier_threshold: int | None = None,
     embeddings: bool = False,
     image_set: str | None = None,
+    follow: bool = False,
 ) -> ReviewResult:
     """Serve ``run``'s review table in Spotlight until Ctrl-C or ``timeout`` seconds
     (``image_set="train"``: the recorded training images; see :func:`start_review`).
+    ``follow``: review a run while it trains, from its first snapshot on (waited for): each
+    new snapshot is analysed and shown; the result's ``training`` says how training stood at
+    the end.
 
     Logs the URL (unless ``quiet``); re-serves the table when ``exclusions.json`` or the
     analysis changes (checked every ``poll`` seconds). Returns how the review ended.
     """
+    started = time.monotonic()
+    if follow and not _wait_for_first_snapshot(run, image_set, timeout, poll, quiet):
+        return ReviewResult(url="", ended="timeout", refreshes=0, layout=None, bundle=None, decisions=None)
+    if timeout is not None:
+        timeout = max(timeout - (time.monotonic() - started), 0.001)
     session = start_review(
         run,
+        follow=follow,
         layout=layout,
         host=host,
         port=port,
@@ -405,4 +453,18 @@ def review(
         layout=None if layout is None else str(layout),
         bundle=None if bundle is None else session.source.name,
         decisions=bundle,
+        training=session.source.follower.state if follow else None,
     )
+
+
+def _wait_for_first_snapshot(run, image_set, timeout, poll: float, quiet: bool) -> bool:
+    """``review(follow=True)`` before Spotlight starts: wait for the run's first snapshot
+    (False on timeout); Ctrl-C while waiting raises KeyboardInterrupt as usual."""
+    if Path(run).is_file():
+        return True  # a bundle: start_review says it cannot be followed
+    view = Run(run, image_set).require()
+    if view.snapshots() and view.eval_csv.is_file():
+        return True
+    if not quiet:
+        logger.info("waiting for the first snapshot of %s", view.label)
+    return wait_for_snapshots(view, timeout=timeout, poll=poll, stop=threading.Event())

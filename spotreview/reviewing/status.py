@@ -42,7 +42,8 @@ class RunStatus:
     analysis_error: str | None  # why there is no (up-to-date) analysis
 
 
-def _metrics(a: Analysis, k: int) -> SnapshotMetrics:
+def snapshot_metrics(a: Analysis, k: int) -> SnapshotMetrics:
+    """The metrics of snapshot ``k`` (an index into ``a.steps``) of the analysis ``a``."""
     top = a.top(k % len(a.steps), TOP)
     return SnapshotMetrics(
         step=int(a.steps[k]),
@@ -72,7 +73,7 @@ def run_status(run) -> RunStatus:
         exclusions=read_exclusions(run),
         approval=approval_status(run, analysis=a),  # the analysis is hashed once
         align=None if a is None else a.align,
-        first=None if a is None else _metrics(a, 0),
-        last=None if a is None else _metrics(a, -1),
+        first=None if a is None else snapshot_metrics(a, 0),
+        last=None if a is None else snapshot_metrics(a, -1),
         analysis_error=error,
     )

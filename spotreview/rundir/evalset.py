@@ -32,6 +32,7 @@ _DERIVED = (
     "approval.json",
     "export.json",
     "exclusions.json",
+    "training.json",
     TRAIN,
 )
 

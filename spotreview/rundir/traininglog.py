@@ -1,5 +1,6 @@
-"""The training log of a run: ``log.csv`` (one row per Trainer log) and ``snapshots.csv``
-(the step and epoch of every recorded snapshot).
+"""The training log of a run: ``log.csv`` (one row per Trainer log), ``snapshots.csv``
+(the step and epoch of every recorded snapshot) and ``training.json`` (whether training is
+going on, and who writes it: what a live review follows).
 
 ``log.csv`` is written by :class:`spotreview.training.recorder.EmbeddingRecorder` from the Trainer's
 ``on_log``, or, for checkpoints trained elsewhere, from the newest ``trainer_state.json``'s
@@ -12,10 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
+import time
 from pathlib import Path
 
 from spotreview.errors import RunDirError
-from spotreview.rundir.atomic import write_text
+from spotreview.rundir.atomic import write_json, write_text
 from spotreview.rundir.run import Run, read_csv_columns
 
 logger = logging.getLogger(__name__)
@@ -125,3 +129,43 @@ def warn_if_unfinished(run: Run, doing: str) -> None:
             doing,
             run.root,
         )
+
+
+def write_training_state(run: Run, state: str, *, step: int | None = None, max_steps: int | None = None) -> None:
+    """``training.json``: ``state`` ("training" or "finished"), the step reached, the planned
+    last step, and the writing process (pid, host), so a follower can tell a run that is still
+    being written from one whose writer died."""
+    write_json(
+        run.root / "training.json",
+        {
+            "state": state,
+            "step": step,
+            "max_steps": max_steps,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "updated": time.time(),
+        },
+    )
+
+
+def training_state(run: Run) -> str:
+    """Where the training of ``run`` stands: "training" (its writer is alive), "finished",
+    "stopped" (``training.json`` says training, but its process on this host is gone), or
+    "unknown" (no ``training.json``: recorded before it existed, or embedded from checkpoints;
+    a writer on another host is taken as alive)."""
+    try:
+        record = json.loads((run.root / "training.json").read_text(encoding="utf-8"))
+        state, pid, host = record["state"], int(record["pid"]), record["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown"
+    if state != "training":
+        return "finished" if state == "finished" else "unknown"
+    if host != socket.gethostname():
+        return "training"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "stopped"
+    except PermissionError:  # alive, another user's
+        pass
+    return "training"

@@ -2,8 +2,9 @@
 
 It writes ``embeddings/step-STEP.npy`` (+ ``.probs.npy``) at step 0, at every save the
 Trainer makes (whatever ``save_strategy``), at the last step and at its own cadence; the
-step and epoch of each snapshot into ``snapshots.csv``; and ``log.csv`` from the Trainer's
-logs. It never changes what the Trainer does (saves, best model, resume).
+step and epoch of each snapshot into ``snapshots.csv``; ``log.csv`` from the Trainer's
+logs; and ``training.json`` (training or finished, and its process) for a live review.
+It never changes what the Trainer does (saves, best model, resume).
 
 Under ``torchrun`` / ``accelerate launch`` every process embeds its share of the evaluation
 set and process 0 gathers the shares in evaluation order and writes every file.
@@ -31,7 +32,7 @@ from spotreview.errors import DataError, SpotreviewError
 from spotreview.rundir.atomic import sha256_bytes
 from spotreview.rundir.evalset import check_eval_set, clear_eval_set, read_eval, write_eval_set
 from spotreview.rundir.run import EVAL, TRAIN, Run, write_snapshot
-from spotreview.rundir.traininglog import log_row, record_snapshot, write_log
+from spotreview.rundir.traininglog import log_row, record_snapshot, write_log, write_training_state
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class EmbeddingRecorder(TrainerCallback):
         self._order = False  # probability columns in the run's class order (models.label_order), once known
         self._class_names = list(class_names) if class_names is not None else None
         self.recorded: list[int] = []
+        self._training = False  # between the Trainer's on_train_begin and on_train_end
+        self._max_steps: int | None = None
         self.processes = 1  # processes that shared the last snapshot (torchrun / accelerate launch)
         self.seconds = 0.0  # spent recording (preprocessing, forward passes, gathering, writing)
         self.overwrite = overwrite
@@ -180,6 +183,8 @@ class EmbeddingRecorder(TrainerCallback):
         self.recorded.append(step)
         if rank == 0:
             record_snapshot(self.run, step, epoch)
+            if self._training:  # inside a Trainer's train(); record() called by hand says nothing of training
+                write_training_state(self.run, "training", step=step, max_steps=self._max_steps)
 
     def _record_set(self, image_set: _Set, step: int, model, rank: int, world: int) -> None:
         """One image set's ``step-STEP`` files: every process embeds its share, process 0 writes."""
@@ -209,6 +214,9 @@ class EmbeddingRecorder(TrainerCallback):
 
     # --- Trainer events ------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._training, self._max_steps = True, state.max_steps
+        if _world()[0] == 0:
+            write_training_state(self.run, "training", step=state.global_step, max_steps=state.max_steps)
         if state.global_step == 0:
             self.record(0, model, 0.0)
         elif not self.run.embedding_path(state.global_step).is_file():
@@ -226,6 +234,11 @@ class EmbeddingRecorder(TrainerCallback):
 
     def on_save(self, args, state, control, model=None, **kwargs):
         self.record(state.global_step, model, state.epoch)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._training = False
+        if _world()[0] == 0:
+            write_training_state(self.run, "finished", step=state.global_step, max_steps=state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         # log_history holds every log of this training, also those before a resume
