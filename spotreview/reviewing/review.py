@@ -27,6 +27,8 @@ from spotreview.defaults import HOST, REVIEW_POLL
 from spotreview.errors import ReviewError, SpotreviewError
 from spotreview.reviewing.issues import issue_groups
 from spotreview.reviewing.layouts import check_layout_columns, default_layout, import_spotlight, load_layout
+from spotreview.reviewing.served import analytics_choice as _analytics_choice
+from spotreview.reviewing.served import served_record, serving
 from spotreview.reviewing.table import (
     CATEGORY_COLUMNS,
     EMBEDDING_COLUMN,
@@ -93,34 +95,6 @@ def _issues(df) -> list:
         )
         for g in issue_groups(df)
     ]
-
-
-@contextlib.contextmanager
-def _analytics_choice(analytics: bool):
-    """While active, Spotlight's usage analytics are off (``analytics`` false) or allowed.
-
-    Spotlight's server is a subprocess that reads ``SPOTLIGHT_OPT_OUT`` / ``SPOTLIGHT_OPT_IN``
-    from the environment it starts with, a copy of ``os.environ``: the variables are set while
-    the server starts, and this process's settings object with them; both are restored after.
-    """
-    from renumics.spotlight.settings import settings
-
-    keys = ("SPOTLIGHT_OPT_OUT", "SPOTLIGHT_OPT_IN")
-    saved_env, saved = {k: os.environ.get(k) for k in keys}, (settings.opt_out, settings.opt_in)
-    os.environ["SPOTLIGHT_OPT_OUT"] = "false" if analytics else "true"
-    settings.opt_out = not analytics
-    if not analytics:
-        os.environ["SPOTLIGHT_OPT_IN"] = "false"
-        settings.opt_in = False
-    try:
-        yield
-    finally:
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        settings.opt_out, settings.opt_in = saved
 
 
 class RunSource:
@@ -294,6 +268,7 @@ def start_review(
             contextlib.redirect_stdout(io.StringIO()),
             popen_dying_with_parent(spotlight_server),
             _analytics_choice(analytics),
+            serving(served_record(source, layout=layout, host=host, insecure=insecure)),  # for the plugin
         ):
             viewer.show(
                 df,
