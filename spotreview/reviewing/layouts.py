@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spotreview.errors import ReviewError
+from spotreview.reviewing.served import PLUGIN, plugin_available
 from spotreview.rundir.atomic import write_text
 
 # Names of the widgets in the default layout; the browser test finds the plots by them.
@@ -32,7 +33,6 @@ DATA_MAP_COLUMNS = ("confidence_std", "confidence_mean", "data_map_region")
 
 # What the spotreview Spotlight plugin (renumics/spotlight_plugins/spotreview) adds to a page;
 # its frontend registers the widget and the lens under these keys.
-PLUGIN = "renumics.spotlight_plugins.spotreview"
 SNAPSHOTS_WIDGET = "spotreview-snapshots"  # every snapshot's aligned 2-D coordinates, played
 SNAPSHOTS_PLOT = "snapshots (aligned PCA, played)"
 EXCLUDE_LENS = "SpotreviewExcludeLens"  # exclude toggle and reason for the inspected image
@@ -52,16 +52,6 @@ def import_spotlight():
     from renumics import spotlight
 
     return spotlight
-
-
-def plugin_available() -> bool:
-    """Whether the spotreview Spotlight plugin is installed where Spotlight's servers find it."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(PLUGIN) is not None
-    except ImportError:  # ``renumics`` itself is missing
-        return False
 
 
 # --- layouts ---------------------------------------------------------------------------

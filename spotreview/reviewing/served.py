@@ -7,7 +7,9 @@ Spotlight's server is a child process started with a copy of ``os.environ``; whi
 * :func:`serving` puts a :class:`Served` record (JSON) in ``SPOTREVIEW_SERVED``: the run or
   bundle served, for the spotreview Spotlight plugin (``renumics/spotlight_plugins/spotreview``),
   which reads it once when the server starts. A server started without it (a plain
-  ``spotlight.show(df)``) has no record, and the plugin stays inert.
+  ``spotlight.show(df)``) has no record, and the plugin stays inert. Where the server would
+  not find the plugin by itself (an editable install, :func:`plugin_extra_path`), it also
+  puts the checkout on the server's ``PYTHONPATH``.
 
 Both restore the environment afterwards, so nothing leaks into servers started later.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pkgutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,8 +27,41 @@ from spotreview.defaults import IMAGE_SETS
 from spotreview.errors import ReviewError
 
 ENV = "SPOTREVIEW_SERVED"
+PLUGIN = "renumics.spotlight_plugins.spotreview"  # the plugin package, beside the spotreview package
 #: Hosts Spotlight serves without TLS; any other needs --insecure, and so do the page's writes.
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+def _spotlight_finds_plugin() -> bool:
+    """Whether Spotlight's plugin loader finds the plugin: it lists the namespace's folders
+    (``pkgutil.iter_modules``) rather than asking the import system."""
+    try:
+        import renumics.spotlight_plugins as namespace
+    except ImportError:
+        return False
+    return any(m.name == "spotreview" for m in pkgutil.iter_modules(namespace.__path__))
+
+
+def plugin_extra_path() -> str | None:
+    """The folder a Spotlight server needs on its path to load the plugin, or None when it
+    needs none (or the plugin is not there at all).
+
+    A wheel installs the plugin into Spotlight's namespace folder. An editable install
+    (``pip install -e .``) maps the plugin's module for imports, but Spotlight lists folders,
+    which such a mapping does not show; the plugin then sits in the checkout, beside the
+    ``spotreview`` package, and the checkout is the folder to add.
+    """
+    if _spotlight_finds_plugin():
+        return None
+    import spotreview
+
+    checkout = Path(spotreview.__file__).resolve().parents[1]
+    return str(checkout) if (checkout / Path(*PLUGIN.split(".")) / "__init__.py").is_file() else None
+
+
+def plugin_available() -> bool:
+    """Whether the servers a review starts load the spotreview Spotlight plugin."""
+    return _spotlight_finds_plugin() or plugin_extra_path() is not None
 
 
 @dataclass(frozen=True)
@@ -96,13 +132,18 @@ def _restore(key: str, value: str | None) -> None:
 
 @contextlib.contextmanager
 def serving(served: Served):
-    """While active, ``SPOTREVIEW_SERVED`` holds ``served`` for a Spotlight server started now."""
-    saved = os.environ.get(ENV)
+    """While active, ``SPOTREVIEW_SERVED`` holds ``served`` for a Spotlight server started now,
+    and ``PYTHONPATH`` starts with :func:`plugin_extra_path` when there is one."""
+    saved = {key: os.environ.get(key) for key in (ENV, "PYTHONPATH")}
     os.environ[ENV] = json.dumps(asdict(served))
+    extra = plugin_extra_path()
+    if extra is not None:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (extra, saved["PYTHONPATH"]) if p)
     try:
         yield
     finally:
-        _restore(ENV, saved)
+        for key, value in saved.items():
+            _restore(key, value)
 
 
 def served_from_env(environ=None) -> Served | None:
