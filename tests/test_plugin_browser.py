@@ -167,6 +167,14 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
             corner.click_and_hold().move_by_offset(w - 20, h - 20).release().perform()
             _wait(driver, lambda d: len(_selected_rows(d)) == len(table), "the box to select every row")
             _wait(driver, lambda d: widget("highlighted") == str(len(table)), "every point ringed")
+
+            # Spotlight's filter: the widget shows only the rows it keeps.
+            driver.execute_script(
+                "const d = spotlight.useDataset.getState();"
+                "d.addFilter(new spotlight.PredicateFilter(d.columnsByKey.outlier_rank_last,"
+                " {shorthand: '<=', compare: (v, r) => v <= r}, 5));"
+            )
+            _wait(driver, lambda d: widget("drawn") == "5", "the widget to follow the filter")
             assert _page_errors(driver) == []
         finally:
             driver.quit()

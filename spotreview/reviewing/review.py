@@ -364,7 +364,8 @@ def review(
                 until = "Ctrl-C" if timeout is None else f"Ctrl-C or {timeout:g} s"
                 logger.info("Spotlight review of %s: %s  (stops on %s)", session.source.name, url, until)
                 logger.info(
-                    "exclude rows with `spotreview exclude %s ID... --reason TEXT`; this review refreshes to show them",
+                    "exclude images in the page (the inspector's exclude lens) or with "
+                    "`spotreview exclude %s ID... --reason TEXT`; this review refreshes to show them",
                     session.source.name,
                 )
             ended = session.wait(timeout, poll=poll)

@@ -232,10 +232,7 @@ function ApproveDialog({ state, onClose }) {
         setBusy(true);
         setMessage('');
         postJSON('approve', { by: name })
-            .then((record) => {
-                setMessage(`approved by ${record.by} at ${record.at}`);
-                review.refresh();
-            })
+            .then(() => review.refresh()) // the state's line then says who approved, when
             .catch((e) => setMessage(e.message))
             .finally(() => setBusy(false));
     };
@@ -261,7 +258,7 @@ function ApproveDialog({ state, onClose }) {
             },
         },
         h('div', { style: { fontWeight: 'bold' } }, `Approve ${state.name} for export`),
-        h('div', { style: { color: '#4b5563' } }, state.approval_message),
+        h('div', { 'data-spotreview': 'approval-message', style: { color: '#4b5563' } }, state.approval_message),
         state.training === 'training'
             ? h('div', { style: { color: '#b45309' } }, 'training has not finished: a later snapshot makes this stale')
             : null,
@@ -297,7 +294,7 @@ function ApproveDialog({ state, onClose }) {
                 'Approve'
             )
         ),
-        message ? h('div', { 'data-spotreview': 'approve-message' }, message) : null
+        message ? h('div', { 'data-spotreview': 'approve-message', style: { color: '#b91c1c' } }, message) : null
     );
 }
 
@@ -374,23 +371,34 @@ function PlayIcon() {
     return h('svg', { width: 14, height: 14, viewBox: '0 0 14 14' }, h('path', { d: 'M3 2 L12 7 L3 12 Z', fill: 'currentColor' }));
 }
 
+// The player's data, kept across remounts (Spotlight remounts widgets when it re-serves the
+// table) and fetched again only when the table's coordinates change (a new analysis).
+const snapshotCache = { key: null, data: null };
+
 function useSnapshotData(ids) {
-    const [data, setData] = useState(null);
-    const [error, setError] = useState('');
-    // Refetched when the table's first-to-last coordinates change (a new analysis), not on exclusions.
     const fingerprint = useDataset((d) => {
         const col = d.columnData.pca_last_x;
-        if (!col) return d.length;
+        if (!col) return String(d.length);
         let sum = 0;
         for (let i = 0; i < col.length; i++) sum += Number.isFinite(col[i]) ? col[i] : 0;
         return `${d.length}:${sum}`;
     });
+    const cached = snapshotCache.key === fingerprint ? snapshotCache.data : null;
+    const [data, setData] = useState(cached);
+    const [error, setError] = useState('');
     useEffect(() => {
+        if (snapshotCache.key === fingerprint) {
+            setData(snapshotCache.data);
+            return undefined;
+        }
         let live = true;
         getJSON('snapshots')
             .then((d) => {
+                const loaded = d.available === false ? null : { ...d, xy: decodeCoords(d) };
+                snapshotCache.key = fingerprint;
+                snapshotCache.data = loaded;
                 if (!live) return;
-                setData(d.available === false ? null : { ...d, xy: decodeCoords(d) });
+                setData(loaded);
                 setError(d.available === false ? d.reason : '');
             })
             .catch((e) => live && setError(e.message));
@@ -414,6 +422,7 @@ function drawFrame(canvas, data, rows, t, view) {
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth;
     const height = canvas.clientHeight;
+    if (!width || !height) return null; // not laid out yet: the resize observer draws it then
     if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
         canvas.width = Math.round(width * ratio);
         canvas.height = Math.round(height * ratio);
@@ -426,7 +435,7 @@ function drawFrame(canvas, data, rows, t, view) {
     const f = Math.min(t - k, 1);
     const next = Math.min(k + 1, S - 1);
     const vp = viewport(data.limits, width, height, 12);
-    const radius = Math.max(2, Math.min(8, (data.marker.diameter * (width - 24)) / 2));
+    const radius = Math.max(3, Math.min(8, (data.marker.diameter * (width - 24)) / 2)); // the GIF's share of the width, legible when small
     const xy = data.xy;
     const positions = new Float32Array(2 * n);
     const anySelected = selected && selected.length > 0;
@@ -466,7 +475,7 @@ function drawFrame(canvas, data, rows, t, view) {
             ctx.stroke();
         }
     };
-    const alpha = anySelected ? 0.25 : data.marker.alpha;
+    const alpha = anySelected ? 0.35 : data.marker.alpha;
     for (const p of drawn) dot(p, radius, alpha, false);
     for (const p of highlighted) dot(p, radius * 1.8, 1, true);
     ctx.globalAlpha = 1;
@@ -554,8 +563,11 @@ function SnapshotsWidget() {
 
     useEffect(() => {
         if (!data || !canvasRef.current) return;
-        frameRef.current = drawFrame(canvasRef.current, data, rows, position, { selected, filtered, excluded });
-        // for tests and tools: how many selected rows the picture rings now
+        const frame = drawFrame(canvasRef.current, data, rows, position, { selected, filtered, excluded });
+        if (!frame) return;
+        frameRef.current = frame;
+        // for tests and tools: how many points the picture shows, and how many it rings
+        rootRef.current.dataset.drawn = String(frameRef.current.drawn.length);
         rootRef.current.dataset.highlighted = String(frameRef.current.highlighted.length);
     }, [data, rows, position, selected, filtered, excluded, size]);
 
@@ -592,7 +604,7 @@ function SnapshotsWidget() {
         setHover(p >= 0 ? { p, x, y } : null);
     };
     const onMouseUp = (e) => {
-        if (!box || !rows) return setBox(null);
+        if (!box || !rows || !frameRef.current) return setBox(null);
         const [x, y] = local(e);
         const dragged = Math.abs(x - box.x0) > 4 || Math.abs(y - box.y0) > 4;
         if (dragged) {
