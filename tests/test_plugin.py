@@ -151,6 +151,18 @@ def test_state_of_a_run(review):
     assert "spotreview approve" in state["approval_message"] and state["read_only"] == ""
 
 
+def test_the_page_modules_and_nothing_else(review):
+    run, api = review
+    for module in sorted(p.name for p in (PLUGIN_DIR / "frontend").glob("*.js") if p.name != "main.js"):
+        with urllib.request.urlopen(api + "frontend/" + module, timeout=30) as r:
+            assert r.headers["Content-Type"].startswith("text/javascript"), module
+            assert r.read() == (PLUGIN_DIR / "frontend" / module).read_bytes()
+    for name in ("main.js", "routes.py", "..%2Froutes.py", "..%2F..%2F..%2Fspotreview%2F__init__.py", "Lens.js"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(api + "frontend/" + name, timeout=30)
+        assert e.value.code == 404, name
+
+
 def test_snapshots_are_the_analysis_drawn_as_the_export_draws_it(review):
     run, api = review
     data = get(api + "snapshots")
@@ -472,8 +484,9 @@ def test_the_wheel_ships_the_plugin_and_its_page(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("spotreview-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("__init__.py", "routes.py", "page.py", "snapshots.py", "frontend/main.js"):
-        assert f"renumics/spotlight_plugins/spotreview/{name}" in names, name
+    shipped = [p.relative_to(REPO).as_posix() for p in PLUGIN_DIR.rglob("*") if p.suffix in (".py", ".js")]
+    assert len(shipped) >= 10 and "renumics/spotlight_plugins/spotreview/frontend/main.js" in shipped
+    assert set(shipped) <= names, set(shipped) - names
     # namespace packages stay namespaces: no __init__.py of Spotlight's is shipped or replaced
     assert not {"renumics/__init__.py", "renumics/spotlight_plugins/__init__.py"} & names
     assert not [

@@ -168,6 +168,13 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
             _wait(driver, lambda d: len(_selected_rows(d)) == len(table), "the box to select every row")
             _wait(driver, lambda d: widget("highlighted") == str(len(table)), "every point ringed")
 
+            # Exclude the whole selection from the lens: every row lands, the approval goes stale.
+            _wait(driver, lambda d: _by(d, "exclude-selected"), "the lens' selection buttons")[0].click()
+            _wait(driver, lambda d: len(read_json(run.exclusions)) == len(table), "every row in exclusions.json")
+            assert len(set(read_json(run.exclusions).values())) == 1  # the one reason in the lens' field
+            _wait(driver, lambda d: _by(d, "appbar")[0].get_attribute("data-approval") == "stale", "a stale approval")
+            assert f"{len(table)} excluded" in _by(driver, "state")[0].text
+
             # Spotlight's filter: the widget shows only the rows it keeps.
             driver.execute_script(
                 "const d = spotlight.useDataset.getState();"
@@ -193,7 +200,12 @@ def test_plugin_is_inert_in_a_plain_spotlight_show(tmp_path):
         plugins = json.load(urllib.request.urlopen(url + "api/plugins/", timeout=10))
         assert "spotreview" in [p["name"] for p in plugins]  # loaded, as in every Spotlight server
         assert json.load(urllib.request.urlopen(url + "api/spotreview/state", timeout=10))["active"] is False
-        for path, data in (("snapshots", None), ("exclude", b'{"ids": ["a"]}'), ("approve", b'{"by": "x"}')):
+        for path, data in (
+            ("snapshots", None),
+            ("frontend/lens.js", None),
+            ("exclude", b'{"ids": ["a"]}'),
+            ("approve", b'{"by": "x"}'),
+        ):
             request = urllib.request.Request(
                 url + "api/spotreview/" + path, data=data, headers={"Content-Type": "application/json"}
             )

@@ -3,6 +3,8 @@
 * ``GET state``: ``{"active": false}`` in a server that no ``spotreview review`` started (and
   nothing else is routed there); else the app bar's state (:meth:`.page.Page.state`).
 * ``GET snapshots``: the player's data (:func:`.snapshots.snapshot_data`).
+* ``GET frontend/NAME.js``: the page's modules beside ``main.js`` (which Spotlight serves
+  itself), loaded by ``main.js`` once ``state`` says a review is served.
 * ``POST exclude`` ``{"ids": [...], "exclude": true|false, "reason": "..."}`` and
   ``POST approve`` ``{"by": "..."}``: JSON bodies only (``Content-Type: application/json``,
   which a cross-site form cannot send), at most :data:`MAX_BODY` bytes, and no request whose
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from spotreview.errors import SpotreviewError, first_line
@@ -27,6 +31,8 @@ from spotreview.errors import SpotreviewError, first_line
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 8 * 1024 * 1024  # bytes: ids of a few hundred thousand selected images
+FRONTEND = Path(__file__).parent / "frontend"
+_MODULE = re.compile(r"[a-z]+\.js")
 
 
 class _Refused(Exception):
@@ -114,6 +120,13 @@ def make_router() -> APIRouter:
     @router.get("/snapshots")
     async def snapshots() -> JSONResponse:
         return await _answer(snapshot_data, served)
+
+    @router.get("/frontend/{name}")
+    async def frontend(name: str):
+        path = FRONTEND / name
+        if not _MODULE.fullmatch(name) or name == "main.js" or not path.is_file():
+            return JSONResponse({"detail": f"no page module {name!r}"}, status_code=404)
+        return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
     async def write(request: Request, action) -> JSONResponse:
         try:
