@@ -45,6 +45,55 @@ def _wait(driver, check, what: str, timeout: float = 60):
         raise AssertionError(f"timed out after {timeout:g} s waiting for {what}") from None
 
 
+def _attr(driver, what: str, attribute: str, timeout: float = 30) -> str:
+    """An attribute of the first element marked ``what`` (``"text"``: its text), read anew each
+    time: Spotlight remounts widgets and lenses when it lays out the page or re-serves the table."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def read(d):
+        try:
+            found = _by(d, what)
+            return found and ((found[0].text if attribute == "text" else found[0].get_attribute(attribute)),)
+        except StaleElementReferenceException:
+            return None
+
+    return _wait(driver, read, f"the {what} element", timeout)[0]
+
+
+def _act(driver, what: str, action, timeout: float = 30):
+    """``action(element)`` on the first element marked ``what``, again on a fresh one if
+    Spotlight remounted it meanwhile."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt(d):
+        try:
+            found = _by(d, what)
+            return found and (action(found[0]),)
+        except StaleElementReferenceException:
+            return None
+
+    return _wait(driver, attempt, f"the {what} element", timeout)[0]
+
+
+def _settled(driver, what: str) -> None:
+    """Wait until the element marked ``what`` stays the same element for a second (Spotlight
+    lays the page out again once its data and layout are in)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def same_for_a_second(d):
+        found = _by(d, what)
+        if not found:
+            return False
+        time.sleep(1)
+        try:
+            found[0].is_displayed()
+            return True
+        except StaleElementReferenceException:
+            return False
+
+    _wait(driver, same_for_a_second, f"the {what} element to settle")
+
+
 def _selected_rows(driver) -> list[int]:
     return driver.execute_script("return Array.from(spotlight.useDataset.getState().selectedIndices)")
 
@@ -90,13 +139,14 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
         try:
             driver.get(session.url)
             _wait(driver, lambda d: _by(d, "snapshots-canvas") and _by(d, "appbar"), "the plugin's widget and app bar")
+            _settled(driver, "snapshots-canvas")
 
-            def widget(attribute: str) -> str:  # found anew: Spotlight may remount widgets on a refresh
-                return _by(driver, "snapshots")[0].get_attribute(f"data-{attribute}")
+            def widget(attribute: str) -> str:
+                return _attr(driver, "snapshots", f"data-{attribute}")
 
             assert widget("step") == steps[-1]  # it opens on the last snapshot
             assert SNAPSHOTS_PLOT in driver.find_element(By.TAG_NAME, "body").text
-            state = _by(driver, "state")[0].text
+            state = _attr(driver, "state", "text")
             assert f"{len(steps)} snapshots" in state and "not approved" in state and "0 excluded" in state
 
             # Select the table's first row: the inspector shows the lens, the widget rings the point.
@@ -108,10 +158,18 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
             )
             _wait(driver, lambda d: widget("highlighted") == "1", "the widget to ring the selected row")
 
+            # Go to the first snapshot (a click at the slider's left end): the widget stays there.
+            def to_start(slider):
+                ActionChains(driver).move_to_element_with_offset(
+                    slider, -slider.size["width"] // 2 + 1, 0
+                ).click().perform()
+
+            _act(driver, "slider", to_start)
+            _wait(driver, lambda d: widget("snapshot") == "0", "the slider to go to the first snapshot")
+
             # Exclude it with a reason.
-            reason = _by(driver, "exclude-reason")[0]
-            reason.send_keys("blurry scan")
-            _by(driver, "exclude-toggle")[0].click()
+            _act(driver, "exclude-reason", lambda e: e.send_keys("blurry scan"))
+            _act(driver, "exclude-toggle", lambda e: e.click())
             _wait(
                 driver,
                 lambda d: run.exclusions.is_file() and read_json(run.exclusions) == {target: "blurry scan"},
@@ -126,17 +184,18 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
                 "the table to refresh",
             )
             assert _column(session.url, "exclude_reason")[ids.index(target)] == "blurry scan"
-            _wait(driver, lambda d: "1 excluded" in _by(d, "state")[0].text, "the app bar to count the exclusion")
+            _wait(driver, lambda d: "1 excluded" in _attr(d, "state", "text"), "the app bar to count the exclusion")
             _wait(
                 driver,
-                lambda d: _by(d, "exclude-lens")[0].get_attribute("data-excluded") == "true",
+                lambda d: _attr(d, "exclude-lens", "data-excluded") == "true",
                 "the lens to show it",
             )
+            assert widget("step") == steps[0]  # the re-served table leaves the widget where it was
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(SCREENSHOTS / "plugin-lens.png"))
 
             # Approve from the app bar, as "ana".
-            _by(driver, "approve")[0].click()
+            _act(driver, "approve", lambda e: e.click())
             name = _wait(driver, lambda d: _by(d, "approve-name"), "the approve dialog")[0]
             name.clear()
             name.send_keys("ana")
@@ -144,11 +203,12 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
             _wait(driver, lambda d: run.approval.is_file(), "approval.json")
             record = read_json(run.approval)
             assert record["by"] == "ana" and record["exclusions"] == {target: "blurry scan"}
-            _wait(driver, lambda d: _by(d, "appbar")[0].get_attribute("data-approval") == "approved", "the app bar")
+            _wait(driver, lambda d: _attr(d, "appbar", "data-approval") == "approved", "the app bar")
             driver.save_screenshot(str(SCREENSHOTS / "plugin-appbar.png"))
 
             # Play: the step walks from the first snapshot to the last.
-            _by(driver, "play")[0].click()
+            assert widget("step") == steps[0]
+            _act(driver, "play", lambda e: e.click())
             seen = set()
 
             def played(d):
@@ -161,6 +221,7 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
 
             # Drag a box over the whole picture: every point's row is selected. The box starts
             # inside the plot's 12 px margin (its edges are the layout's splitters).
+            _settled(driver, "snapshots-canvas")
             canvas = _by(driver, "snapshots-canvas")[0]
             w, h = canvas.size["width"], canvas.size["height"]
             corner = ActionChains(driver).move_to_element_with_offset(canvas, -w // 2 + 10, -h // 2 + 10)
@@ -169,11 +230,11 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
             _wait(driver, lambda d: widget("highlighted") == str(len(table)), "every point ringed")
 
             # Exclude the whole selection from the lens: every row lands, the approval goes stale.
-            _wait(driver, lambda d: _by(d, "exclude-selected"), "the lens' selection buttons")[0].click()
+            _act(driver, "exclude-selected", lambda e: e.click())
             _wait(driver, lambda d: len(read_json(run.exclusions)) == len(table), "every row in exclusions.json")
             assert len(set(read_json(run.exclusions).values())) == 1  # the one reason in the lens' field
-            _wait(driver, lambda d: _by(d, "appbar")[0].get_attribute("data-approval") == "stale", "a stale approval")
-            assert f"{len(table)} excluded" in _by(driver, "state")[0].text
+            _wait(driver, lambda d: _attr(d, "appbar", "data-approval") == "stale", "a stale approval")
+            assert f"{len(table)} excluded" in _attr(driver, "state", "text")
 
             # Spotlight's filter: the widget shows only the rows it keeps.
             driver.execute_script(

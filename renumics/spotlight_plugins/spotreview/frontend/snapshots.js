@@ -76,13 +76,20 @@ function useSnapshotData(ids) {
     return { data, rows, error };
 }
 
+// Where the widget was: Spotlight mounts a new widget (with a new id) each time it re-serves the
+// table (an exclusion), which then goes on from there.
+const place = { t: null, playing: false };
+
 // The snapshot position (fractional while playing; starts at the last snapshot) and play/pause.
 function usePlayback(S) {
-    const [t, setT] = useState(null);
-    const [playing, setPlaying] = useState(false);
-    const position = t === null ? Math.max(S - 1, 0) : t;
+    const [t, setT] = useState(place.t);
+    const [playing, setPlaying] = useState(place.playing);
+    const position = t === null ? Math.max(S - 1, 0) : Math.min(t, Math.max(S - 1, 0));
     const current = useRef(position);
     current.current = position;
+    useEffect(() => {
+        Object.assign(place, { t, playing });
+    }, [t, playing]);
     useEffect(() => {
         if (!playing || S < 2) return undefined;
         let last = performance.now();
