@@ -4,7 +4,8 @@
 re-serves it whenever ``exclusions.json`` or the analysis changes, and runs until Ctrl-C
 or a timeout. ``start_review`` returns the running :class:`ReviewSession` without blocking.
 Messages (the URL, refreshes) are logged at INFO on the ``spotreview`` logger, which the
-CLI shows.
+CLI shows. The server is told what it serves (:mod:`spotreview.reviewing.served`), so that
+spotreview's Spotlight plugin can exclude and approve from the page.
 """
 
 from __future__ import annotations
