@@ -90,8 +90,8 @@ def served(_analysed_template, tmp_path_factory):
     root = tmp_path_factory.mktemp("plugin") / "run"
     shutil.copytree(_analysed_template.root, root)
     run = Run(root)
-    with start_review(run, open_browser=False, quiet=True) as session:
-        yield run, session.url + "api/spotreview/"
+    with start_review(run, open_browser=False, quiet=True) as live:
+        yield run, live.url + "api/spotreview/"
 
 
 @pytest.fixture
@@ -108,9 +108,9 @@ def review(served):
 
 def test_a_review_tells_its_server_and_nothing_else(analysed_run, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
-    with start_review(analysed_run, open_browser=False, quiet=True) as session:
+    with start_review(analysed_run, open_browser=False, quiet=True) as live:
         assert ENV not in os.environ  # set only while the server starts
-        state = get(session.url + "api/spotreview/state")
+        state = get(live.url + "api/spotreview/state")
     assert state["active"] is True and state["kind"] == "run" and state["writes"] is True
     assert state["name"] == str(analysed_run.root) and state["snapshots"] == len(analysed_run.snapshots())
 
@@ -336,8 +336,8 @@ def test_a_bundle_takes_exclusions_in_its_decisions_file(analysed_run, tmp_path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     bundle = write_bundle(analysed_run, tmp_path / "review.zip")
     run_before = digests(analysed_run.root)
-    with start_review(bundle, open_browser=False, quiet=True) as session:
-        api = session.url + "api/spotreview/"
+    with start_review(bundle, open_browser=False, quiet=True) as live:
+        api = live.url + "api/spotreview/"
         state = get(api + "state")
         assert (state["kind"], state["exclusions"], state["decisions"]) == ("bundle", 0, str(decisions_path(bundle)))
         assert get(api + "snapshots")["available"] is False

@@ -132,12 +132,12 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
     table = build_table(run, save=False)
     target = table.sort_values("outlier_rank_last").iloc[0]["id"]  # the table's first row
     steps = [str(s) for s in run.snapshots()]
-    with start_review(run, open_browser=False, quiet=True) as session:
+    with start_review(run, open_browser=False, quiet=True) as live:
         # what `review` does: re-serve the table when exclusions.json changes
-        threading.Thread(target=session.wait, kwargs={"poll": 0.2}, daemon=True).start()
+        threading.Thread(target=live.wait, kwargs={"poll": 0.2}, daemon=True).start()
         driver = start_chromium(tmp_path, (1600, 1000))
         try:
-            driver.get(session.url)
+            driver.get(live.url)
             _wait(driver, lambda d: _by(d, "snapshots-canvas") and _by(d, "appbar"), "the plugin's widget and app bar")
             _settled(driver, "snapshots-canvas")
 
@@ -178,12 +178,11 @@ def test_exclude_approve_and_play_in_the_page(digits_like, tmp_path):
             ids = _wait(
                 driver,
                 lambda d: (
-                    _column(session.url, "exclude")[_column(session.url, "id").index(target)]
-                    and _column(session.url, "id")
+                    _column(live.url, "exclude")[_column(live.url, "id").index(target)] and _column(live.url, "id")
                 ),
                 "the table to refresh",
             )
-            assert _column(session.url, "exclude_reason")[ids.index(target)] == "blurry scan"
+            assert _column(live.url, "exclude_reason")[ids.index(target)] == "blurry scan"
             _wait(driver, lambda d: "1 excluded" in _attr(d, "state", "text"), "the app bar to count the exclusion")
             _wait(
                 driver,
