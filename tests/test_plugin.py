@@ -408,7 +408,8 @@ def test_an_editable_install_puts_the_checkout_on_the_servers_path(monkeypatch):
     not folders), the server gets the checkout beside the spotreview package on its path."""
     from spotreview.reviewing import served as S
 
-    assert S.plugin_extra_path() is None  # here the checkout is on the path already
+    monkeypatch.setattr(S, "_spotlight_finds_plugin", lambda: True)
+    assert S.plugin_extra_path() is None and S.plugin_available()
     monkeypatch.setattr(S, "_spotlight_finds_plugin", lambda: False)
     assert S.plugin_extra_path() == str(REPO) and S.plugin_available()
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
