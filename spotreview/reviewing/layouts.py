@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spotreview.errors import ReviewError
+from spotreview.reviewing.served import PLUGIN, plugin_available
 from spotreview.rundir.atomic import write_text
 
 # Names of the widgets in the default layout; the browser test finds the plots by them.
@@ -29,6 +30,13 @@ ISSUES_WIDGET = "issues"
 #: The data map's axes and colour (Dataset Cartography): variability, confidence, region (a
 #: three-name legend reads at a glance; a colour scale's legend covers the easy corner).
 DATA_MAP_COLUMNS = ("confidence_std", "confidence_mean", "data_map_region")
+
+# What the spotreview Spotlight plugin (renumics/spotlight_plugins/spotreview) adds to a page;
+# its frontend registers the widget and the lens under these keys.
+SNAPSHOTS_WIDGET = "spotreview-snapshots"  # every snapshot's aligned 2-D coordinates, played
+SNAPSHOTS_PLOT = "snapshots (aligned PCA, played)"
+EXCLUDE_LENS = "SpotreviewExcludeLens"  # exclude toggle and reason for the inspected image
+EXCLUDE_COLUMNS = ("exclude", "exclude_reason")
 
 
 # --- Spotlight import ------------------------------------------------------------------
@@ -58,7 +66,7 @@ INSPECTOR_LENSES = (
 )
 
 
-def default_layout(columns: Iterable[str] | None = None):
+def default_layout(columns: Iterable[str] | None = None, *, plugin: bool | None = None):
     """The default review layout (a ``renumics.spotlight.layout.nodes.Layout``).
 
     Top: the first and the last snapshot as scatterplots of the aligned PCA columns,
@@ -71,6 +79,10 @@ def default_layout(columns: Iterable[str] | None = None):
     images at the last snapshot first; histograms of the outlier scores; the images most
     likely mislabelled first (cleanlab label quality, lower = worse) as a table and a
     histogram, and the outlier status.
+
+    With the spotreview plugin (``plugin``; None: when :func:`plugin_available`), the top
+    also plays every snapshot (``SNAPSHOTS_WIDGET``, between the data map and the inspector),
+    and the inspector starts with the exclude lens (``EXCLUDE_LENS``).
 
     ``columns``: the table's columns; widgets and lenses naming others are left out (a
     run without probabilities has no predictions, label quality or data map). None:
@@ -87,15 +99,25 @@ def default_layout(columns: Iterable[str] | None = None):
         view.id = f"lens-{column}"  # a fixed key (default: a random uuid) keeps the JSON stable
         return view
 
-    inspector = L.inspector("image", [lens(*spec) for spec in INSPECTOR_LENSES if have(spec[1])], num_columns=1)
+    plugin = plugin_available() if plugin is None else plugin
+    views = [lens(*spec) for spec in INSPECTOR_LENSES if have(spec[1])]
+    if plugin and have(*EXCLUDE_COLUMNS):
+        excluding = lenses.lens(EXCLUDE_LENS, list(EXCLUDE_COLUMNS), name="exclude from the export (reason)")
+        excluding.id = "lens-exclude"
+        views.insert(1, excluding)  # right under the image, before the values that decide
+    inspector = L.inspector("image", views, num_columns=1)
+    # With the player, the three plots give it room.
+    plot_w, map_w, player_w, inspector_w = (17, 17, 23, 26) if plugin else (23, 22, 0, 32)
     top = [
-        L.tab(L.scatterplot(name, f"pca_{w}_x", f"pca_{w}_y", color_by_column="label"), weight=23)
+        L.tab(L.scatterplot(name, f"pca_{w}_x", f"pca_{w}_y", color_by_column="label"), weight=plot_w)
         for name, w in ((FIRST_PLOT, "first"), (LAST_PLOT, "last"))
     ]
     if have(*DATA_MAP_COLUMNS):
         x, y, colour = DATA_MAP_COLUMNS
-        top.append(L.tab(L.scatterplot(DATA_MAP_PLOT, x, y, color_by_column=colour), weight=22))
-    top.append(L.tab(inspector, weight=32))
+        top.append(L.tab(L.scatterplot(DATA_MAP_PLOT, x, y, color_by_column=colour), weight=map_w))
+    if plugin:
+        top.append(L.tab(_plugin_widget(SNAPSHOTS_WIDGET, SNAPSHOTS_PLOT), weight=player_w))
+    top.append(L.tab(inspector, weight=inspector_w))
     table = L.table("review table", sort_by_columns=[("outlier_rank_last", "ascending")])
     scores = [L.histogram(f"outlier score, {w} snapshot", f"outlier_score_{w}", "label") for w in ("last", "first")]
     issues = (
@@ -121,6 +143,13 @@ def default_layout(columns: Iterable[str] | None = None):
     if issues:
         bottom.append(L.tab(*issues, weight=16))
     return L.layout(L.split(*top, weight=60), L.split(*bottom, weight=40))
+
+
+def _plugin_widget(kind: str, name: str):
+    """A widget of the spotreview plugin: Spotlight's base model keeps any type string."""
+    from renumics.spotlight.layout.widgets import Widget
+
+    return Widget(type=kind, name=name)
 
 
 def layout_json(layout) -> str:
@@ -185,7 +214,13 @@ def load_layout(path: str | os.PathLike):
     # Spotlight's model accepts any widget type string and keeps it as the base class;
     # the UI would then show an empty tab, so unknown types are refused here.
     known = sorted(sub.model_fields["type"].default for sub in Widget.__subclasses__())
-    unknown = sorted({w.type for w in layout_widgets(layout) if type(w) is Widget})
+    plugins = {w.type for w in layout_widgets(layout) if type(w) is Widget and w.type == SNAPSHOTS_WIDGET}
+    if plugins and not plugin_available():
+        raise ReviewError(
+            f"layout file {path} has the {SNAPSHOTS_WIDGET} widget, but the spotreview Spotlight plugin "
+            f"({PLUGIN}) is not installed; reinstall spotreview (`pip install -e .` in a checkout)"
+        )
+    unknown = sorted({w.type for w in layout_widgets(layout) if type(w) is Widget} - plugins)
     if unknown:
         raise ReviewError(
             f"layout file {path} has unknown widget type(s) {', '.join(map(repr, unknown))}; "

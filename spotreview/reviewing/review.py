@@ -4,7 +4,8 @@
 re-serves it whenever ``exclusions.json`` or the analysis changes, and runs until Ctrl-C
 or a timeout. ``start_review`` returns the running :class:`ReviewSession` without blocking.
 Messages (the URL, refreshes) are logged at INFO on the ``spotreview`` logger, which the
-CLI shows.
+CLI shows. The server is told what it serves (:mod:`spotreview.reviewing.served`), so that
+spotreview's Spotlight plugin can exclude and approve from the page.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from spotreview.errors import ReviewError, SpotreviewError
 from spotreview.reviewing.follow import Follower, wait_for_snapshots
 from spotreview.reviewing.issues import issue_groups
 from spotreview.reviewing.layouts import check_layout_columns, default_layout, import_spotlight, load_layout
+from spotreview.reviewing.served import analytics_choice as _analytics_choice
+from spotreview.reviewing.served import served_record, serving
 from spotreview.reviewing.table import (
     CATEGORY_COLUMNS,
     EMBEDDING_COLUMN,
@@ -95,34 +98,6 @@ def _issues(df) -> list:
         )
         for g in issue_groups(df)
     ]
-
-
-@contextlib.contextmanager
-def _analytics_choice(analytics: bool):
-    """While active, Spotlight's usage analytics are off (``analytics`` false) or allowed.
-
-    Spotlight's server is a subprocess that reads ``SPOTLIGHT_OPT_OUT`` / ``SPOTLIGHT_OPT_IN``
-    from the environment it starts with, a copy of ``os.environ``: the variables are set while
-    the server starts, and this process's settings object with them; both are restored after.
-    """
-    from renumics.spotlight.settings import settings
-
-    keys = ("SPOTLIGHT_OPT_OUT", "SPOTLIGHT_OPT_IN")
-    saved_env, saved = {k: os.environ.get(k) for k in keys}, (settings.opt_out, settings.opt_in)
-    os.environ["SPOTLIGHT_OPT_OUT"] = "false" if analytics else "true"
-    settings.opt_out = not analytics
-    if not analytics:
-        os.environ["SPOTLIGHT_OPT_IN"] = "false"
-        settings.opt_in = False
-    try:
-        yield
-    finally:
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        settings.opt_out, settings.opt_in = saved
 
 
 class RunSource:
@@ -332,6 +307,7 @@ def start_review(
             contextlib.redirect_stdout(io.StringIO()),
             popen_dying_with_parent(spotlight_server),
             _analytics_choice(analytics),
+            serving(served_record(source, layout=layout, host=host, insecure=insecure)),  # for the plugin
         ):
             viewer.show(
                 df,
@@ -437,7 +413,8 @@ def review(
                 until = "Ctrl-C" if timeout is None else f"Ctrl-C or {timeout:g} s"
                 logger.info("Spotlight review of %s: %s  (stops on %s)", session.source.name, url, until)
                 logger.info(
-                    "exclude rows with `spotreview exclude %s ID... --reason TEXT`; this review refreshes to show them",
+                    "exclude images in the page (the inspector's exclude lens) or with "
+                    "`spotreview exclude %s ID... --reason TEXT`; this review refreshes to show them",
                     session.source.name,
                 )
             ended = session.wait(timeout, poll=poll)
