@@ -106,14 +106,18 @@ class Page:
                 "decisions": str(decisions_path(s.bundle)),
             }
         from spotreview.reviewing.status import run_status
+        from spotreview.rundir.traininglog import training_state
 
         status = run_status(s.target())
+        training = training_state(status.run)  # training, finished, stopped (its writer is gone)
+        if training == "unknown":  # no training.json: the manifest's word
+            training = "training" if status.unfinished else "finished"
         return out | {
             "kind": "run",
             "name": status.run.label,
             "snapshots": len(status.snapshots),
             "steps": status.snapshots[:1] + status.snapshots[-1:],
-            "training": "training" if status.unfinished else "finished",
+            "training": training,
             "approval": status.approval.state,
             "approval_message": status.approval.message,
             "exclusions": len(status.exclusions),
