@@ -97,6 +97,10 @@ def review_cmd(
     if result.training in ("training", "stopped"):  # approval covers a finished run only
         click.echo(f"Not approved: the run is {'still training' if result.training == 'training' else 'unfinished'}")
         return
+    status = spotreview.approval_status(run)
+    if status.approved:  # approved from the page during the review: nothing to ask
+        click.echo(status.message)
+        return
     if no_approve_prompt or not _interactive() or not click.confirm(f"Approve {run.label} for export?"):
         click.echo(f"Not approved; {_later(run)}")
         return
