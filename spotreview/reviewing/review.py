@@ -25,6 +25,8 @@ from spotreview.analysis.dynamics import REGIONS
 from spotreview.analysis.store import result_files
 from spotreview.defaults import HOST, REVIEW_POLL
 from spotreview.errors import ReviewError, SpotreviewError
+from spotreview.reviewing.compare import comparison_issue_groups, is_comparison
+from spotreview.reviewing.compare_review import comparison_dtypes, comparison_layout, comparison_source
 from spotreview.reviewing.issues import issue_groups
 from spotreview.reviewing.layouts import check_layout_columns, default_layout, import_spotlight, load_layout
 from spotreview.reviewing.table import (
@@ -77,6 +79,7 @@ def _dtypes(df) -> dict:
             dtype[col] = sd.Sequence1DDType("training step", what)
     if EMBEDDING_COLUMN in df:
         dtype[EMBEDDING_COLUMN] = sd.EmbeddingDType(len(df[EMBEDDING_COLUMN].iloc[0]))
+    dtype.update(comparison_dtypes(df))  # none for a single run's table
     return dtype
 
 
@@ -87,11 +90,12 @@ def _issues(df) -> list:
     outliers (Spotlight keeps the previous issues when given none)."""
     from renumics.spotlight.analysis.typing import DataIssue
 
+    groups = comparison_issue_groups(df) if is_comparison(df) else issue_groups(df)
     return [
         DataIssue(
             title=g.title, rows=list(g.rows), severity=g.severity, columns=list(g.columns), description=g.description
         )
-        for g in issue_groups(df)
+        for g in groups
     ]
 
 
@@ -138,9 +142,13 @@ class RunSource:
         return absolute_images(df, self.run.root)
 
 
-def _source(target, *, outlier_threshold, embeddings, image_set):
-    """A run directory (seen from ``image_set``) or a review bundle (``.zip``, see
-    :mod:`spotreview.reviewing.bundle`)."""
+def _source(target, *, outlier_threshold, embeddings, image_set, compare=None):
+    """A run directory (seen from ``image_set``), a review bundle (``.zip``, see
+    :mod:`spotreview.reviewing.bundle`), or a run compared with the run ``compare``."""
+    if compare is not None:
+        return comparison_source(
+            target, compare, outlier_threshold=outlier_threshold, embeddings=embeddings, image_set=image_set
+        )
     if Path(target).is_file():
         from spotreview.reviewing.bundle import BundleSource
 
@@ -262,6 +270,7 @@ def start_review(
     outlier_threshold: int | None = None,
     embeddings: bool = False,
     image_set: str | None = None,
+    compare=None,
 ) -> ReviewSession:
     """Build the review table and serve it in Spotlight without blocking.
 
@@ -270,17 +279,22 @@ def start_review(
     None for the bundle's layout or ``default_layout()``. ``outlier_threshold``,
     ``embeddings``: see ``table.build_table`` (runs only). ``image_set``: ``"train"`` serves
     the run's recorded training images (None: the set ``run`` views, the evaluation set for a
-    path). ``port``:
+    path). ``compare``: another run of the same evaluation set, served side by side with ``run``
+    (``reviewing.compare.comparison_table``, refused with one line for another set). ``port``:
     None picks a free one. ``insecure`` lets Spotlight serve a non-local ``host`` without
     TLS (trusted networks only). Returns a running ``ReviewSession``; close it when done.
     """
-    source = _source(run, outlier_threshold=outlier_threshold, embeddings=embeddings, image_set=image_set)
+    source = _source(
+        run, outlier_threshold=outlier_threshold, embeddings=embeddings, image_set=image_set, compare=compare
+    )
     df = source.table()  # first: a missing analysis is the likeliest error, and cheap
     if layout is not None:
         parsed = load_layout(layout)
         check_layout_columns(parsed, df.columns, layout)
     elif source.default_layout is not None:
         parsed = load_layout(source.default_layout)
+    elif is_comparison(df):
+        parsed = comparison_layout(df.columns, df.attrs["comparison"])
     else:
         parsed = default_layout(df.columns)
     spotlight = import_spotlight()
@@ -362,9 +376,11 @@ def review(
     outlier_threshold: int | None = None,
     embeddings: bool = False,
     image_set: str | None = None,
+    compare=None,
 ) -> ReviewResult:
     """Serve ``run``'s review table in Spotlight until Ctrl-C or ``timeout`` seconds
-    (``image_set="train"``: the recorded training images; see :func:`start_review`).
+    (``image_set="train"``: the recorded training images; ``compare``: another run, side by
+    side; see :func:`start_review`).
 
     Logs the URL (unless ``quiet``); re-serves the table when ``exclusions.json`` or the
     analysis changes (checked every ``poll`` seconds). Returns how the review ended.
@@ -381,6 +397,7 @@ def review(
         outlier_threshold=outlier_threshold,
         embeddings=embeddings,
         image_set=image_set,
+        compare=compare,
     )
     url = session.url
     with _ctrl_c_interrupts(session):  # from here on, Ctrl-C ends the review cleanly
