@@ -19,8 +19,8 @@ import math
 import numpy as np
 
 from spotreview.rendering import style
-from spotreview.rendering.compare_scene import CHANGE_COLORS, SYNC_WORDS
 from spotreview.rendering.placement import leader, place_labels
+from spotreview.rendering.style import CHANGE_COLORS
 from spotreview.util.text import plural
 
 _PANELS = ((0.02, 0.365), (0.405, 0.365))  # (left, width) of each panel, in figure fractions
@@ -29,6 +29,12 @@ _LOSS_Y = (0.075, 0.165)
 _BOARD = (0.795, 0.99, 0.815, 0.03)  # left, right, top, bottom of the leaderboard's cells
 _BOARD_COLS = 2
 _RING = "#000000"  # rings without predictions (no outcome colour)
+#: How a sync mode reads in the subtitle: what lines the two runs up.
+SYNC_WORDS = {
+    "progress": "training progress (each run's step as a share of its last snapshot's step)",
+    "step": "training step",
+    "epoch": "epoch",
+}
 
 
 def _board_rows(top_k: int) -> int:

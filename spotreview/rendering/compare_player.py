@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spotreview.rendering.compare_scene import CHANGE_COLORS, SYNC_WORDS
+from spotreview.rendering.compare_figure import SYNC_WORDS
 from spotreview.rendering.player import fill_page, page_parts, player_data
 from spotreview.rendering.rings import IssueRings
+from spotreview.rendering.style import CHANGE_COLORS
 from spotreview.rundir.atomic import atomic_path
 
 FORMAT = "spotreview-compare/1"

@@ -19,18 +19,11 @@ import numpy as np
 
 from spotreview.defaults import SYNC_MODES, TOP_K
 from spotreview.errors import ExportError
+from spotreview.rendering.compare_figure import board_thumb_px
 from spotreview.rendering.scene import Scene, build_scene
+from spotreview.rendering.style import CHANGE_COLORS
 from spotreview.rendering.thumbnails import placeholder_tile, thumbnail
 from spotreview.rundir.run import Run
-
-#: The outcome of an image from A's last snapshot to B's (``reviewing.compare.CHANGES``) and its colour.
-CHANGE_COLORS = {"fixed": "#1a9850", "broken": "#d73027", "both_right": "#4575b4", "both_wrong": "#636363"}
-#: How a sync mode reads in a title, and what it means.
-SYNC_WORDS = {
-    "progress": "training progress (each run's step as a share of its last snapshot's step)",
-    "step": "training step",
-    "epoch": "epoch",
-}
 
 
 @dataclass
@@ -201,8 +194,6 @@ def build_comparison_scene(
     ``exclude``: ids left off the leaderboard (both runs' reviewer exclusions). ExportError for
     an unknown ``sync`` or one the runs cannot give (:func:`sync_values`).
     """
-    from spotreview.rendering.compare_figure import board_thumb_px
-
     if sync not in SYNC_MODES:
         raise ExportError(f"unknown --sync {sync!r}; use one of {', '.join(SYNC_MODES)}")
     if list(analysis_a.ids) != list(analysis_b.ids):

@@ -62,19 +62,10 @@ def _hint(run_a: Run, run_b: Run) -> str:
     return f"`spotreview approve {run_a.label} --compare {run_b.root}`"
 
 
-def preview_comparison(
-    run_a, run_b, *, by: str | None = None, layout: str | os.PathLike | None = None, analyses=(None, None)
-) -> ComparisonApproval:
-    """What :func:`approve_comparison` would record now, without recording it (``at`` None).
-
-    Both analyses must be current and a given layout file valid (``approval_preview``'s
-    one-line errors); ``by``: default the OS user; ``analyses``: the runs' analyses when the
-    caller loaded them already.
-    """
+def _record(run_a: Run, run_b: Run, *, by: str | None, layout, analyses) -> ComparisonApproval:
+    """The record of both runs as they are now (``approval_preview`` of each), ``at`` None."""
     from spotreview import __version__
 
-    run_a = Run(run_a).require()
-    run_b = Run(run_b, run_a.image_set).require()
     layout = None if layout is None else str(Path(layout).resolve())
     sides, who = {}, by
     for side, run, analysis in zip(SIDES, (run_a, run_b), analyses):
@@ -92,6 +83,24 @@ def preview_comparison(
     )
 
 
+def preview_comparison(
+    run_a, run_b, *, by: str | None = None, layout: str | os.PathLike | None = None, analyses=(None, None)
+) -> ComparisonApproval:
+    """What :func:`approve_comparison` would record now, without recording it (``at`` None).
+
+    Refused (``DataError``, one line) unless both runs hold the same evaluation set
+    (``reviewing.compare.check_comparable``); both analyses must be current and a given layout
+    file valid (``approval_preview``'s one-line errors). ``by``: default the OS user;
+    ``analyses``: the runs' analyses when the caller loaded them already.
+    """
+    from spotreview.reviewing.compare import check_comparable
+
+    run_a = Run(run_a).require()
+    run_b = Run(run_b, run_a.image_set).require()
+    check_comparable(run_a, run_b)
+    return _record(run_a, run_b, by=by, layout=layout, analyses=analyses)
+
+
 def approve_comparison(
     run_a,
     run_b,
@@ -104,14 +113,10 @@ def approve_comparison(
     ``run_b`` for export, now; returns the record written (``approval.json`` of
     :func:`comparison_dir`).
 
-    Refused (``DataError``, one line) unless both runs hold the same evaluation set; see
-    :func:`preview_comparison` for the other errors and ``analyses``.
+    See :func:`preview_comparison` for the errors and ``analyses``.
     """
-    from spotreview.reviewing.compare import check_comparable
-
     run_a = Run(run_a).require()
     run_b = Run(run_b, run_a.image_set).require()
-    check_comparable(run_a, run_b)
     for run in (run_a, run_b):
         warn_if_unfinished(run, "approving")
     preview = preview_comparison(run_a, run_b, by=by, layout=layout, analyses=analyses)
@@ -154,7 +159,7 @@ def comparison_approval_status(run_a, run_b, *, analyses=(None, None)) -> Approv
     if record.layout is not None and not Path(record.layout).is_file():
         return ApprovalStatus("stale", f"stale: the approved layout file {record.layout} is gone; {again}", record)
     try:
-        now = asdict(preview_comparison(run_a, run_b, layout=record.layout, analyses=analyses))
+        now = asdict(_record(run_a, run_b, by=record.by, layout=record.layout, analyses=analyses))
     except SpotreviewError as e:
         return ApprovalStatus("stale", f"stale: {e}", record)
     changed = [
