@@ -12,7 +12,7 @@
   const K = C.keys.length, SIDES = ['A', 'B'];
   const frames = [$('panel-a'), $('panel-b')];
   const players = [null, null];
-  const state = { k: 0, playing: false, speed: 1, target: null, holdUntil: 0 };
+  const state = { k: 0, playing: false, speed: 1, target: null, holdUntil: 0, readyMs: 0 };
   const fmtInt = (v) => Math.round(v).toLocaleString('en-US');
 
   // --- the shared clock: key frame k -> sync value -> each panel's snapshot position -----------
@@ -56,7 +56,9 @@
     const ready = () => {
       if (doc.body.dataset.ready !== '1') { setTimeout(ready, 20); return; }
       fit(); show();
-      if (players.every((pl, q) => pl && frames[q].contentDocument.body.dataset.ready === '1')) document.body.dataset.ready = '1';
+      if (players.every((pl, q) => pl && frames[q].contentDocument.body.dataset.ready === '1') && !state.readyMs) {
+        state.readyMs = performance.now(); document.body.dataset.ready = '1';  // both players drawn
+      }
     };
     ready();
   }
