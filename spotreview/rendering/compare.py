@@ -88,6 +88,26 @@ def _gate(run_a: Run, run_b: Run, force: bool):
     return analyses, approval
 
 
+def _checked_args(run_a: Run, out, *, sync: str, **options):
+    """compare()'s arguments checked as export's are (one-line ExportError each), before anything
+    is loaded; ``out`` is required."""
+    if out is None:
+        raise ExportError("give the comparison's file with -o/--out: .gif, .mp4 or .html")
+    if sync not in SYNC_MODES:
+        raise ExportError(f"unknown sync {sync!r}; use one of {', '.join(SYNC_MODES)}")
+    return _check_export_args(run_a, out, still=None, still_step=None, html_player="interactive", **options)
+
+
+def _write(scene, analyses, args, exclusions: dict, *, workers, quiet: bool) -> int:
+    """Write the GIF or MP4 (frames written) or the HTML page (key frames)."""
+    if args.fmt == "html":
+        from spotreview.rendering.compare_player import write_comparison_player
+
+        pace = args.fps / (args.tween + 1)  # key frames per second
+        return write_comparison_player(args.anim, scene, analyses, exclude=exclusions, snapshots_per_second=pace)
+    return write_animation(scene, args.anim, fps=args.fps, workers=workers, quiet=quiet, renderer=ComparisonRenderer)
+
+
 def compare(
     run_a,
     run_b,
@@ -123,14 +143,7 @@ def compare(
     """
     run_a = Run(run_a, image_set).require()
     run_b = Run(run_b, run_a.image_set).require()
-    if out is None:
-        raise ExportError("give the comparison's file with -o/--out: .gif, .mp4 or .html")
-    if sync not in SYNC_MODES:
-        raise ExportError(f"unknown sync {sync!r}; use one of {', '.join(SYNC_MODES)}")
-    args = _check_export_args(
-        run_a, out, fps=fps, size=size, dpi=dpi, tween=tween, top_k=top_k, still=None, still_step=None,
-        html_player="interactive",
-    )  # fmt: skip
+    args = _checked_args(run_a, out, sync=sync, fps=fps, size=size, dpi=dpi, tween=tween, top_k=top_k)
     rows_b = check_comparable(run_a, run_b)
     for run in (run_a, run_b):
         warn_if_unfinished(run, "exporting")
@@ -139,28 +152,11 @@ def compare(
     if unapproved:
         logger.warning("comparing %s and %s although %s; forced, recorded", run_a.root, run_b.root, approval["message"])
     exclusions = {**read_exclusions(run_b), **read_exclusions(run_a)}
-    analysis_b = permuted(analysis_b, rows_b)  # B's rows in A's order
+    analyses = (analysis_a, permuted(analysis_b, rows_b))  # B's rows in A's order
     scene = build_comparison_scene(
-        analysis_a,
-        analysis_b,
-        sync=sync,
-        exclude=exclusions,
-        top_k=args.top_k,
-        tween=args.tween,
-        size=args.size,
-        dpi=args.dpi,
+        *analyses, sync=sync, exclude=exclusions, top_k=args.top_k, tween=args.tween, size=args.size, dpi=args.dpi
     )
-    if args.fmt == "html":
-        from spotreview.rendering.compare_player import write_comparison_player
-
-        pace = args.fps / (args.tween + 1)  # key frames per second
-        frames = write_comparison_player(
-            args.anim, scene, (analysis_a, analysis_b), exclude=exclusions, snapshots_per_second=pace
-        )
-    else:
-        frames = write_animation(
-            scene, args.anim, fps=args.fps, workers=workers, quiet=quiet, renderer=ComparisonRenderer
-        )
+    frames = _write(scene, analyses, args, exclusions, workers=workers, quiet=quiet)
     record = Compared(
         out=str(args.anim),
         format=args.fmt,
