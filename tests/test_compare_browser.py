@@ -103,6 +103,45 @@ def test_review_command_with_compare(pair, tmp_path):
     assert error.startswith(f"Error: cannot compare {a.root} and {other}: class 2 is 'frog' in A, 'toad' in B;")
 
 
+@pytest.mark.slow
+def test_review_page_draws_both_runs_in_chromium(pair, tmp_path, capsys):
+    """The comparison's review page: both runs' scatterplots draw their points, the Issues
+    widget lists the groups, the inspector shows both runs' values of a selected image."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_browser import DRAWN_POINTS_JS
+
+    from spotreview.reviewing.review import start_review
+
+    a, b = pair
+    names = (plot_name("a", "a"), plot_name("b", "b"))
+    counts: dict = {}
+    with start_review(a, compare=b, open_browser=False, quiet=True) as session:
+        browser = start_chromium(tmp_path, (1600, 1000))
+        try:
+            browser.get(session.url)
+
+            def drawn(d):
+                counts.update(d.execute_script(DRAWN_POINTS_JS))
+                return all(counts.get(n, {}).get("pixels", 0) >= 300 for n in names)
+
+            WebDriverWait(browser, 120, poll_frequency=0.5).until(drawn)
+            browser.find_element(By.XPATH, f"//div[text()='{BROKEN[0]}']").click()
+            WebDriverWait(browser, 30).until(
+                lambda d: "change, A → B broken" in d.find_element(By.TAG_NAME, "body").text
+            )
+            text = browser.find_element(By.TAG_NAME, "body").text
+            screenshot = SCREENSHOT.with_name("compare-review.png")
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            assert browser.save_screenshot(str(screenshot))
+        finally:
+            browser.quit()
+    for title in ("broken by B", "fixed by B", "wrong in both runs", "A (a) · prediction", "B (b) · prediction"):
+        assert title in text, title
+    with capsys.disabled():
+        print(f"\ncomparison review screenshot: {screenshot} (canvas: {[counts[n] for n in names]})")
+
+
 # --- the HTML page in Chromium ------------------------------------------------------------------
 
 
