@@ -21,7 +21,7 @@ import numpy as np
 from spotreview.rendering import style
 from spotreview.rendering.placement import leader, place_labels
 from spotreview.rendering.style import CHANGE_COLORS
-from spotreview.util.text import plural
+from spotreview.util.text import middle_ellipsis, plural
 
 _PANELS = ((0.02, 0.365), (0.405, 0.365))  # (left, width) of each panel, in figure fractions
 _SCATTER_Y = (0.36, 0.465)  # (bottom, height) of the scatters
@@ -31,7 +31,7 @@ _BOARD_COLS = 2
 _RING = "#000000"  # rings without predictions (no outcome colour)
 #: How a sync mode reads in the subtitle: what lines the two runs up.
 SYNC_WORDS = {
-    "progress": "training progress (each run's step as a share of its last snapshot's step)",
+    "progress": "training progress (a step as a share of its run's last)",
     "step": "training step",
     "epoch": "epoch",
 }
@@ -76,8 +76,9 @@ class ComparisonRenderer:
         fig.text(
             0.02,
             0.918,
-            f"{s.names[0]} (A) vs {s.names[1]} (B), {plural(n, 'image')}; synchronised by "
-            f"{SYNC_WORDS[s.sync]}; each panel keeps its own axes",
+            f"{middle_ellipsis(s.names[0], 24)} (A) vs {middle_ellipsis(s.names[1], 24)} (B), {plural(n, 'image')}; "
+            f"synchronised by "
+            f"{SYNC_WORDS[s.sync]}; each run at its own axes",
             fontsize=9,
             color="0.35",
             va="center",
@@ -106,7 +107,9 @@ class ComparisonRenderer:
         w, h = s.size
         left, width = _PANELS[k]
         fig = self.fig
-        fig.text(left, 0.872, f"{'AB'[k]}: {s.names[k]}", fontsize=11.5, weight="bold", va="center")
+        fig.text(
+            left, 0.872, f"{'AB'[k]}: {middle_ellipsis(s.names[k], 48)}", fontsize=11.5, weight="bold", va="center"
+        )
         head = fig.text(left, 0.842, "", fontsize=9, color="0.25", va="center")
         rect = (left, _SCATTER_Y[0], width, _SCATTER_Y[1])
         ax = fig.add_axes(rect)
