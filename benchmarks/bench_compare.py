@@ -8,8 +8,8 @@ Two pairs of runs:
   (a few minutes). Timed: the whole ``compare()`` call (loading and checking both analyses,
   the approval gate, the scene, the file), forced (no approval needed), one process.
 * **two synthetic 10,000 x 20 runs**: 10 classes separating over 20 snapshots (A over 2,000
-  steps, B over 1,500: by training progress their snapshots line up, 20 key frames),
-  predictions and training dynamics, a
+  steps, B over 1,500; their whole-number steps are slightly different shares of their runs,
+  so the timeline has 34 key frames), predictions and training dynamics, a
   48-px photo-patch image per point on disk (the HTML page's thumbnails), as
   ``bench_player``/``bench_export`` use. Timed: the scene and the file from in-memory
   analyses (no analysis on disk), so the figures are the rendering's.

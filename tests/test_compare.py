@@ -152,6 +152,27 @@ def test_other_image_content_is_refused(pair):
         spotreview.comparison_table(a, a)
 
 
+def test_what_a_comparison_review_refuses(pair, tmp_path):
+    a, b = pair
+    bundle = tmp_path / "review.zip"
+    bundle.write_bytes(b"")
+    assert cli_error(invoke("review", bundle, "--compare", b.root, "--no-browser", "--timeout", "1")) == (
+        f"Error: {bundle} is a bundle; compare two run directories, then bundle the comparison"
+    )
+    assert cli_error(invoke("review", a.root, "--compare", b.root, "--embeddings", "--timeout", "1")) == (
+        "Error: a comparison serves no embeddings; drop --embeddings"
+    )
+
+
+def test_compare_is_a_public_stage_with_a_typed_record():
+    import dataclasses
+    import typing
+
+    assert dataclasses.is_dataclass(spotreview.Compared) and spotreview.Compared.__doc__
+    assert typing.get_type_hints(spotreview.compare)["return"] is spotreview.Compared
+    assert typing.get_type_hints(spotreview.approve_comparison)["return"] is spotreview.ComparisonApproval
+
+
 # --- approval of a comparison -------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ class ComparisonSource:
         self.run = run_a
         self.other = Run(run_b, run_a.image_set).require()
         check_comparable(self.run, self.other)  # refused before anything is served
-        self.name = f"{run_a.label} --compare {self.other.root}"
+        self.name = run_a.label  # what messages name: exclusions made during the review go to a run
         self._threshold = outlier_threshold
         self.watched = tuple(p for r in (run_a, self.other) for p in (r.exclusions, *result_files(r)))
         self.default_layout = None  # built for the table's columns: :meth:`layout`
