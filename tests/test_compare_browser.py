@@ -46,16 +46,16 @@ def _get(url: str):
         return json.load(r)
 
 
-def _served(session) -> tuple[list, dict]:
+def _served(review) -> tuple[list, dict]:
     """The served issues, and the served columns (category codes as names)."""
-    api = _get(session.url + "api/table/")
+    api = _get(review.url + "api/table/")
     columns = {}
     for c in api["columns"]:
         cats = (c["dtype"].get("categories") or {}) if c["dtype"]["name"] == "Category" else {}
         names = {code: name for name, code in cats.items()}
         columns[c["name"]] = [names.get(v, v) for v in c.get("values") or []] if names else c.get("values")
         columns[c["name"] + ".dtype"] = c["dtype"]
-    return _get(session.url + "api/issues/")["issues"], columns
+    return _get(review.url + "api/issues/")["issues"], columns
 
 
 # --- the review -----------------------------------------------------------------------------------
@@ -67,9 +67,9 @@ def test_spotlight_serves_the_comparison_from_the_runs_and_a_bundle(pair, tmp_pa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     a, b = pair
     df = spotreview.comparison_table(a, b)
-    with start_review(a, compare=b, open_browser=False, quiet=True) as session:
-        issues, cols = _served(session)
-        layout = json.dumps(_get(session.url + "api/layout/"), ensure_ascii=False)
+    with start_review(a, compare=b, open_browser=False, quiet=True) as review:
+        issues, cols = _served(review)
+        layout = json.dumps(_get(review.url + "api/layout/"), ensure_ascii=False)
     assert cols["id"] == df["id"].tolist()
     assert cols["change.dtype"]["categories"] == {"fixed": 0, "broken": 1, "both_right": 2, "both_wrong": 3}
     for side in ("a", "b"):  # numeric-looking or not, class names are categories with every class
@@ -84,9 +84,9 @@ def test_spotlight_serves_the_comparison_from_the_runs_and_a_bundle(pair, tmp_pa
     bundle = tmp_path / "cmp.zip"
     result = invoke("bundle", a.root, "--compare", b.root, "-o", bundle)
     assert result.exit_code == 0, result.output
-    with start_review(bundle, open_browser=False, quiet=True) as session:
-        from_bundle, bundle_cols = _served(session)
-        bundle_layout = json.dumps(_get(session.url + "api/layout/"), ensure_ascii=False)
+    with start_review(bundle, open_browser=False, quiet=True) as review:
+        from_bundle, bundle_cols = _served(review)
+        bundle_layout = json.dumps(_get(review.url + "api/layout/"), ensure_ascii=False)
     assert from_bundle == issues and bundle_cols["change"] == cols["change"]
     assert plot_name("b", "b") in bundle_layout
 
@@ -116,10 +116,10 @@ def test_review_page_draws_both_runs_in_chromium(pair, tmp_path, capsys):
     a, b = pair
     names = (plot_name("a", "a"), plot_name("b", "b"))
     counts: dict = {}
-    with start_review(a, compare=b, open_browser=False, quiet=True) as session:
+    with start_review(a, compare=b, open_browser=False, quiet=True) as review:
         browser = start_chromium(tmp_path, (1600, 1000))
         try:
-            browser.get(session.url)
+            browser.get(review.url)
 
             def drawn(d):
                 counts.update(d.execute_script(DRAWN_POINTS_JS))
