@@ -1,10 +1,10 @@
 """spotreview: watch a model's embeddings evolve while it is fine-tuned.
 
-``finetune -> embed -> analyze -> review (Spotlight, approve) -> export``. Every stage is
-a plain function here that returns a typed record (``Finetuned``, ``Embedded``, ``Analysis``,
-``ReviewResult``, ``Approval``, ``Exported``); the ``spotreview`` CLI is a thin layer over
-them. Names are imported lazily so ``import spotreview`` (and ``spotreview --help``) stays
-instant.
+``finetune -> embed -> analyze -> review (Spotlight, approve) -> export``, and ``compare`` for
+two runs. Every stage is a plain function here that returns a typed record (``Finetuned``,
+``Embedded``, ``Analysis``, ``ReviewResult``, ``Approval``, ``Exported``, ``Compared``); the
+``spotreview`` CLI is a thin layer over them. Names are imported lazily so ``import spotreview``
+(and ``spotreview --help``) stays instant.
 """
 
 from __future__ import annotations
@@ -51,6 +51,13 @@ _EXPORTS = {
     "save_layout": "reviewing.layouts",
     "export": "rendering.export",
     "Exported": "rendering.export",
+    "comparison_table": "reviewing.compare",
+    "approve_comparison": "reviewing.compare_approval",
+    "preview_comparison": "reviewing.compare_approval",
+    "comparison_approval_status": "reviewing.compare_approval",
+    "ComparisonApproval": "reviewing.compare_approval",
+    "compare": "rendering.compare",
+    "Compared": "rendering.compare",
     "issue_key": "rendering.rings",
 }
 

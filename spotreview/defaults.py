@@ -38,6 +38,11 @@ HTML_PLAYERS: tuple[str, ...] = get_args(HtmlPlayer)
 HTML_PLAYER: HtmlPlayer = "interactive"
 TWEEN = 0  # interpolated frames between consecutive snapshots
 
+# `compare`: what lines the two runs' frames up; progress is a step as a share of its run's last snapshot step
+SyncMode = Literal["progress", "step", "epoch"]
+SYNC_MODES: tuple[str, ...] = get_args(SyncMode)
+SYNC: SyncMode = "progress"
+
 TOP_K = 8  # outliers listed per snapshot (analysis summary, export leaderboard)
 OOD_K = 10  # neighbours of cleanlab's outlier score (OutOfDistribution's default k)
 # Data map (Swayamdipta et al. 2020) regions of analyze: "ambiguous" from this std of p(label)

@@ -1,7 +1,8 @@
 """The ``spotreview`` command line: parse, call one library function, report.
 
-The group is built here from the command modules (:mod:`.pipeline`, :mod:`.review`), which
-import only :mod:`.options` and :mod:`.format`, never this module. Commands call the public
+The group is built here from the command modules (:mod:`.pipeline`, :mod:`.review`,
+:mod:`.compare`), which import only :mod:`.options`, :mod:`.format` and each other, never this
+module. Commands call the public
 API (``spotreview.X``, imported lazily by the package) so ``spotreview --help`` is instant,
 and print the records it returns with :mod:`.format`. Library errors (``SpotreviewError``) become one
 ``Error: ...`` line and exit code 1, and the library's log messages (``logging``, logger
@@ -16,7 +17,7 @@ import gc
 import click
 
 from spotreview import __version__
-from spotreview.cli import pipeline, review
+from spotreview.cli import compare, pipeline, review
 from spotreview.cli.options import _Group
 from spotreview.util.process import exit_on_sigterm, idle_blas_threads_sleep, keep_freed_memory
 
@@ -41,6 +42,7 @@ for _command in (
     review.bundle_cmd,
     review.layout_group,
     pipeline.export_cmd,
+    compare.compare_cmd,
 ):
     cli.add_command(_command)
 

@@ -9,6 +9,7 @@ import click
 
 import spotreview
 from spotreview import defaults as D
+from spotreview.cli.compare import COMPARE, after_review, approve_pair
 from spotreview.cli.format import format_approval_preview, format_approved, format_follow, format_status
 from spotreview.cli.options import IMAGE_SET, LAYOUT, QUIET, RUN, THRESHOLD, run_view
 
@@ -47,11 +48,13 @@ def _later(run) -> str:
     "--follow", is_flag=True, help="RUN is still training: show each new snapshot as it lands (from the first on)."
 )
 @IMAGE_SET
+@COMPARE
 @QUIET
 def review_cmd(
     run,
     follow,
     image_set,
+    compare,
     layout_file,
     host,
     port,
@@ -66,7 +69,8 @@ def review_cmd(
 ):
     """Review RUN (a run directory or a `spotreview bundle` zip) in Renumics Spotlight.
 
-    Runs until Ctrl-C or --timeout, then asks whether to approve a run for export.
+    Runs until Ctrl-C or --timeout, then asks whether to approve a run (or, with --compare,
+    the comparison) for export.
     """
     result = spotreview.review(
         run,
@@ -82,6 +86,7 @@ def review_cmd(
         quiet=quiet,
         outlier_threshold=outlier_threshold,
         embeddings=embeddings,
+        compare=compare,
     )
     if not result.url:
         click.echo("review ended: no snapshot appeared before --timeout")
@@ -93,6 +98,8 @@ def review_cmd(
             f"apply them with `spotreview exclude RUN --from {result.decisions}`"
         )
         return
+    if compare is not None:
+        return after_review(run, compare, layout=layout_file, ask=not no_approve_prompt and _interactive())
     run = spotreview.Run(run, image_set)
     if result.training in ("training", "stopped"):  # approval covers a finished run only
         click.echo(f"Not approved: the run is {'still training' if result.training == 'training' else 'unfinished'}")
@@ -140,10 +147,17 @@ def exclude_cmd(run, ids, reason, clear, from_file, image_set):
 @THRESHOLD
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @IMAGE_SET
-def bundle_cmd(run, out, layout_file, outlier_threshold, force, image_set):
-    """Write RUN's review (table, images, layout, summary, approval) as one zip for a teammate."""
+@COMPARE
+def bundle_cmd(run, out, layout_file, outlier_threshold, force, image_set, compare):
+    """Write RUN's review (table, images, layout, summary, approval) as one zip for a teammate
+    (with --compare, the comparison's)."""
     path = spotreview.write_bundle(
-        run_view(run, image_set), out, layout=layout_file, outlier_threshold=outlier_threshold, force=force
+        run_view(run, image_set),
+        out,
+        layout=layout_file,
+        outlier_threshold=outlier_threshold,
+        force=force,
+        compare=compare,
     )
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it anywhere with `spotreview review {path}`")
 
@@ -154,9 +168,13 @@ def bundle_cmd(run, out, layout_file, outlier_threshold, force, image_set):
 @LAYOUT
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @IMAGE_SET
-def approve_cmd(run, by, layout_file, yes, image_set):
-    """Record that RUN's analysis, exclusions and layout are approved for export."""
+@COMPARE
+def approve_cmd(run, by, layout_file, yes, image_set, compare):
+    """Record that RUN's analysis, exclusions and layout are approved for export (with
+    --compare, that the comparison of RUN with RUN_B is, for `spotreview compare`)."""
     run = run_view(run, image_set)
+    if compare is not None:
+        return approve_pair(run, compare, by=by, layout=layout_file, ask=not yes and _interactive())
     analysis = spotreview.load_analysis(run)  # loaded (and checked) once for what is shown and recorded
     preview = spotreview.approval_preview(run, by=by, layout=layout_file, analysis=analysis)
     click.echo(format_approval_preview(run, preview))

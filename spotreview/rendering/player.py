@@ -89,13 +89,21 @@ class PlayerData:
 
 
 def player_data(
-    analysis, *, exclude: Mapping[str, str] | Iterable[str] = (), top_k: int = 8, thumb_px: int = THUMB_PX, scene=None
+    analysis,
+    *,
+    exclude: Mapping[str, str] | Iterable[str] = (),
+    top_k: int = 8,
+    thumb_px: int = THUMB_PX,
+    scene=None,
+    thumbs: np.ndarray | None = None,
 ) -> PlayerData:
     """Collect the page's data from an ``Analysis``, its run's log.csv and images.
 
     Titles, leaderboard, loss curve, epochs, axes and colours are the GIF's: ``scene`` (built
     here unless the caller has one for the same ``exclude`` and ``top_k``) and the same
-    functions. Unreadable images become blank thumbnails, with one warning line.
+    functions. Unreadable images become blank thumbnails, with one warning line. ``thumbs``:
+    the (n, T, T, 3) uint8 thumbnails when the caller has them already (another run of the
+    same images), else they are read from the run's images.
     """
     from spotreview.rendering.figure import scatter_box_px
     from spotreview.rendering.scene import build_scene
@@ -105,8 +113,8 @@ def player_data(
     if scene is None:
         scene = build_scene(analysis, exclude=exclude, top_k=top_k)
     run = Run(analysis.run)
-    tiles, missing = [], 0
-    for image_id in scene.ids:
+    tiles, missing = [] if thumbs is None else list(thumbs), 0
+    for image_id in scene.ids if thumbs is None else ():
         tile = thumbnail(run.image_path(image_id), thumb_px)
         missing += tile is None
         tiles.append(placeholder_tile(thumb_px) if tile is None else tile)
@@ -154,6 +162,26 @@ def write_player(
     drawn; an unknown id is an ``ExportError`` naming it. The file appears only once complete.
     """
     path = Path(path)
+    page = fill_page(page_parts(data, snapshots_per_second=snapshots_per_second, highlight=highlight))
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
+
+
+def page_parts(
+    data: PlayerData,
+    *,
+    snapshots_per_second: float = 2.0,
+    highlight: Iterable[str] = (),
+    atlas: bool = True,
+    reserve: int = 0,
+) -> dict[str, str]:
+    """The fields of the page template (``assets/player.html``): ``TITLE``, ``CSS``, ``JS``,
+    ``DATA`` (the data JSON) and ``ATLAS`` (the thumbnails' sprite atlases as a JSON list of
+    data URIs); see :func:`write_player` for the arguments and errors. ``atlas=False`` leaves
+    ``ATLAS`` out (a page of two players shares one); ``reserve``: bytes of such a page
+    besides this player's, kept out of the atlases' size budget.
+    """
     n = _check(data)
     from spotreview.rendering.scene import highlight_rows
 
@@ -162,19 +190,24 @@ def write_player(
         raise ExportError(f"snapshots per second must be positive, got {snapshots_per_second:g}")
     cols = max(1, _ATLAS_PX // data.thumbs.shape[1])
     doc = _data_json(data, highlight=pinned, pace=float(snapshots_per_second), atlas_cols=cols)
-    atlases, _ = _atlases(data.thumbs, budget=_SIZE_BUDGET - len(doc.encode()) - 100_000)
     assets = resources.files("spotreview.rendering") / "assets"
     parts = {
         "TITLE": html.escape(f"{data.subtitle or 'spotreview'}: {n:,} images, {len(data.steps)} snapshots"),
         "CSS": (assets / "player.css").read_text("utf-8"),
         "JS": (assets / "player.js").read_text("utf-8"),
         "DATA": doc,
-        "ATLAS": "[\n" + ",\n".join(json.dumps(a) for a in atlases) + "\n]",
     }
-    page = re.sub(r"@@(\w+)@@", lambda m: parts[m.group(1)], (assets / "player.html").read_text("utf-8"))
-    with atomic_path(path) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return path
+    if atlas:
+        atlases, _ = _atlases(data.thumbs, budget=_SIZE_BUDGET - len(doc.encode()) - reserve - 100_000)
+        parts["ATLAS"] = "[\n" + ",\n".join(json.dumps(a) for a in atlases) + "\n]"
+    return parts
+
+
+def fill_page(parts: Mapping[str, str]) -> str:
+    """The page template with its ``@@NAME@@`` fields replaced by ``parts`` in one pass (text
+    put in is never read again); fields ``parts`` lacks are left as they are."""
+    template = (resources.files("spotreview.rendering") / "assets" / "player.html").read_text("utf-8")
+    return re.sub(r"@@(\w+)@@", lambda m: parts.get(m.group(1), m.group(0)), template)
 
 
 def _check(d: PlayerData) -> int:

@@ -19,6 +19,8 @@ ISSUE_RING_COLOR = "#ff00ff"
 CORRECT_COLORS = {"correct": "#9ecae1", "wrong": "#e41a1c"}
 REGION_COLORS = {"easy": "#1b9e77", "ambiguous": "#7570b3", "hard": "#d95f02"}  # analysis.dynamics.REGIONS
 FORGETTING_COLORS = {"never forgotten": "#bdbdbd", "forgotten once": "#fd8d3c", "forgotten 2+ times": "#a50f15"}
+#: A comparison's outcome of an image from run A's last snapshot to B's (``reviewing.compare.CHANGES``).
+CHANGE_COLORS = {"fixed": "#1a9850", "broken": "#d73027", "both_right": "#4575b4", "both_wrong": "#636363"}
 
 # Each class is drawn in this many parts, the parts of all classes interleaved in a fixed
 # shuffled order, so no class always sits on top of the others.

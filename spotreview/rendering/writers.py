@@ -259,7 +259,7 @@ def _worker_chunk(frames: Sequence[int]) -> list:
 
 
 @contextlib.contextmanager
-def _payloads(scene: Scene, encoder: _Encoder, workers: int) -> Iterator[Iterator]:
+def _payloads(scene: Scene, encoder: _Encoder, workers: int, renderer=Renderer) -> Iterator[Iterator]:
     """Yield an iterator of encoded frames, in order.
 
     With ``workers > 1`` frames are rendered by that many forked processes, each with its
@@ -269,8 +269,8 @@ def _payloads(scene: Scene, encoder: _Encoder, workers: int) -> Iterator[Iterato
     """
     n = scene.n_frames
     if workers <= 1:
-        renderer = Renderer(scene)
-        yield (encoder(f, renderer.render(f)) for f in range(n))
+        drawn = renderer(scene)
+        yield (encoder(f, drawn.render(f)) for f in range(n))
         return
 
     import multiprocessing
@@ -280,7 +280,7 @@ def _payloads(scene: Scene, encoder: _Encoder, workers: int) -> Iterator[Iterato
     # fork: the workers start in milliseconds with the figure already built (here, once),
     # and a script calling export() needs no `if __name__ == "__main__":` guard.
     global _WORKER
-    _WORKER = (Renderer(scene), encoder)
+    _WORKER = (renderer(scene), encoder)
     pool = ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("fork"),
@@ -326,10 +326,13 @@ def write_animation(
     fps: float,
     workers: int | None = None,
     quiet: bool = False,
+    renderer=Renderer,
 ) -> int:
     """Render every frame of ``scene`` into ``out`` (.gif/.mp4/.html); returns the frame count.
 
-    The file appears under its final name only once it is complete.
+    ``renderer``: the class that draws a frame of ``scene`` (``renderer(scene).render(frame)``
+    gives (H, W, 3) uint8; a two-run comparison has its own). The file appears under its final
+    name only once it is complete.
     """
     from tqdm import tqdm
 
@@ -347,7 +350,7 @@ def write_animation(
         ok = False
         try:
             with (
-                _payloads(scene, encoder, workers) as payloads,
+                _payloads(scene, encoder, workers, renderer) as payloads,
                 tqdm(total=n, desc=f"export {out.name}", unit="frame", disable=quiet, leave=False) as bar,
             ):
                 for payload in payloads:

@@ -50,24 +50,31 @@ def _scrub(obj):
 
 
 def write_bundle(
-    run, out, *, layout=None, outlier_threshold: int | None = None, force: bool = False, image_set: str | None = None
+    run,
+    out,
+    *,
+    layout=None,
+    outlier_threshold: int | None = None,
+    force: bool = False,
+    image_set: str | None = None,
+    compare=None,
 ) -> Path:
     """Write ``run``'s review (of its evaluation set, or ``image_set``) as a zip bundle at
-    ``out`` (atomically); returns its path."""
-    from spotreview.reviewing.layouts import check_layout_columns, default_layout, layout_json, load_layout
-    from spotreview.reviewing.table import build_table, write_table
+    ``out`` (atomically); returns its path. ``compare``: another run of the same evaluation set;
+    the bundle then holds the comparison table (``reviewing.compare``) and its layout."""
+    from spotreview.reviewing.compare_review import bundle_contents
+    from spotreview.reviewing.layouts import check_layout_columns, layout_json, load_layout
+    from spotreview.reviewing.table import write_table
 
     run, out = Run(run, image_set).require(), Path(out)
     if out.suffix != ".zip":
         raise ReviewError(f"{out}: a bundle's name must end in .zip")
     if out.exists() and not force:
         raise ReviewError(f"{out} already exists; pass --force to overwrite it")
-    df = build_table(run, save=False, outlier_threshold=outlier_threshold)
+    df, parsed, approval = bundle_contents(run, compare, outlier_threshold=outlier_threshold)
     if layout is not None:
         parsed = load_layout(layout)
         check_layout_columns(parsed, df.columns, layout)
-    else:
-        parsed = default_layout(df.columns)
     info = {
         "format": FORMAT,
         "spotreview": __version__,
@@ -75,6 +82,7 @@ def write_bundle(
         "image_set": run.image_set,
         "images": len(df),
         "class_names": df.attrs["class_names"],
+        **({"compare": df.attrs["comparison"]["b"]} if compare is not None else {}),
     }
     with tempfile.TemporaryDirectory() as tmpdir, atomic_path(out) as tmp:
         table = write_table(df, Path(tmpdir) / TABLE)
@@ -85,8 +93,8 @@ def write_bundle(
             z.writestr("summary.json", read_summary_text(run))
             z.writestr("manifest.json", json.dumps(_scrub(run.read_manifest()), indent=2))
             z.writestr("exclusions.json", json.dumps(read_exclusions(run), indent=2))
-            if run.approval.is_file():
-                z.writestr("approval.json", json.dumps(_scrub(json.loads(run.approval.read_text())), indent=2))
+            if approval.is_file():
+                z.writestr("approval.json", json.dumps(_scrub(json.loads(approval.read_text())), indent=2))
             for rel in df["image"]:
                 # PNGs are compressed already; storing them saves CPU and no space.
                 z.write(run.root / rel, rel, compress_type=zipfile.ZIP_STORED)

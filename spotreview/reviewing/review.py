@@ -26,6 +26,8 @@ from spotreview.analysis.dynamics import REGIONS
 from spotreview.analysis.store import result_files
 from spotreview.defaults import HOST, REVIEW_POLL
 from spotreview.errors import ReviewError, SpotreviewError
+from spotreview.reviewing.compare import comparison_issue_groups, is_comparison
+from spotreview.reviewing.compare_review import comparison_dtypes, comparison_layout, comparison_source
 from spotreview.reviewing.follow import Follower, wait_for_snapshots
 from spotreview.reviewing.issues import issue_groups
 from spotreview.reviewing.layouts import check_layout_columns, default_layout, import_spotlight, load_layout
@@ -82,6 +84,7 @@ def _dtypes(df) -> dict:
             dtype[col] = sd.Sequence1DDType("training step", what)
     if EMBEDDING_COLUMN in df:
         dtype[EMBEDDING_COLUMN] = sd.EmbeddingDType(len(df[EMBEDDING_COLUMN].iloc[0]))
+    dtype.update(comparison_dtypes(df))  # none for a single run's table
     return dtype
 
 
@@ -92,11 +95,12 @@ def _issues(df) -> list:
     outliers (Spotlight keeps the previous issues when given none)."""
     from renumics.spotlight.analysis.typing import DataIssue
 
+    groups = comparison_issue_groups(df) if is_comparison(df) else issue_groups(df)
     return [
         DataIssue(
             title=g.title, rows=list(g.rows), severity=g.severity, columns=list(g.columns), description=g.description
         )
-        for g in issue_groups(df)
+        for g in groups
     ]
 
 
@@ -142,9 +146,17 @@ class LiveRunSource(RunSource):
         return absolute_images(df, self.run.root)
 
 
-def _source(target, *, outlier_threshold, embeddings, image_set, follow: bool = False, quiet: bool = False):
-    """A run directory (seen from ``image_set``) or a review bundle (``.zip``, see
-    :mod:`spotreview.reviewing.bundle`)."""
+def _source(
+    target, *, outlier_threshold, embeddings, image_set, follow: bool = False, quiet: bool = False, compare=None
+):
+    """A run directory (seen from ``image_set``), a review bundle (``.zip``, see
+    :mod:`spotreview.reviewing.bundle`), or a run compared with the run ``compare``."""
+    if compare is not None:
+        if follow:
+            raise ReviewError("a comparison is of two runs as they are; drop --follow (or --compare)")
+        return comparison_source(
+            target, compare, outlier_threshold=outlier_threshold, embeddings=embeddings, image_set=image_set
+        )
     if Path(target).is_file():
         from spotreview.reviewing.bundle import BundleSource
 
@@ -272,6 +284,7 @@ def start_review(
     embeddings: bool = False,
     image_set: str | None = None,
     follow: bool = False,
+    compare=None,
 ) -> ReviewSession:
     """Build the review table and serve it in Spotlight without blocking.
 
@@ -281,12 +294,20 @@ def start_review(
     ``embeddings``: see ``table.build_table`` (runs only). ``image_set``: ``"train"`` serves
     the run's recorded training images (None: the set ``run`` views, the evaluation set for a
     path). ``follow``: the run is still being written; each new snapshot is analysed and the
-    table re-served (the run must have a snapshot already: :func:`review` waits for one). ``port``:
+    table re-served (the run must have a snapshot already: :func:`review` waits for one).
+    ``compare``: another run of the same evaluation set, served side by side with ``run``
+    (``reviewing.compare.comparison_table``, refused with one line for another set). ``port``:
     None picks a free one. ``insecure`` lets Spotlight serve a non-local ``host`` without
     TLS (trusted networks only). Returns a running ``ReviewSession``; close it when done.
     """
     source = _source(
-        run, outlier_threshold=outlier_threshold, embeddings=embeddings, image_set=image_set, follow=follow, quiet=quiet
+        run,
+        outlier_threshold=outlier_threshold,
+        embeddings=embeddings,
+        image_set=image_set,
+        follow=follow,
+        quiet=quiet,
+        compare=compare,
     )
     df = source.table()  # first: a missing analysis is the likeliest error, and cheap
     if layout is not None:
@@ -294,6 +315,8 @@ def start_review(
         check_layout_columns(parsed, df.columns, layout)
     elif source.default_layout is not None:
         parsed = load_layout(source.default_layout)
+    elif is_comparison(df):
+        parsed = comparison_layout(df.columns, df.attrs["comparison"])
     else:
         parsed = default_layout(df.columns)
     spotlight = import_spotlight()
@@ -377,9 +400,11 @@ def review(
     embeddings: bool = False,
     image_set: str | None = None,
     follow: bool = False,
+    compare=None,
 ) -> ReviewResult:
     """Serve ``run``'s review table in Spotlight until Ctrl-C or ``timeout`` seconds
-    (``image_set="train"``: the recorded training images; see :func:`start_review`).
+    (``image_set="train"``: the recorded training images; ``compare``: another run, side by
+    side; see :func:`start_review`).
     ``follow``: review a run while it trains, from its first snapshot on (waited for): each
     new snapshot is analysed and shown; the result's ``training`` says how training stood at
     the end.
@@ -405,6 +430,7 @@ def review(
         outlier_threshold=outlier_threshold,
         embeddings=embeddings,
         image_set=image_set,
+        compare=compare,
     )
     url = session.url
     with _ctrl_c_interrupts(session):  # from here on, Ctrl-C ends the review cleanly

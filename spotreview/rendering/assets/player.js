@@ -1,6 +1,7 @@
 // spotreview's HTML player: a canvas 2-D scatter interpolated between snapshots.
 // Data: the JSON in #spotreview-data (see spotreview/rendering/player.py). Exposes window.player
-// (state, project, goTo, play, pause, pin, toggleClass, colourBy, measureFps) for tests and users.
+// (state, project, goTo, play, pause, pin, toggleClass, colourBy, measureFps, setTime, hover) for
+// tests, users and a page that embeds players (spotreview/rendering/assets/compare.js).
 (function () {
   'use strict';
   const D = JSON.parse(document.getElementById('spotreview-data').textContent);
@@ -362,8 +363,8 @@
       tile.appendChild(c);
       tile.insertAdjacentHTML('beforeend', `<div>${fmtScore(SCORE[s][i])}</div><div class="id">${escapeHtml(D.points[i].id)}</div>`);
       tile.addEventListener('click', () => pin(i, true));
-      tile.addEventListener('mouseenter', () => { state.hover = i; requestDraw(); });
-      tile.addEventListener('mouseleave', () => { if (state.hover === i) { state.hover = -1; requestDraw(); } });
+      tile.addEventListener('mouseenter', () => hover(i));
+      tile.addEventListener('mouseleave', () => { if (state.hover === i) hover(-1); });
       el.appendChild(tile);
     });
     $('board-title').textContent = `Top ${D.snapshots[s].board.length} outliers of this snapshot`;
@@ -376,11 +377,20 @@
     }
     $('pins-box').style.display = state.pinned.length ? '' : 'none';
   }
+  // The reader's hover and pins are announced as 'spotreview:hover' and 'spotreview:pin' events
+  // on window, so a page holding two players (the two-run comparison) shows them in both.
+  function tell(kind, detail) { window.dispatchEvent(new CustomEvent('spotreview:' + kind, { detail })); }
+  function hover(i, quiet) {
+    if (i === state.hover) return;
+    state.hover = i; requestDraw();
+    if (!quiet) tell('hover', i);
+  }
   function pin(i, on) {
     const k = state.pinned.indexOf(i);
     if (on === undefined) on = k < 0;
     if (on && k < 0) state.pinned.push(i);
     if (!on && k >= 0) state.pinned.splice(k, 1);
+    if (on !== k >= 0) tell('pin', { row: i, on });
     if (on && isHidden(i)) toggleCategory(currentView().cat[i]);
     renderPins(); renderBoard(true); requestDraw();
   }
@@ -552,9 +562,9 @@
 
   canvas.addEventListener('mousemove', (ev) => {
     const r = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - r.left, ev.clientY - r.top);
-    if (i !== state.hover) { state.hover = i; requestDraw(); }
+    hover(i);
   });
-  canvas.addEventListener('mouseleave', () => { state.hover = -1; requestDraw(); });
+  canvas.addEventListener('mouseleave', () => hover(-1));
   canvas.addEventListener('click', (ev) => {
     const r = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - r.left, ev.clientY - r.top);
     if (i >= 0) pin(i);
@@ -586,8 +596,16 @@
     });
   }
 
+  // setTime(t): show snapshot position t (2.5: half way from the third snapshot to the fourth)
+  // at once, paused; for a page that drives this player's clock (the two-run comparison).
+  function setTime(t) {
+    if (state.playing) setPlaying(false);
+    state.target = null; state.t = Math.max(0, Math.min(S - 1, t)); requestDraw();
+  }
+
   window.player = {
-    state, stats, project, goTo, pin, toggleClass, colourBy, measureFps,
+    state, stats, project, goTo, pin, toggleClass, colourBy, measureFps, setTime,
+    hover: (i) => hover(i, true),  // show point i's tooltip (-1: none) without announcing it
     play: () => setPlaying(true), pause: () => setPlaying(false),
     row: (id) => (ROW.has(id) ? ROW.get(id) : -1), nearest, size: () => [W, H],
   };
