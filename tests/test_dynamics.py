@@ -164,7 +164,7 @@ def test_analyze_stores_what_the_module_computes(analysed_run):
 
 def test_review_table_and_bundle_carry_the_columns(analysed_run, tmp_path):
     from spotreview.reviewing.bundle import write_bundle
-    from spotreview.reviewing.review import _dtypes
+    from spotreview.reviewing.sources import spotlight_dtypes
     from spotreview.reviewing.table import build_table, read_table
 
     a = load_analysis(analysed_run)
@@ -173,7 +173,7 @@ def test_review_table_and_bundle_carry_the_columns(analysed_run, tmp_path):
         np.testing.assert_array_equal(df[name].to_numpy(), a.dynamics.columns[name], err_msg=name)
     assert df["forgetting_events"].dtype == np.int64 and df["learned_step"].dtype == np.float64
     assert "**data map** " in df["summary"][0] and "**learned** " in df["summary"][0]
-    category = _dtypes(df)["data_map_region"]
+    category = spotlight_dtypes(df)["data_map_region"]
     assert category.categories == {"easy": 0, "ambiguous": 1, "hard": 2}  # explicit, never None
     back = read_table(analysed_run.review_table)
     for name in dyn.COLUMNS:

@@ -116,7 +116,7 @@ def test_a_review_tells_its_server_and_nothing_else(analysed_run, monkeypatch):
 
 
 def test_served_record_and_its_errors(analysed_run, tmp_path):
-    from spotreview.reviewing.review import RunSource
+    from spotreview.reviewing.sources import RunSource
 
     source = RunSource(analysed_run)
     local = served_record(source, layout=None, host="127.0.0.1", insecure=False)

@@ -560,14 +560,14 @@ def test_any_class_names_become_explicit_categories(tmp_path):
     and every cell converts to its class's code (Spotlight infers none for "0".."9")."""
     from renumics.spotlight.dtypes.conversion import convert_to_dtype
 
-    from spotreview.reviewing.review import _dtypes
+    from spotreview.reviewing.sources import spotlight_dtypes
     from spotreview.reviewing.table import build_table
 
     names = ("0", "10", "chat noir", "Æble", "7")
     run = make_synthetic_run(tmp_path / "run", class_names=names, n_per_class=6)
     analyze(run, quiet=True)
     df = build_table(run, save=False)
-    dtypes = _dtypes(df)
+    dtypes = spotlight_dtypes(df)
     for col in ("label", "prediction_first", "prediction_last"):
         assert dtypes[col].categories == {n: i for i, n in enumerate(names)}
         assert [convert_to_dtype(v, dtypes[col]) for v in df[col]] == [names.index(v) for v in df[col]]
