@@ -179,7 +179,7 @@ def test_resume_from_checkpoint_with_the_recorder(folder, tmp_path):
     """resume_from_checkpoint gives the same weights with the recorder as without it; the snapshot
     of the checkpoint resumed from is recorded when the run lacks it, and every later save.
     (transformers 5.24's own resume does not reload ViT weights saved under their legacy names, so
-    here it is not equal to an uninterrupted run; finetune works around it, see train._Trainer.)"""
+    here it is not equal to an uninterrupted run; finetune works around it, see training/trainer.py: _Trainer.)"""
     train(folder, tmp_path / "whole", CASES["steps"])
     for name in ("plain", "with"):
         (tmp_path / name).mkdir()
