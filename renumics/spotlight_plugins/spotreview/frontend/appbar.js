@@ -1,7 +1,20 @@
 // The app-bar item: where the run stands (snapshots, training, approval, exclusions), and an
 // Approve… button whose dialog records the approval as `spotreview approve --by NAME` does.
 
-import { BUTTON, FONT, INPUT, PRIMARY, h, postJSON, review, useDataset, useEffect, useReview, useState } from './common.js';
+import {
+    BUTTON,
+    FONT,
+    INPUT,
+    PRIMARY,
+    h,
+    postJSON,
+    review,
+    tableFingerprint,
+    useDataset,
+    useEffect,
+    useReview,
+    useState,
+} from './common.js';
 
 const APPROVAL_COLOURS = { approved: '#16a34a', stale: '#d97706', missing: '#9ca3af' };
 const APPROVAL_WORDS = { approved: 'approved', stale: 'stale', missing: 'not approved' };
@@ -93,11 +106,11 @@ function ApproveButton({ state, onClick }) {
 
 export function AppBarItem() {
     const state = useReview();
-    const generation = useDataset((d) => d.generationID);
+    const fingerprint = useDataset(tableFingerprint);
     const [open, setOpen] = useState(false);
     useEffect(() => {
-        review.refresh(); // the table was re-served: exclusions or the analysis changed
-    }, [generation]);
+        review.refresh(); // the table was re-served: a new snapshot, exclusions or the analysis changed
+    }, [fingerprint]);
     if (!state || !state.active) return null;
     const colour = state.kind === 'bundle' ? '#6b7280' : APPROVAL_COLOURS[state.approval] || '#9ca3af';
     const trouble = state.analysis_error ? ` (${state.analysis_error})` : '';

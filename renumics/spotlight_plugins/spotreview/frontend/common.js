@@ -81,5 +81,16 @@ export async function writeExclusions(ids, exclude, reason) {
     return result;
 }
 
+// A value that changes whenever the served table does in what the app bar shows: its rows, the
+// last snapshot's coordinates (a new snapshot moves them) and the exclusions.
+export const tableFingerprint = (d) => {
+    const sum = (col) => {
+        let total = 0;
+        for (let i = 0; col && i < col.length; i++) total += Number.isFinite(Number(col[i])) ? Number(col[i]) : 0;
+        return total;
+    };
+    return `${d.length}:${sum(d.columnData.pca_last_x)}:${sum(d.columnData.exclude)}`;
+};
+
 // The table's image ids (its `id` column), indexed by row.
 export const idsSelector = (d) => d.columnData.id;
