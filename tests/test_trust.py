@@ -23,7 +23,8 @@ from spotreview.analysis.analyze import analyze
 from spotreview.analysis.outliers import cleanlab_neighbors
 from spotreview.analysis.projection import pca_2d
 from spotreview.analysis.store import load_analysis
-from spotreview.analysis.trust import SAMPLE, TRUST_K, trustworthiness
+from spotreview.analysis.trust import SAMPLE, trustworthiness
+from spotreview.defaults import TRUST_K
 
 SAMPLED_TOLERANCE = 0.015
 

@@ -43,8 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from spotreview.analysis.dynamics import COLUMNS, REGIONS, Dynamics
-from spotreview.analysis.trust import TRUST_K
-from spotreview.defaults import OOD_K
+from spotreview.defaults import OOD_K, TRUST_K
 from spotreview.errors import AnalysisError, first_line
 from spotreview.rundir.atomic import atomic_path, sha256_bytes, sha256_file, write_json
 from spotreview.rundir.evalset import read_eval_columns

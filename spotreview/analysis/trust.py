@@ -31,10 +31,8 @@ import math
 
 import numpy as np
 
-TRUST_K = 10  # neighbours whose ranks the trustworthiness compares (Venna & Kaski's k)
-# Below this a snapshot's 2-D picture is flagged (status, player, frames): its 2-D neighbours
-# lie on average a fifth of the set away in the embedding; a random picture scores ~0.5.
-TRUST_LOW = 0.8
+from spotreview.defaults import TRUST_K
+
 SAMPLE = 256  # images each block of rows compares a pair against
 ROWS = 2048  # images i summed over (all of them in smaller sets)
 BLOCK = 128  # rows sharing one sample
