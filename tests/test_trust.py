@@ -24,7 +24,7 @@ from spotreview.analysis.outliers import cleanlab_neighbors
 from spotreview.analysis.projection import pca_2d
 from spotreview.analysis.store import load_analysis
 from spotreview.analysis.trust import SAMPLE, trustworthiness
-from spotreview.defaults import TRUST_K
+from spotreview.defaults import TRUST_K, TRUST_LOW
 
 SAMPLED_TOLERANCE = 0.015
 
@@ -140,3 +140,58 @@ def test_analyze_of_a_tiny_set_gives_nan_and_null(tmp_path):
     assert np.isnan(a.trustworthiness).all() and a.trustworthiness.shape == (5,)
     summary = json.loads((run.analysis_dir / "summary.json").read_text())
     assert [s["trustworthiness"] for s in summary["snapshots"]] == [None] * 5
+
+
+# --- shown in the frames and the player ---------------------------------------------------
+
+
+def test_frame_titles_show_it_and_flag_low_values(analysed_run):
+    from spotreview.rendering.figure import Renderer
+    from spotreview.rendering.scene import build_scene
+
+    a = load_analysis(analysed_run)
+    scene = build_scene(a)
+    assert a.trustworthiness[0] < TRUST_LOW <= a.trustworthiness[-1]  # conftest: one blob, then classes
+    assert scene.titles[0].endswith(
+        f"eval accuracy {a.accuracy[0]:.0%}   ·   trustworthiness {a.trustworthiness[0]:.2f} (low)"
+    )
+    assert scene.titles[-1].endswith(f"   ·   trustworthiness {a.trustworthiness[-1]:.2f}")
+    assert scene.subtitles[-1].endswith(f"36 images   ·   kNN accuracy {a.knn_accuracy[-1]:.0%}")
+    # the longest title there can be stays inside the frame
+    scene.titles[0] = "step 123,456   ·   epoch 123.45   ·   eval accuracy 100%   ·   trustworthiness 0.79 (low)"
+    r = Renderer(scene)
+    r.render(0)
+    box = r.title.get_window_extent(r.canvas.get_renderer())
+    assert 0 < box.x0 and box.x1 < scene.size[0] - 20
+
+
+def test_player_data_and_panel_in_chromium(analysed_run, tmp_path):
+    import time
+
+    from conftest import start_chromium
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from spotreview.rendering.player import player_data, write_player
+
+    a = load_analysis(analysed_run)
+    page = write_player(tmp_path / "p.html", player_data(a, top_k=4))
+    text = page.read_text("utf-8")
+    doc = json.loads(text.split('id="spotreview-data">\n', 1)[1].split("\n</script>", 1)[0])
+    assert doc["trust"] == {"k": TRUST_K, "low": TRUST_LOW}
+    np.testing.assert_allclose([s["trustworthiness"] for s in doc["snapshots"]], a.trustworthiness, rtol=1e-5)
+
+    driver = start_chromium(tmp_path, (1400, 900))
+    try:
+        driver.get(page.resolve().as_uri())
+        WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.body.dataset.ready"))
+        box = driver.find_element("id", "trust")
+        assert box.text.startswith(f"2-D picture: trustworthiness {a.trustworthiness[0]:.2f} (low) · kNN accuracy ")
+        assert "misplaces which images are neighbours" in box.text and box.get_attribute("data-low") == "1"
+        driver.execute_script("player.goTo(4)")
+        WebDriverWait(driver, 5).until(lambda d: "(low)" not in box.text)
+        time.sleep(0.3)
+        assert box.text.startswith(f"2-D picture: trustworthiness {a.trustworthiness[-1]:.2f} · kNN accuracy ")
+        assert "10 nearest neighbours" in box.text and box.get_attribute("data-low") == ""
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
