@@ -17,7 +17,7 @@ sklearn's ``trustworthiness`` ranks every pair (O(n^2 dim) time, O(n^2) memory).
 * a 2-D neighbour ranked beyond the K known: r = K + 1 + the number of other images nearer to
   i than j, that number estimated from a seeded sample of ``sample`` images. Each block of
   ``BLOCK`` rows draws its own sample and costs one matrix product; the blocks' errors are
-  independent and average out (one sample shared by all rows would bias every row alike);
+  independent and average out (one sample shared by all rows would make every row err alike);
 * at most ``rows`` images i (a seeded sample of rows), their sum scaled by n / rows.
 
 With n <= ``sample`` every image is in the sample and every row is used, so T is exact (ties
