@@ -55,6 +55,8 @@ def trustworthiness(
     ``low``: (n, 2) float, the 2-D coordinates. NaN when n <= 2k: as in sklearn, T needs more
     than 2k images. The same arguments give the same value (seeded samples).
     """
+    from threadpoolctl import threadpool_limits
+
     n = _check(x, neighbours, low, k)
     if n <= 2 * k:
         return math.nan
@@ -66,7 +68,10 @@ def trustworthiness(
     known = match.any(axis=2)  # the 2-D neighbour is among the K known: its rank is exact
     rank = match.argmax(axis=2) + 1
     penalty = float(np.where(known, np.maximum(rank - k, 0), 0).sum())
-    penalty += _beyond_known(x, high, near_2d, known, chosen, k, min(sample, n), rng)
+    # Small products on one BLAS thread: two gain little, and stall for long when other jobs
+    # keep the cores busy (benchmarks/RESULTS.md), as in pca_2d.
+    with threadpool_limits(limits=1, user_api="blas"):
+        penalty += _beyond_known(x, high, near_2d, known, chosen, k, min(sample, n), rng)
     t = 1.0 - penalty * (n / len(chosen)) * 2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0))
     return float(np.clip(t, 0.0, 1.0))
 
