@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--inside", default="", help="MODULE:FUNCTION whose time in tree B's calls is summed")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(HERE))
-    from bench_analyze import _make_run
+    sys.path.insert(0, str(HERE.parent))
+    from benchmarks.bench_analyze import _make_run
 
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"A": _unpack(args.base, Path(tmp)), "B": HERE.parent}
