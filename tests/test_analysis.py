@@ -439,17 +439,17 @@ def test_cli_analyze(synthetic_run):
     result = CliRunner().invoke(cli, ["analyze", root, "--top-k", "3", "--quiet"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["step", "accuracy", "kNN", "acc", "disparity", "worst", "outlier", "(score)"]
+    assert lines[0].split() == ["step", "accuracy", "kNN", "acc", "trust", "disparity", "worst", "outlier", "(score)"]
     assert [line.split()[0] for line in lines[1:6]] == ["0", "5", "10", "20", "100"]
-    assert lines[5].split()[1] == "1.000" and lines[5].split()[4] == OUTLIER
-    assert lines[5].split()[3] == "0.000"  # the reference frame
+    assert lines[5].split()[1] == "1.000" and lines[5].split()[5] == OUTLIER
+    assert lines[5].split()[4] == "0.000"  # the reference frame
     assert "5 of 5 snapshots computed" in result.output
     assert lines[-1] == f"Next: spotreview review {root}"
     assert load_analysis(root).top_k == 3
 
     again = CliRunner().invoke(cli, ["analyze", root, "--align", "none", "-q"])
     assert again.exit_code == 0 and "0 of 5 snapshots computed" in again.output
-    assert again.output.splitlines()[5].split()[3] == "-"  # no reference, no disparity
+    assert again.output.splitlines()[5].split()[4] == "-"  # no reference, no disparity
 
 
 def test_cli_bad_input_is_one_line(synthetic_run):
