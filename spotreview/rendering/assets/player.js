@@ -388,7 +388,7 @@
   trustBox.title = `Trustworthiness (Venna & Kaski): how well the 2-D picture keeps each image's ${D.trust.k} ` +
     'nearest neighbours of the embedding among its nearest in 2-D. 1: every 2-D neighbour is a true neighbour; ' +
     `about 0.5: no better than a random picture; below ${D.trust.low} (flagged) an image's 2-D neighbours lie, ` +
-    'on average, a fifth of the set away in the embedding.';
+    `on average, more than ${Math.round(100 * (1 - D.trust.low))}% of the set away in the embedding.`;
   function renderTrust() {
     const snap = D.snapshots[nearest()], t = snap.trustworthiness, low = t != null && t < D.trust.low;
     const knn = snap.knn_accuracy === null ? '' : ` \u00b7 kNN accuracy ${Math.round(snap.knn_accuracy * 100)}%`;
