@@ -1,4 +1,4 @@
-"""analyze: seconds per snapshot (cleanlab OOD + kNN accuracy + PCA + storage) by size.
+"""analyze: seconds per snapshot (cleanlab OOD + kNN accuracy + PCA + trustworthiness + storage) by size.
 
 Synthetic clustered float32 embeddings (10 classes, 768 dims) in a bare run directory
 (eval.csv, embeddings, probs). Each figure is the full ``analyze()`` call divided by the
@@ -120,6 +120,7 @@ STAGES = (
     ("scores + kNN vote", "outliers.py", "ood_scores"),
     ("scores + kNN vote", "outliers.py", "knn_accuracy"),
     ("PCA", "projection.py", "pca_2d"),
+    ("trustworthiness of the 2-D picture", "trust.py", "trustworthiness"),
     ("write step files", "store.py", "write_step"),
     ("align", "projection.py", "align_frames"),
     ("assemble + aligned.npz + summary", "store.py", "assemble"),

@@ -45,6 +45,10 @@ SYNC: SyncMode = "progress"
 
 TOP_K = 8  # outliers listed per snapshot (analysis summary, export leaderboard)
 OOD_K = 10  # neighbours of cleanlab's outlier score (OutOfDistribution's default k)
+TRUST_K = 10  # neighbours whose ranks the 2-D picture's trustworthiness compares (analysis/trust.py)
+# A snapshot whose 2-D picture scores below this is flagged (status, player, frames): its 2-D
+# neighbours lie, on average, a fifth of the set away in the embedding; a random picture scores ~0.5.
+TRUST_LOW = 0.8
 # Data map (Swayamdipta et al. 2020) regions of analyze: "ambiguous" from this std of p(label)
 # over the snapshots; else "easy" from this mean of it, "hard" below. Snapshots start at the
 # untrained model, so an image learned within the first fifth of training still has a std of

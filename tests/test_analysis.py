@@ -44,6 +44,8 @@ def test_analysis_shapes_files_and_summary(synthetic_run):
     assert a.disparity.shape == (S,) and a.disparity[-1] == pytest.approx(0, abs=1e-12)
     assert a.predictions.shape == (S, n) and a.predictions.dtype == np.int64
     assert a.accuracy[-1] == 1.0 and 0 <= a.knn_accuracy.min() <= a.knn_accuracy.max() <= 1
+    assert a.trustworthiness.shape == (S,) and a.trustworthiness.dtype == np.float64
+    assert 0.5 < a.trustworthiness.min() <= a.trustworthiness.max() <= 1
     assert a.align == "last" and a.top_k == 8 and a.recomputed == (0, 5, 10, 20, 100)
 
     files = sorted(p.name for p in synthetic_run.analysis_dir.iterdir())
@@ -61,9 +63,11 @@ def test_analysis_shapes_files_and_summary(synthetic_run):
     assert summary["align"] == "last" and summary["top_k"] == 8
     assert [s["step"] for s in summary["snapshots"]] == [0, 5, 10, 20, 100]
     assert summary["snapshots"][-1]["top"][0] == OUTLIER and len(summary["snapshots"][-1]["top"]) == 8
+    assert [s["trustworthiness"] for s in summary["snapshots"]] == a.trustworthiness.tolist()
 
     loaded = load_analysis(synthetic_run)
-    for field in ("steps", "scores", "ranks", "coords", "disparity", "accuracy", "knn_accuracy", "predictions"):
+    fields = ("steps", "scores", "ranks", "coords", "disparity", "accuracy", "knn_accuracy", "trustworthiness")
+    for field in fields + ("predictions",):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(a, field))
     assert loaded.ids == a.ids and loaded.top_k == 8 and loaded.recomputed == ()
 
@@ -86,14 +90,16 @@ def test_stored_files_keep_their_layout(synthetic_run):
             "pca",
             "accuracy",
             "knn_accuracy",
+            "trustworthiness",
             "predictions",
             "neighbours",
             "label_prob",
             "margin",
         ]
-        assert int(f["step"]) == 20 and int(f["format"]) == FORMAT == 2 and len(str(f["embedding_digest"])) == 64
+        assert int(f["step"]) == 20 and int(f["format"]) == FORMAT == 3 and len(str(f["embedding_digest"])) == 64
         assert f["scores"].dtype == np.float64 and f["pca"].shape == (36, 2) and f["pca"].dtype == np.float64
         assert f["accuracy"].dtype == f["knn_accuracy"].dtype == np.float64 and f["predictions"].dtype == np.int64
+        assert f["trustworthiness"].dtype == np.float64 and f["trustworthiness"].shape == ()
         assert f["neighbours"].shape == (36, 10) and f["neighbours"].dtype == np.int32
         assert f["label_prob"].dtype == f["margin"].dtype == np.float64 and f["margin"].shape == (36,)
     with np.load(synthetic_run.analysis_dir / "aligned.npz") as f:
@@ -105,9 +111,16 @@ def test_stored_files_keep_their_layout(synthetic_run):
         assert f.files[4:] == list(DYNAMICS_COLUMNS) and f["data_map_region"].dtype.kind == "U"
         assert f["forgetting_events"].dtype == np.int64 and f["learned_step"].dtype == np.float64
     summary = json.loads((synthetic_run.analysis_dir / "summary.json").read_text())
-    assert sorted(summary) == ["align", "data_map", "knn_k", "num_images", "ood_k", "snapshots", "top_k"]
-    assert (summary["ood_k"], summary["knn_k"], summary["num_images"]) == (10, 5, 36)
-    assert sorted(summary["snapshots"][0]) == ["accuracy", "disparity", "knn_accuracy", "step", "top"]
+    assert sorted(summary) == ["align", "data_map", "knn_k", "num_images", "ood_k", "snapshots", "top_k", "trust_k"]
+    assert (summary["ood_k"], summary["knn_k"], summary["trust_k"], summary["num_images"]) == (10, 5, 10, 36)
+    assert sorted(summary["snapshots"][0]) == [
+        "accuracy",
+        "disparity",
+        "knn_accuracy",
+        "step",
+        "top",
+        "trustworthiness",
+    ]
 
 
 def test_planted_outlier_ranks_first(synthetic_run):
@@ -426,17 +439,17 @@ def test_cli_analyze(synthetic_run):
     result = CliRunner().invoke(cli, ["analyze", root, "--top-k", "3", "--quiet"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["step", "accuracy", "kNN", "acc", "disparity", "worst", "outlier", "(score)"]
+    assert lines[0].split() == ["step", "accuracy", "kNN", "acc", "trust", "disparity", "worst", "outlier", "(score)"]
     assert [line.split()[0] for line in lines[1:6]] == ["0", "5", "10", "20", "100"]
-    assert lines[5].split()[1] == "1.000" and lines[5].split()[4] == OUTLIER
-    assert lines[5].split()[3] == "0.000"  # the reference frame
+    assert lines[5].split()[1] == "1.000" and lines[5].split()[5] == OUTLIER
+    assert lines[5].split()[4] == "0.000"  # the reference frame
     assert "5 of 5 snapshots computed" in result.output
     assert lines[-1] == f"Next: spotreview review {root}"
     assert load_analysis(root).top_k == 3
 
     again = CliRunner().invoke(cli, ["analyze", root, "--align", "none", "-q"])
     assert again.exit_code == 0 and "0 of 5 snapshots computed" in again.output
-    assert again.output.splitlines()[5].split()[3] == "-"  # no reference, no disparity
+    assert again.output.splitlines()[5].split()[4] == "-"  # no reference, no disparity
 
 
 def test_cli_bad_input_is_one_line(synthetic_run):

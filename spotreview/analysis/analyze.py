@@ -11,6 +11,9 @@ For every snapshot (a step with ``embeddings/step-STEP.npy``, shape ``(n, dim)``
   (see ``_outlier_scores_and_knn_accuracy`` and :mod:`spotreview.analysis.outliers`).
 * **accuracy**: argmax of ``step-STEP.probs.npy`` against the labels, when that file exists.
 * **2-D PCA**, then every snapshot's frame aligned into one (:mod:`spotreview.analysis.projection`).
+* **trustworthiness** of the 2-D PCA against the embedding's own 10 nearest neighbours (1 = the
+  picture keeps them, ~0.5 = no better than random), estimated from cleanlab's neighbour lists
+  (:mod:`spotreview.analysis.trust`).
 * **training dynamics** of every image over all snapshots (data map, forgetting, margin,
   neighbour change: :mod:`spotreview.analysis.dynamics`), recomputed on every call from
   what each step file keeps (p(label), margin, prediction, neighbours): O(S * n).
@@ -179,8 +182,11 @@ def _check_arguments(align: str, top_k: int) -> None:
 
 def _compute_step(run: Run, step: int, labels: np.ndarray, digests: dict) -> dict:
     """One snapshot's results: ``digests`` plus scores (n,) float64, pca (n, 2) float64,
-    accuracy and knn_accuracy (float, accuracy NaN without probs), predictions (n,) int64,
-    label_prob and margin (n,) float64 (each (0,) without probs) and neighbours (n, OOD_K) int32."""
+    accuracy, knn_accuracy and trustworthiness (float, accuracy NaN without probs, trustworthiness
+    NaN below 2 * TRUST_K + 1 images), predictions (n,) int64, label_prob and margin (n,) float64
+    (each (0,) without probs) and neighbours (n, OOD_K) int32."""
+    from spotreview.analysis.trust import trustworthiness
+
     x = run.load_array(run.embedding_path(step))
     if x.dtype.kind != "f":
         x = x.astype(np.float32)
@@ -209,12 +215,16 @@ def _compute_step(run: Run, step: int, labels: np.ndarray, digests: dict) -> dic
         label_prob, margin = dyn.label_terms(probs, labels)
 
     scores, knn_accuracy, neighbours = _outlier_scores_and_knn_accuracy(x, labels)
+    pca = pca_2d(x)
     return dict(
         digests,
         scores=scores,
-        pca=pca_2d(x),
+        pca=pca,
         accuracy=accuracy,
         knn_accuracy=knn_accuracy,
+        # From the raw PCA, yet true of the picture drawn: the alignment only rotates, reflects and
+        # shifts a frame (its scale is kept), so the aligned frame has the same 2-D neighbours.
+        trustworthiness=trustworthiness(x, neighbours, pca),
         predictions=predictions,
         neighbours=neighbours,
         label_prob=label_prob,

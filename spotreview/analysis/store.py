@@ -6,7 +6,8 @@ written atomically)::
     step-STEP.npz    per snapshot: step, format, embedding_digest, probs_digest ("" without
                      probs), labels_digest (sha256 hex of the sources it was computed from),
                      scores (n,) float64, pca (n, 2) float64 raw (unaligned) PCA,
-                     accuracy, knn_accuracy (float64 scalars, accuracy NaN without probs),
+                     accuracy, knn_accuracy, trustworthiness (float64 scalars; accuracy NaN
+                     without probs, trustworthiness NaN below 2 * TRUST_K + 1 images),
                      predictions (n,) int64 argmax of probs, or (0,) without probs,
                      neighbours (n, OOD_K) int32 the high-D neighbours of cleanlab's score,
                      label_prob, margin (n,) float64 p(label) and p(label) - max other p,
@@ -18,10 +19,10 @@ written atomically)::
     aligned.npz      steps (S,) int64, coords (S, n, 2) float32, disparity (S,) float64,
                      align (str), top_k, digests (S,) embedding digests the frames were built
                      from, format
-    summary.json     align, top_k, ood_k, knn_k, num_images, data_map (the two thresholds
-                     and the images per region, regions null without probs), per snapshot:
-                     step, accuracy, knn_accuracy, disparity, top (ids of the top_k most
-                     atypical images)
+    summary.json     align, top_k, ood_k, knn_k, trust_k, num_images, data_map (the two
+                     thresholds and the images per region, regions null without probs), per
+                     snapshot: step, accuracy, knn_accuracy, trustworthiness, disparity, top
+                     (ids of the top_k most atypical images)
 
 :func:`load_analysis` checks every source digest, so a stored analysis is only returned
 while it matches the embeddings, probabilities and labels it was computed from. Load it
@@ -42,14 +43,15 @@ from pathlib import Path
 import numpy as np
 
 from spotreview.analysis.dynamics import COLUMNS, REGIONS, Dynamics
-from spotreview.defaults import OOD_K
+from spotreview.defaults import OOD_K, TRUST_K
 from spotreview.errors import AnalysisError, first_line
 from spotreview.rundir.atomic import atomic_path, sha256_bytes, sha256_file, write_json
 from spotreview.rundir.evalset import read_eval_columns
 from spotreview.rundir.run import Run
 
-FORMAT = 2  # bump when the stored layout changes; older step files are then recomputed
+FORMAT = 3  # bump when the stored layout changes; older step files are then recomputed
 DIGEST_KEYS = ("embedding_digest", "probs_digest", "labels_digest")  # what a step file was computed from
+METRICS = ("accuracy", "knn_accuracy", "trustworthiness")  # a step file's float64 scalars
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Analysis:
     disparity: np.ndarray  # (S,) float64 Procrustes disparity vs its reference, NaN for "none"
     accuracy: np.ndarray  # (S,) float64 eval accuracy from probs, NaN where no probs
     knn_accuracy: np.ndarray  # (S,) float64 leave-one-out kNN accuracy of the embeddings
+    trustworthiness: np.ndarray  # (S,) float64 in [0, 1] of the 2-D picture (analysis/trust.py), NaN: too few images
     predictions: np.ndarray | None  # (S, n) int64 argmax of probs; None unless every snapshot has probs
     align: str  # "last" | "previous" | "none"
     top_k: int
@@ -227,14 +230,9 @@ def read_step(run: Run, step: int, *, neighbours: bool = True) -> dict | None:
                 return None
             return {
                 **{key: str(f[key]) for key in DIGEST_KEYS},
-                "scores": f["scores"],
-                "pca": f["pca"],
-                "accuracy": float(f["accuracy"]),
-                "knn_accuracy": float(f["knn_accuracy"]),
-                "predictions": f["predictions"],
+                **{key: float(f[key]) for key in METRICS},
+                **{key: f[key] for key in ("scores", "pca", "predictions", "label_prob", "margin")},
                 **({"neighbours": f["neighbours"]} if neighbours else {}),
-                "label_prob": f["label_prob"],
-                "margin": f["margin"],
             }
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # recomputed by analyze: a corrupt cache never blocks its own repair
@@ -249,8 +247,7 @@ def write_step(run: Run, step: int, result: dict) -> None:
         **{key: np.str_(result[key]) for key in DIGEST_KEYS},
         scores=result["scores"],
         pca=result["pca"],
-        accuracy=np.float64(result["accuracy"]),
-        knn_accuracy=np.float64(result["knn_accuracy"]),
+        **{key: np.float64(result[key]) for key in METRICS},
         predictions=result["predictions"],
         neighbours=np.asarray(result["neighbours"], dtype=np.int32),
         label_prob=np.asarray(result["label_prob"], dtype=np.float64),
@@ -332,6 +329,7 @@ def _summary(analysis: Analysis, knn_k: int) -> dict:
         "top_k": analysis.top_k,
         "ood_k": OOD_K,
         "knn_k": knn_k,
+        "trust_k": TRUST_K,
         "num_images": len(analysis.ids),
         "data_map": _data_map(analysis.dynamics),
         "snapshots": [
@@ -339,6 +337,7 @@ def _summary(analysis: Analysis, knn_k: int) -> dict:
                 "step": int(step),
                 "accuracy": finite(analysis.accuracy[s]),
                 "knn_accuracy": finite(analysis.knn_accuracy[s]),
+                "trustworthiness": finite(analysis.trustworthiness[s]),
                 "disparity": finite(analysis.disparity[s]),
                 "top": [analysis.ids[i] for i in analysis.top(s)],
             }
@@ -384,6 +383,7 @@ def assemble(
         disparity=np.asarray(disparity, dtype=np.float64),
         accuracy=np.array([r["accuracy"] for r in results], dtype=np.float64),
         knn_accuracy=np.array([r["knn_accuracy"] for r in results], dtype=np.float64),
+        trustworthiness=np.array([r["trustworthiness"] for r in results], dtype=np.float64),
         predictions=predictions,
         align=align,
         top_k=top_k,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from spotreview.util.text import sig
+from spotreview.defaults import TRUST_LOW
+from spotreview.util.text import plural, sig
 
 
 def format_finetuned(done) -> str:
@@ -39,13 +40,13 @@ def format_embedded(done) -> str:
 
 
 def format_table(analysis) -> str:
-    """An ``Analysis`` as a short per-snapshot table: step, accuracy, kNN accuracy,
-    disparity, worst outlier."""
+    """An ``Analysis`` as a short per-snapshot table: step, accuracy, kNN accuracy, the 2-D
+    picture's trustworthiness (``low`` below ``TRUST_LOW``), disparity, worst outlier."""
 
-    def num(x: float) -> str:
-        return "-" if not math.isfinite(x) else f"{x:.3f}"
+    def num(x: float, digits: int = 3) -> str:
+        return "-" if not math.isfinite(x) else f"{x:.{digits}f}"
 
-    header = ("step", "accuracy", "kNN acc", "disparity", "worst outlier (score)")
+    header = ("step", "accuracy", "kNN acc", "trust", "disparity", "worst outlier (score)")
     rows = [header]
     for s, step in enumerate(analysis.steps):
         worst = int(analysis.top(s, 1)[0])
@@ -54,14 +55,23 @@ def format_table(analysis) -> str:
                 str(step),
                 num(analysis.accuracy[s]),
                 num(analysis.knn_accuracy[s]),
+                trust_text(analysis.trustworthiness[s]),
                 num(analysis.disparity[s]),
                 f"{analysis.ids[worst]} ({sig(analysis.scores[s, worst])})",
             )
         )
     widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
     return "\n".join(
-        "  ".join(cell.rjust(w) if c < 4 else cell for c, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in rows
+        "  ".join(cell.rjust(w) if c < 5 else cell for c, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in rows
     )
+
+
+def trust_text(t: float) -> str:
+    """A trustworthiness as shown to people: two decimals (the estimate is good to ~0.01),
+    ``(low)`` below ``TRUST_LOW``, ``n/a`` when there were too few images."""
+    if not math.isfinite(t):
+        return "n/a"
+    return f"{t:.2f}" + (" (low)" if t < TRUST_LOW else "")
 
 
 def format_approval_preview(run, approval) -> str:
@@ -104,8 +114,16 @@ def format_status(status) -> str:
             acc = "n/a" if m.accuracy != m.accuracy else f"{m.accuracy:.3f}"
             lines.append(
                 f"  {which:<5} step {m.step:<6} accuracy {acc}  kNN accuracy "
-                f"{m.knn_accuracy:.3f}  disparity {m.disparity:.4f}  most atypical "
+                f"{m.knn_accuracy:.3f}  trustworthiness {trust_text(m.trustworthiness)}  "
+                f"disparity {m.disparity:.4f}  most atypical "
                 + ", ".join(f"{i} ({sig(v)})" for i, v in zip(m.top, m.top_scores))
+            )
+        if status.low_trust:
+            low = status.low_trust
+            shown = ", ".join(map(str, low[:8])) + (", ..." if len(low) > 8 else "")
+            lines.append(
+                f"  2-D picture: trustworthiness below {TRUST_LOW:g} at {plural(len(low), 'snapshot')} of "
+                f"{len(steps)} (step {shown}); there it misplaces which images are neighbours"
             )
     lines.append(f"exclusions:  {len(status.exclusions)}")
     lines.append(f"approval:    {status.approval.message}")

@@ -5,8 +5,9 @@ disk) interpolates the points between snapshots in the browser, shows any point'
 id, label, prediction, outlier rank and score and training dynamics on hover, pins clicked
 points and draws their path through every snapshot, colours the points by class, correct or
 wrong, data-map region or forgetting events (the legend follows and toggles), rings an issue
-group's images, and shows the per-snapshot leaderboard and the loss curve with a marker at
-the current step.
+group's images, and shows the per-snapshot leaderboard, the loss curve with a marker at the
+current step and how far the 2-D picture can be trusted there (its trustworthiness, flagged
+below ``TRUST_LOW``).
 
 Why a hand-written canvas player and not plotly: plotly is not a dependency of the
 project, its hover shows text rather than images, and a sprite atlas plus a spatial grid
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spotreview.defaults import TRUST_K, TRUST_LOW
 from spotreview.errors import ExportError
 from spotreview.rendering import style
 from spotreview.rendering.colouring import colouring_data
@@ -81,6 +83,7 @@ class PlayerData:
     epochs: np.ndarray | None = None  # (S,) float64, NaN where unknown
     accuracy: np.ndarray | None = None  # (S,) float64 eval accuracy, NaN where unknown
     knn_accuracy: np.ndarray | None = None  # (S,) float64, NaN where unknown
+    trustworthiness: np.ndarray | None = None  # (S,) float64 of the 2-D picture, NaN where unknown
     loss: tuple[np.ndarray, np.ndarray] | None = None  # (m,) steps, (m,) loss
     loss_note: str = ""  # shown instead of the curve when ``loss`` is None
     excluded: Mapping[str, str] = field(default_factory=dict)  # id -> reviewer's reason
@@ -144,6 +147,7 @@ def player_data(
         epochs=scene.epochs,
         accuracy=np.asarray(getattr(analysis, "accuracy", np.full(n_snap, np.nan)), float),
         knn_accuracy=np.asarray(getattr(analysis, "knn_accuracy", np.full(n_snap, np.nan)), float),
+        trustworthiness=np.asarray(getattr(analysis, "trustworthiness", np.full(n_snap, np.nan)), float),
         loss=scene.loss,
         loss_note=scene.loss_note,
         excluded=exclude,
@@ -287,9 +291,9 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
     preds = None if d.predictions is None else np.asarray(d.predictions, np.int64).T.tolist()
     labels = np.asarray(d.labels, np.int64).tolist()
     extra, dyn = colouring_data(predictions=d.predictions is not None, dynamics=d.dynamics, issue=d.issue)
-    epochs, acc, knn = (
+    epochs, acc, knn, trust = (
         _finite_or_none(_significant(np.full(n_snap, np.nan) if a is None else np.asarray(a, float), 6))
-        for a in (d.epochs, d.accuracy, d.knn_accuracy)
+        for a in (d.epochs, d.accuracy, d.knn_accuracy, d.trustworthiness)
     )
 
     snapshots = [
@@ -298,6 +302,7 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
             "epoch": epochs[s],
             "accuracy": acc[s],
             "knn_accuracy": knn[s],
+            "trustworthiness": trust[s],
             "title": d.titles[s],
             "board": [int(r) for r in d.board[s]],
             "board_ids": [d.ids[int(r)] for r in d.board[s]],
@@ -339,6 +344,7 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
         "excluded": {str(k): str(v) for k, v in d.excluded.items()},
         "loss": loss,
         "loss_note": d.loss_note,
+        "trust": {"k": TRUST_K, "low": TRUST_LOW},  # the trustworthiness' neighbours and the value flagged low
         "thumbs": {"px": int(d.thumbs.shape[1]), "cols": atlas_cols},
         "snapshots": snapshots,
         "points": points,

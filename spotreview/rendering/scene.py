@@ -2,9 +2,10 @@
 
 One frame per snapshot (plus ``tween`` interpolated frames between consecutive snapshots).
 :func:`build_scene` collects it from an ``Analysis`` and the run's files: the aligned
-coordinates, titles with step, epoch (from ``log.csv``) and accuracy, the leaderboard of the
-top-k outliers per snapshot (reviewer exclusions skipped) with their thumbnails, and the
-training-loss curve. No matplotlib here; :mod:`spotreview.rendering.figure` draws a scene.
+coordinates, titles with step, epoch (from ``log.csv``), accuracy and the 2-D picture's
+trustworthiness, subtitles with the kNN accuracy, the leaderboard of the top-k outliers per
+snapshot (reviewer exclusions skipped) with their thumbnails, and the training-loss curve.
+No matplotlib here; :mod:`spotreview.rendering.figure` draws a scene.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spotreview.defaults import TOP_K
+from spotreview.defaults import TOP_K, TRUST_LOW
 from spotreview.errors import ExportError, RunDirError
 from spotreview.rendering import style
 from spotreview.rendering.figure import DEFAULT_SIZE, DESIGN_DPI, frame_layout
@@ -215,18 +216,25 @@ def _training(run: Run, steps: np.ndarray):
     return loss, note, epochs
 
 
-def _titles(run: Run, steps: np.ndarray, epochs: np.ndarray, accuracy: np.ndarray, n: int):
-    """(titles, subtitles), one each per snapshot: step, epoch and accuracy where known;
-    run name, snapshot number and the number of images."""
+def _titles(run: Run, steps: np.ndarray, epochs: np.ndarray, metrics: np.ndarray, n: int):
+    """(titles, subtitles), one each per snapshot. ``metrics``: (S, 3) float64 accuracy, kNN
+    accuracy and the 2-D picture's trustworthiness, NaN where unknown. Titles: step, epoch,
+    accuracy and trustworthiness where known (``(low)`` below ``TRUST_LOW``: there the picture
+    misplaces which images are neighbours); subtitles: run name, snapshot number, the number of
+    images and the kNN accuracy."""
     titles, subtitles = [], []
     for i, step in enumerate(steps):
+        accuracy, knn, trust = metrics[i]
         parts = [f"step {step:,}"]
         if np.isfinite(epochs[i]):
             parts.append(f"epoch {epochs[i]:.2f}")
-        if np.isfinite(accuracy[i]):
-            parts.append(f"eval accuracy {accuracy[i]:.0%}")
+        if np.isfinite(accuracy):
+            parts.append(f"eval accuracy {accuracy:.0%}")
+        if np.isfinite(trust):
+            parts.append(f"trustworthiness {trust:.2f}" + (" (low)" if trust < TRUST_LOW else ""))
         titles.append("   ·   ".join(parts))
-        subtitles.append(f"{run.root.name}: snapshot {i + 1} of {len(steps)}, {plural(n, 'image')}")
+        knn_part = f"   ·   kNN accuracy {knn:.0%}" if np.isfinite(knn) else ""
+        subtitles.append(f"{run.root.name}: snapshot {i + 1} of {len(steps)}, {plural(n, 'image')}{knn_part}")
     return titles, subtitles
 
 
@@ -258,8 +266,14 @@ def build_scene(
     board = leaderboard(analysis, top_k=top_k, exclude=exclude)
     thumbs = _board_thumbs(run, list(analysis.ids), board, frame_layout(size, top_k).thumb_px)
     loss, loss_note, epochs = _training(run, steps)
-    accuracy = np.asarray(getattr(analysis, "accuracy", np.full(len(steps), np.nan)), dtype=float)
-    titles, subtitles = _titles(run, steps, epochs, accuracy, len(labels))
+    metrics = np.stack(
+        [
+            np.asarray(getattr(analysis, name, np.full(len(steps), np.nan)), dtype=float)
+            for name in ("accuracy", "knn_accuracy", "trustworthiness")
+        ],
+        axis=1,
+    )
+    titles, subtitles = _titles(run, steps, epochs, metrics, len(labels))
     if dpi is None:
         dpi = DESIGN_DPI * min(size[0] / DEFAULT_SIZE[0], size[1] / DEFAULT_SIZE[1])
     return Scene(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spotreview.analysis.store import Analysis, load_analysis
+from spotreview.defaults import TRUST_LOW
 from spotreview.errors import SpotreviewError
 from spotreview.reviewing.approval import ApprovalStatus, approval_status
 from spotreview.rundir.exclusions import read_exclusions
@@ -22,6 +23,7 @@ class SnapshotMetrics:
     step: int
     accuracy: float  # NaN without probabilities
     knn_accuracy: float
+    trustworthiness: float  # of its 2-D picture, in [0, 1]; NaN with too few images
     disparity: float  # Procrustes disparity of its alignment
     top: list[str]  # ids of the most atypical images, most atypical first
     top_scores: list[float]  # their outlier scores (lower = more atypical)
@@ -40,6 +42,9 @@ class RunStatus:
     first: SnapshotMetrics | None  # the first and last snapshot of the analysis
     last: SnapshotMetrics | None
     analysis_error: str | None  # why there is no (up-to-date) analysis
+    # Steps whose 2-D picture has a trustworthiness below TRUST_LOW: there it misrepresents the
+    # embedding's neighbours; [] without an analysis
+    low_trust: list[int] = field(default_factory=list)
 
 
 def snapshot_metrics(a: Analysis, k: int) -> SnapshotMetrics:
@@ -49,6 +54,7 @@ def snapshot_metrics(a: Analysis, k: int) -> SnapshotMetrics:
         step=int(a.steps[k]),
         accuracy=float(a.accuracy[k]),
         knn_accuracy=float(a.knn_accuracy[k]),
+        trustworthiness=float(a.trustworthiness[k]),
         disparity=float(a.disparity[k]),
         top=[a.ids[i] for i in top],
         top_scores=[float(a.scores[k, i]) for i in top],
@@ -76,4 +82,5 @@ def run_status(run) -> RunStatus:
         first=None if a is None else snapshot_metrics(a, 0),
         last=None if a is None else snapshot_metrics(a, -1),
         analysis_error=error,
+        low_trust=[] if a is None else [int(s) for s, t in zip(a.steps, a.trustworthiness) if t < TRUST_LOW],
     )

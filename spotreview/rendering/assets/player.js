@@ -398,7 +398,7 @@
   // --- loss and accuracy panel ----------------------------------------------------------------------
   const lossCanvas = $('loss'), lctx = lossCanvas.getContext('2d');
   const lastStep = Math.max(D.snapshots[S - 1].step, D.loss ? D.loss.step[D.loss.step.length - 1] : 0, 1);
-  const hasAcc = D.snapshots.some((s) => s.accuracy !== null || s.knn_accuracy !== null);
+  const hasAcc = D.snapshots.some((s) => s.accuracy !== null || s.knn_accuracy !== null || s.trustworthiness != null);
   function niceTicks(lo, hi, n) {
     const raw = (hi - lo) / n, mag = Math.pow(10, Math.floor(Math.log10(raw))), f = raw / mag;
     const step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag, out = [];
@@ -442,7 +442,8 @@
       const sy = (v) => T0 + ph - v * ph;
       g.fillStyle = '#444'; g.textAlign = 'left';
       for (const v of [0, 0.5, 1]) g.fillText(Math.round(v * 100) + '%', L + pw + 5, sy(v));
-      const series = [['accuracy', '#ff7f0e', 'eval accuracy'], ['knn_accuracy', '#2ca02c', 'kNN accuracy']];
+      const series = [['accuracy', '#ff7f0e', 'eval accuracy'], ['knn_accuracy', '#2ca02c', 'kNN accuracy'],
+        ['trustworthiness', '#9467bd', 'trustworthiness']];
       let lx = L + 100;
       for (const [key, color, name] of series) {
         if (!D.snapshots.some((s) => s[key] !== null)) continue;
@@ -460,6 +461,28 @@
     g.strokeStyle = '#d62728'; g.lineWidth = 1.2; g.beginPath(); g.moveTo(sx(now), T0 - 4); g.lineTo(sx(now), T0 + ph); g.stroke();
   }
 
+  // The 2-D picture's trustworthiness at the current snapshot (spotreview/analysis/trust.py), below
+  // the training panel: a low value says the scatter misplaces which images are neighbours.
+  const trustBox = document.createElement('p');
+  trustBox.id = 'trust'; trustBox.className = 'note'; lossCanvas.after(trustBox);
+  trustBox.title = `Trustworthiness (Venna & Kaski): how well the 2-D picture keeps each image's ${D.trust.k} ` +
+    'nearest neighbours of the embedding among its nearest in 2-D. 1: every 2-D neighbour is a true neighbour; ' +
+    `about 0.5: no better than a random picture; below ${D.trust.low} (flagged) an image's 2-D neighbours lie, ` +
+    `on average, more than ${Math.round(100 * (1 - D.trust.low))}% of the set away in the embedding.`;
+  function renderTrust() {
+    const snap = D.snapshots[nearest()], t = snap.trustworthiness, low = t != null && t < D.trust.low;
+    const knn = snap.knn_accuracy === null ? '' : ` \u00b7 kNN accuracy ${Math.round(snap.knn_accuracy * 100)}%`;
+    trustBox.hidden = !D.snapshots.some((s) => s.trustworthiness != null);
+    trustBox.dataset.low = low ? '1' : '';
+    trustBox.style.color = low ? '#b00000' : '';
+    const value = t == null ? 'n/a' : t.toFixed(2) + (low ? ' (low)' : '');
+    const hint = t == null ? 'too few images to rank neighbours'
+      : low ? `below ${D.trust.low}: here the picture misplaces which images are neighbours; ` +
+        'judge nearness by the kNN accuracy and the outlier ranks, not by the distances drawn'
+      : `how well the picture keeps each image's ${D.trust.k} nearest neighbours (1 = all, about 0.5 = random)`;
+    trustBox.innerHTML = `<b>2-D picture: trustworthiness ${value}</b>${knn}<br>${escapeHtml(hint)}`;
+  }
+
   // --- controls and the animation loop -----------------------------------------------------------
   const slider = $('slider'); slider.max = String(S - 1);
   const playButton = $('play');
@@ -469,6 +492,7 @@
     $('title').textContent = snap.title;
     $('subtitle').textContent = `${D.subtitle ? D.subtitle + ': ' : ''}snapshot ${s + 1} of ${S}, ${fmtInt(N)} images`;
     $('step').textContent = `step ${fmtInt(snap.step)} \u00b7 ${s + 1}/${S}`;
+    renderTrust();
     if (Number(slider.value) !== s && document.activeElement !== slider) slider.value = String(s);
   }
   function renderLegend() {  // the categories of the mode shown, then the excluded and issue toggles
