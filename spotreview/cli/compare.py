@@ -9,7 +9,7 @@ import click
 import spotreview
 from spotreview import defaults as D
 from spotreview.cli.format import format_approved
-from spotreview.cli.options import IMAGE_SET, QUIET, _RunType
+from spotreview.cli.options import IMAGE_SET, QUIET, _RunType, frame_options
 from spotreview.util.text import plural
 
 COMPARE = click.option(
@@ -79,39 +79,7 @@ def after_review(run, compare, *, layout=None, ask: bool) -> None:
     help="Line the runs up by training progress (a step as a share of its run's last snapshot step), "
     "by step or by epoch.",
 )
-@click.option(
-    "--fps",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Frames per second (default: 2 key frames per second, whatever --tween; at most 50).",
-)
-@click.option("--size", default=None, metavar="WxH", help="Frame size in pixels (default 1280x720).")
-@click.option(
-    "--dpi",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Text and marker scale (default: as designed for the frame size).",
-)
-@click.option(
-    "--tween",
-    type=click.IntRange(min=0),
-    default=D.TWEEN,
-    show_default=True,
-    help="Interpolated frames between consecutive key frames.",
-)
-@click.option(
-    "--top-k",
-    type=click.IntRange(min=1),
-    default=D.TOP_K,
-    show_default=True,
-    help="Images on the leaderboard of the images whose outcome differs most.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Processes rendering frames (default: 2 for 16+ frames on 2+ cores, Linux).",
-)
+@frame_options("key frames", "Images on the leaderboard of the images whose outcome differs most.")
 @click.option("--force", is_flag=True, help="Export even if the comparison is not approved (recorded).")
 @IMAGE_SET
 @QUIET

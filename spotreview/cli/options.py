@@ -120,3 +120,45 @@ THRESHOLD = click.option(
     metavar="RANK",
     help="outlier_status: an outlier at rank <= RANK (default: max(top-k, 1% of images)).",
 )
+
+
+def frame_options(frames: str, top_k_help: str):
+    """The options every animation command shares: ``--fps``, ``--size``, ``--dpi``,
+    ``--tween``, ``--top-k`` and ``--workers``; ``frames`` names what the frames show
+    ("snapshots", "key frames")."""
+    options = (
+        click.option(
+            "--fps",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help=f"Frames per second (default: 2 {frames} per second, whatever --tween; at most 50).",
+        ),
+        click.option("--size", default=None, metavar="WxH", help="Frame size in pixels (default 1280x720)."),
+        click.option(
+            "--dpi",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Text and marker scale (default: as designed for the frame size).",
+        ),
+        click.option(
+            "--tween",
+            type=click.IntRange(min=0),
+            default=D.TWEEN,
+            show_default=True,
+            help=f"Interpolated frames between consecutive {frames}.",
+        ),
+        click.option("--top-k", type=click.IntRange(min=1), default=D.TOP_K, show_default=True, help=top_k_help),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Processes rendering frames (default: 2 for 16+ frames on 2+ cores, Linux).",
+        ),
+    )
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply

@@ -8,7 +8,7 @@ import click
 import spotreview
 from spotreview import defaults as D
 from spotreview.cli.format import format_embedded, format_finetuned, format_table
-from spotreview.cli.options import DEVICE, EVAL_SIZE, IMAGE_SET, QUIET, RECORD_TRAIN, RUN, run_view
+from spotreview.cli.options import DEVICE, EVAL_SIZE, IMAGE_SET, QUIET, RECORD_TRAIN, RUN, frame_options, run_view
 from spotreview.util.text import plural
 
 
@@ -177,33 +177,7 @@ def _issue_name(ctx, param, value):
     default=None,
     help="Animation file: .gif (default RUN/animation.gif), .mp4 or .html.",
 )
-@click.option(
-    "--fps",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Frames per second (default: 2 snapshots per second, whatever --tween; at most 50).",
-)
-@click.option("--size", default=None, metavar="WxH", help="Frame size in pixels (default 1280x720).")
-@click.option(
-    "--dpi",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Text and marker scale (default: as designed for the frame size).",
-)
-@click.option(
-    "--tween",
-    type=click.IntRange(min=0),
-    default=D.TWEEN,
-    show_default=True,
-    help="Interpolated frames between consecutive snapshots.",
-)
-@click.option(
-    "--top-k",
-    type=click.IntRange(min=1),
-    default=D.TOP_K,
-    show_default=True,
-    help="Outliers on each frame's leaderboard.",
-)
+@frame_options("snapshots", "Outliers on each frame's leaderboard.")
 @click.option(
     "--still",
     type=click.Path(dir_okay=False),
@@ -212,12 +186,6 @@ def _issue_name(ctx, param, value):
 )
 @click.option(
     "--still-step", type=int, default=None, help="Training step of the --still frame (default: the last snapshot)."
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Processes rendering frames (default: 2 for 16+ frames on 2+ cores, Linux).",
 )
 @click.option(
     "--highlight",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from spotreview.analysis.dynamics import NEIGHBOUR_COLUMNS, PROBABILITY_COLUMNS
 from spotreview.errors import DataError
 from spotreview.reviewing.issues import IssueGroup
 from spotreview.rundir.run import Run
@@ -34,14 +35,8 @@ SIDE_COLUMNS = (
     "pca_last_x",
     "pca_last_y",
     "movement",
-    "confidence_mean",
-    "confidence_std",
-    "correct_fraction",
-    "forgetting_events",
-    "learned_step",
-    "margin_mean",
-    "data_map_region",
-    "neighbour_change",
+    *PROBABILITY_COLUMNS,
+    *NEIGHBOUR_COLUMNS,
 )
 #: Every comparison group's key and title, in the order :func:`comparison_issue_groups` returns them.
 TITLES = {"broken_by_b": "broken by B", "fixed_by_b": "fixed by B", "wrong_in_both": "wrong in both runs"}
