@@ -152,7 +152,7 @@ def _open(driver, page: Path) -> None:
 
     driver.get_log("browser")  # forget what earlier pages logged
     driver.get(page.resolve().as_uri())
-    WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.body.dataset.ready"))
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.ready"))
 
 
 def _errors(driver) -> list:
