@@ -81,9 +81,11 @@ def test_review_follow_serves_each_new_snapshot(tmp_path):
     out = tmp_path / "run"
     proc = start_finetune(out)
     lengths, delays = [], []
+    deadline = time.monotonic() + 300
     with spotreview.start_review(out, follow=True, open_browser=False, quiet=True) as session:
         lengths.append(session.viewer.df["outlier_rank_trajectory"].iloc[0].shape[1])
         while proc.poll() is None or session.source.follower.state == "training":
+            assert time.monotonic() < deadline, f"the review still says {session.source.follower.state!r}"
             if session.refresh():
                 served = session.viewer.df["outlier_rank_trajectory"].iloc[0].shape[1]
                 if served > lengths[-1]:

@@ -81,7 +81,9 @@ class ReviewSession:
         for f in self.source.watched:
             try:
                 st = f.stat()
-                sig.append((st.st_mtime_ns, st.st_size))
+                # the inode too: an atomic rewrite of the same size within one mtime tick
+                # (training.json going from "training" to "finished") is a new file
+                sig.append((st.st_ino, st.st_mtime_ns, st.st_size))
             except FileNotFoundError:
                 sig.append(None)
         return tuple(sig)
