@@ -61,7 +61,9 @@ class ReviewSession:
     ``start_review`` to make one; it is also a context manager.
     """
 
-    def __init__(self, source, viewer, layout, quiet: bool):
+    def __init__(self, source, viewer, layout, quiet: bool, seen: tuple | None = None):
+        """``seen``: the watched files' signature from before the served table was built (a
+        change while Spotlight started is then refreshed on the first check); None: now."""
         self.source = source
         self.run = getattr(source, "run", None)
         self.viewer = viewer
@@ -70,15 +72,20 @@ class ReviewSession:
         self._quiet = quiet
         self._stop = threading.Event()
         self._interrupted = False
-        self._seen = self._signature()
+        self._seen = self._signature() if seen is None else seen
 
     @property
     def url(self) -> str:
         return self.viewer.url
 
     def _signature(self) -> tuple:
+        return self.signature_of(self.source)
+
+    @staticmethod
+    def signature_of(source) -> tuple:
+        """(inode, mtime, size) of every file ``source`` watches (None where missing)."""
         sig = []
-        for f in self.source.watched:
+        for f in source.watched:
             try:
                 st = f.stat()
                 # the inode too: an atomic rewrite of the same size within one mtime tick
@@ -197,6 +204,8 @@ def start_review(
         quiet=quiet,
         compare=compare,
     )
+    # the files' state before the table is read: what changes from here on is refreshed
+    seen = ReviewSession.signature_of(source)
     df = source.table()  # first: a missing analysis is the likeliest error, and cheap
     if layout is not None:
         parsed = load_layout(layout)
@@ -245,7 +254,7 @@ def start_review(
             f"Spotlight refuses to serve on {host} without TLS; use --host 127.0.0.1 "
             f"(e.g. behind an SSH tunnel), or --insecure on a trusted network"
         ) from e
-    return ReviewSession(source, viewer, layout, quiet)
+    return ReviewSession(source, viewer, layout, quiet, seen=seen)
 
 
 @contextlib.contextmanager
