@@ -30,8 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CLASSES = [str(c) for c in range(10)]  # the demo's numeric class names
 
 
-def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
-    """PlayerData of ``n`` points whose 10 classes separate over the snapshots."""
+def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0, dynamics: bool = False):
+    """PlayerData of ``n`` points whose 10 classes separate over the snapshots; ``dynamics``:
+    with all eight dynamics columns and every 100th image ringed, as ``analyze`` and
+    ``export --highlight-issue`` give a run with probabilities."""
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
@@ -58,6 +60,7 @@ def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
             patch = Image.fromarray(photo[y : y + side, x : x + side]).resize((THUMB_PX, THUMB_PX))
             tiles[i] = np.asarray(patch)
     steps = np.linspace(0, 2000, n_snapshots).astype(np.int64)
+    dyn, issue = ({}, None) if not dynamics else _dynamics(rng, n, steps)
     log_steps = np.arange(10, 2001, 10)
     return PlayerData(
         steps=steps,
@@ -79,7 +82,26 @@ def synthetic(n: int, n_snapshots: int, thumbs: str = "photo", seed: int = 0):
         knn_accuracy=np.linspace(0.2, 0.97, n_snapshots),
         loss=(log_steps, 2.3 * np.exp(-log_steps / 400) + 0.1),
         excluded={"validation-000003": "benchmark"},
+        dynamics=dyn,
+        issue=issue,
     )
+
+
+def _dynamics(rng, n: int, steps: np.ndarray) -> tuple[dict, object]:
+    from spotreview.rendering.rings import IssueRings
+
+    regions = np.array(["easy", "ambiguous", "hard"], dtype=object)
+    dyn = dict(
+        confidence_mean=rng.random(n),
+        confidence_std=rng.random(n) * 0.4,
+        correct_fraction=rng.integers(0, len(steps) + 1, n) / len(steps),
+        forgetting_events=rng.integers(0, 4, n),
+        learned_step=rng.choice(np.append(steps.astype(float), np.nan), n),
+        margin_mean=rng.random(n) * 2 - 1,
+        data_map_region=rng.choice(regions, n),
+        neighbour_change=rng.integers(0, 11, n) / 10 * rng.random(n),
+    )
+    return dyn, IssueRings("likely_mislabelled", "likely mislabelled", np.arange(0, n, 100))
 
 
 def frames_player(data, out: Path) -> None:
