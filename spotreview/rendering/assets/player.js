@@ -95,6 +95,9 @@
   let W = 0, H = 0, DPR = 1, SCALE = 1, R = 2;
   const POS = new Float32Array(2 * N);  // current canvas (CSS px) positions
   let posT = -1;
+  // The view: the data range shown (zoom and pan), kept while playing; HOME is the GIF's axes.
+  const HOME = { x0: X0, x1: X1, y0: Y0, y1: Y1 };
+  let V = { ...HOME };
 
   function ease(f) { return f * f * (3 - 2 * f); }
   function segment(t) {
@@ -112,22 +115,22 @@
     const a = XY[i], b = e > 0 ? XY[i + 1] : a;
     for (let k = 0; k < 2 * N; k += 2) {
       const x = a[k] + e * (b[k] - a[k]), y = a[k + 1] + e * (b[k + 1] - a[k + 1]);
-      POS[k] = (x - X0) * SCALE; POS[k + 1] = (Y1 - y) * SCALE;
+      POS[k] = (x - V.x0) * SCALE; POS[k + 1] = (V.y1 - y) * SCALE;
     }
     posT = state.t; gridT = -1;
   }
   function project(i) { updatePositions(); return [POS[2 * i], POS[2 * i + 1]]; }
-  function projectXY(s, i) { return [(XY[s][2 * i] - X0) * SCALE, (Y1 - XY[s][2 * i + 1]) * SCALE]; }
+  function projectXY(s, i) { return [(XY[s][2 * i] - V.x0) * SCALE, (V.y1 - XY[s][2 * i + 1]) * SCALE]; }
 
   // Points are stamped into a pixel buffer (anti-aliased discs, alpha-blended in drawing
   // order) and put on the canvas at once: a drawImage or arc per point is too slow for large
   // clouds where the browser rasterises on the CPU (benchmarks/RESULTS.md).
   let pixels = null, buf8 = null, buf32 = null;
   function resize() {
-    const cssW = Math.max(200, canvas.parentElement.clientWidth);
+    const cssW = Math.max(200, canvas.clientWidth);  // inside the border: one canvas pixel per CSS px
     DPR = window.devicePixelRatio || 1; W = cssW; H = Math.round(cssW / ASPECT);
     canvas.style.height = H + 'px'; canvas.width = Math.round(W * DPR); canvas.height = Math.round(H * DPR);
-    SCALE = W / (X1 - X0); R = Math.max(1, DIAMETER * W / 2);
+    SCALE = W / (V.x1 - V.x0); R = Math.max(1, DIAMETER * W / 2);  // markers keep their size when zoomed
     pixels = ctx.createImageData(canvas.width, canvas.height);
     buf8 = pixels.data; buf32 = new Uint32Array(buf8.buffer);
     posT = -1; drawLoss(); requestDraw();
@@ -140,7 +143,7 @@
       const i = order[k];
       if (EXCLUDED[i] || hidden.has(cat[i])) continue;
       const x = POS[2 * i] * DPR, y = POS[2 * i + 1] * DPR;
-      if (!(x === x)) continue;  // NaN
+      if (!(x > -reach && x < cw + reach && y > -reach && y < ch + reach)) continue;  // off the view, or NaN
       const [r, g, b] = rgb[cat[i]];
       const xa = Math.max(0, Math.floor(x - reach)), xb = Math.min(cw - 1, Math.ceil(x + reach));
       const ya = Math.max(0, Math.floor(y - reach)), yb = Math.min(ch - 1, Math.ceil(y + reach));
@@ -197,6 +200,45 @@
       }
     }
     return best;
+  }
+
+  // --- the view: the wheel zooms about the cursor, a drag pans, a double-click resets ---------
+  const ZOOM_MAX = 1000;  // a 1000th of the axes at most: float32 coordinates keep ~7 digits
+  function setView(x0, x1, y0, y1) {
+    V = { x0, x1, y0, y1 }; SCALE = W / (x1 - x0); posT = -1; requestDraw();
+  }
+  function zoomAt(cx, cy, factor) {  // about the canvas point (cx, cy) in CSS px; factor > 1 zooms in
+    const wHome = HOME.x1 - HOME.x0, w = Math.min(wHome, Math.max(wHome / ZOOM_MAX, (V.x1 - V.x0) / factor));
+    const h = w / ASPECT, x = V.x0 + cx / SCALE, y = V.y1 - cy / SCALE, x0 = x - (cx / W) * w, y1 = y + (cy / W) * w;
+    setView(x0, x0 + w, y1 - h, y1);
+  }
+  function panBy(dx, dy) {  // move the picture by (dx, dy) CSS px
+    const ux = dx / SCALE, uy = dy / SCALE;
+    setView(V.x0 - ux, V.x1 - ux, V.y0 + uy, V.y1 + uy);
+  }
+  function resetView() { setView(HOME.x0, HOME.x1, HOME.y0, HOME.y1); }
+  const zoom = () => (HOME.x1 - HOME.x0) / (V.x1 - V.x0);
+  // Ticks and labels of the data range shown, along the bottom and left edges; a zoomed view
+  // says its zoom and how to leave it.
+  function drawAxes() {
+    const xs = niceTicks(V.x0, V.x1, Math.max(3, Math.round(W / 110)));
+    const ys = niceTicks(V.y0, V.y1, Math.max(3, Math.round(H / 80)));
+    const sx = (v) => (v - V.x0) * SCALE, sy = (v) => (V.y1 - v) * SCALE;
+    ctx.strokeStyle = '#999'; ctx.lineWidth = 1; ctx.beginPath();
+    for (const v of xs) { ctx.moveTo(sx(v), H); ctx.lineTo(sx(v), H - 5); }
+    for (const v of ys) { ctx.moveTo(0, sy(v)); ctx.lineTo(5, sy(v)); }
+    ctx.stroke();
+    ctx.font = '10px system-ui, sans-serif'; ctx.fillStyle = '#777';
+    ctx.textAlign = 'center'; ctx.textBaseline = 'bottom';
+    for (const v of xs) if (sx(v) > 30 && sx(v) < W - 20) ctx.fillText(String(v), sx(v), H - 6);
+    ctx.textAlign = 'left'; ctx.textBaseline = 'middle';
+    for (const v of ys) if (sy(v) > 8 && sy(v) < H - 20) ctx.fillText(String(v), 7, sy(v));
+    if (zoom() > 1.001) {
+      ctx.textAlign = 'right'; ctx.textBaseline = 'top'; ctx.fillStyle = '#444';
+      ctx.fillText(`zoom ${zoom().toFixed(1)}\u00d7 \u00b7 double-click to reset`, W - 6, 5);
+    }
+    ctx.textAlign = 'start'; ctx.textBaseline = 'alphabetic';
+    stats.ticks = { x: xs, y: ys };
   }
 
   // --- drawing the scatter -----------------------------------------------------------------
@@ -267,6 +309,7 @@
     updatePositions();
     stampPoints();
     ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
+    drawAxes();
     if (state.showExcluded) {
       for (let i = 0; i < N; i++) if (EXCLUDED[i] && !isHidden(i) && POS[2 * i] === POS[2 * i]) drawCross(POS[2 * i], POS[2 * i + 1]);
     }
@@ -340,7 +383,8 @@
   function showTooltip() {
     const i = state.hover;
     for (const tile of $('board').children) tile.classList.toggle('hover', Number(tile.dataset.row) === i);
-    if (i < 0 || !Number.isFinite(POS[2 * i])) { tip.hidden = true; tipRow = -1; return; }
+    const off = !(POS[2 * i] >= 0 && POS[2 * i] <= W && POS[2 * i + 1] >= 0 && POS[2 * i + 1] <= H);
+    if (i < 0 || off) { tip.hidden = true; tipRow = -1; return; }  // none, or outside the view
     if (tipRow !== i || tipSnap !== nearest()) {
       drawThumb($('tip-thumb'), i, Math.max(2 * T, 96)); $('tip-text').innerHTML = describe(i); tipRow = i; tipSnap = nearest();
     }
@@ -584,15 +628,38 @@
     if (state.playing || state.target !== null || fpsProbe) requestDraw(); else last = null;
   }
 
+  function canvasXY(ev) {  // the event's place in the canvas' drawing (CSS px), inside its border
+    const r = canvas.getBoundingClientRect(), k = W / canvas.clientWidth;
+    return [(ev.clientX - r.left - canvas.clientLeft) * k, (ev.clientY - r.top - canvas.clientTop) * k];
+  }
   canvas.addEventListener('mousemove', (ev) => {
-    const r = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - r.left, ev.clientY - r.top);
-    hover(i);
+    hover(hitTest(...canvasXY(ev)));
   });
   canvas.addEventListener('mouseleave', () => hover(-1));
   canvas.addEventListener('click', (ev) => {
-    const r = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - r.left, ev.clientY - r.top);
+    if (dragged) { dragged = false; return; }  // the end of a drag, not a click
+    const i = hitTest(...canvasXY(ev));
     if (i >= 0) pin(i);
   });
+  canvas.addEventListener('wheel', (ev) => {
+    ev.preventDefault();  // zoom the picture, not scroll the page
+    const unit = ev.deltaMode === 1 ? 16 : ev.deltaMode === 2 ? H : 1;
+    zoomAt(...canvasXY(ev), Math.exp(-0.002 * unit * ev.deltaY));
+  }, { passive: false });
+  let drag = null, dragged = false;
+  canvas.addEventListener('mousedown', (ev) => {
+    if (ev.button === 0) { drag = { x: ev.clientX, y: ev.clientY, moved: false }; dragged = false; }
+  });
+  window.addEventListener('mousemove', (ev) => {
+    if (!drag) return;
+    if (!(ev.buttons & 1)) { drag = null; return; }
+    const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+    if (!drag.moved && dx * dx + dy * dy < 9) return;  // a click's jitter is not a drag
+    drag = { x: ev.clientX, y: ev.clientY, moved: true }; canvas.style.cursor = 'grabbing';
+    panBy(dx * W / canvas.clientWidth, dy * W / canvas.clientWidth);
+  });
+  window.addEventListener('mouseup', () => { dragged = !!(drag && drag.moved); drag = null; canvas.style.cursor = ''; });
+  canvas.addEventListener('dblclick', (ev) => { ev.preventDefault(); resetView(); });
   playButton.addEventListener('click', () => setPlaying(!state.playing));
   $('prev').addEventListener('click', () => goTo(Math.ceil(state.t) - 1));
   $('next').addEventListener('click', () => goTo(Math.floor(state.t) + 1));
@@ -606,6 +673,8 @@
     if (ev.key === 'ArrowRight') goTo(Math.floor(state.t) + 1);
   });
   window.addEventListener('resize', resize);
+  // The plot's width also changes without a window resize (the page's scrollbar appearing).
+  new ResizeObserver(() => { if (Math.max(200, canvas.clientWidth) !== W) resize(); }).observe(canvas.parentElement);
 
   // measureFps(ms): play for ms and count the scatter draws (one per animation frame).
   let fpsProbe = false;
@@ -632,6 +701,7 @@
     hover: (i) => hover(i, true),  // show point i's tooltip (-1: none) without announcing it
     play: () => setPlaying(true), pause: () => setPlaying(false),
     row: (id) => (ROW.has(id) ? ROW.get(id) : -1), nearest, size: () => [W, H],
+    view: () => [V.x0, V.x1, V.y0, V.y1], zoomAt, panBy, resetView,  // the data range shown, and moving it
   };
   renderLegend(); renderPins(); renderHeader(); resize();
 })();
