@@ -6,33 +6,63 @@
   'use strict';
   const D = JSON.parse(document.getElementById('spotreview-data').textContent);
   const ATLAS_URIS = JSON.parse(document.getElementById('spotreview-atlas').textContent);
-  const S = D.snapshots.length, N = D.points.length, C = D.class_names.length;
+  const P = D.packed || null;  // large runs: typed arrays packed as base64 (spotreview/rendering/packed.py)
+  const S = D.snapshots.length, N = P ? P.ids.length : D.points.length, C = D.class_names.length;
   const $ = (id) => document.getElementById(id);
 
   // --- data as typed arrays -------------------------------------------------------------
-  const XY = [], RANK = [], SCORE = [];
-  for (let s = 0; s < S; s++) {
-    XY.push(new Float32Array(2 * N)); RANK.push(new Int32Array(N)); SCORE.push(new Float64Array(N));
+  // XY[s] (2N) float32, RANK[s], SCORE[s], PRED[s] (N), LABEL (N), DYN[name] (N): read from the
+  // readable points or from the packed arrays, whichever the file holds.
+  const IDS = P ? P.ids : D.points.map((p) => p.id);
+  const XY = [], RANK = [], SCORE = [], DYN = {};
+  let LABEL, PRED = null;
+  if (P) unpack(); else readPoints();
+  function readPoints() {
+    for (let s = 0; s < S; s++) { XY.push(new Float32Array(2 * N)); RANK.push(new Int32Array(N)); SCORE.push(new Float64Array(N)); }
+    LABEL = new Int32Array(N);
+    if (N && D.points[0].pred) { PRED = []; for (let s = 0; s < S; s++) PRED.push(new Int32Array(N)); }
+    D.points.forEach((p, i) => {
+      LABEL[i] = p.label;
+      for (let s = 0; s < S; s++) {
+        const xy = p.xy[s];
+        XY[s][2 * i] = xy[0] === null ? NaN : xy[0];
+        XY[s][2 * i + 1] = xy[1] === null ? NaN : xy[1];
+        RANK[s][i] = p.rank[s];
+        SCORE[s][i] = p.score[s] === null ? NaN : p.score[s];
+        if (PRED) PRED[s][i] = p.pred[s];
+      }
+    });
+    // Training dynamics: D.dynamics names the values of each point's "dyn" (NaN where null).
+    (D.dynamics || []).forEach((name, k) => {
+      DYN[name] = Float64Array.from(D.points, (p) => (p.dyn[k] === null ? NaN : p.dyn[k]));
+    });
   }
-  const LABEL = new Int32Array(N), EXCLUDED = new Uint8Array(N), ROW = new Map();
-  const PRED = D.points.length && D.points[0].pred ? [] : null;
-  if (PRED) for (let s = 0; s < S; s++) PRED.push(new Int32Array(N));
-  D.points.forEach((p, i) => {
-    LABEL[i] = p.label; ROW.set(p.id, i);
-    if (Object.prototype.hasOwnProperty.call(D.excluded, p.id)) EXCLUDED[i] = 1;
+  function typed(a) {  // {dtype, data: base64 of little-endian values} -> a typed array
+    const bin = atob(a.data), bytes = new Uint8Array(bin.length);
+    for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
+    // uint32 holds ranks (< 2**31): read as int32, as the readable form's ranks are
+    const Type = { uint8: Uint8Array, uint16: Uint16Array, uint32: Int32Array, float32: Float32Array }[a.dtype];
+    return new Type(bytes.buffer, 0, bytes.length / Type.BYTES_PER_ELEMENT);
+  }
+  function unpack() {
+    const q = typed(P.xy), [lx, ly] = P.xy.lo, [sx, sy] = P.xy.step, rank = typed(P.rank), score = typed(P.score);
+    const pred = P.pred && typed(P.pred);
     for (let s = 0; s < S; s++) {
-      const xy = p.xy[s];
-      XY[s][2 * i] = xy[0] === null ? NaN : xy[0];
-      XY[s][2 * i + 1] = xy[1] === null ? NaN : xy[1];
-      RANK[s][i] = p.rank[s];
-      SCORE[s][i] = p.score[s] === null ? NaN : p.score[s];
-      if (PRED) PRED[s][i] = p.pred[s];
+      const xy = new Float32Array(2 * N), o = 2 * N * s;
+      for (let k = 0; k < 2 * N; k += 2) {
+        const qx = q[o + k], qy = q[o + k + 1];
+        xy[k] = qx === 65535 ? NaN : lx + qx * sx; xy[k + 1] = qy === 65535 ? NaN : ly + qy * sy;
+      }
+      XY.push(xy); RANK.push(rank.subarray(s * N, (s + 1) * N)); SCORE.push(score.subarray(s * N, (s + 1) * N));
+      if (pred) (PRED = PRED || []).push(pred.subarray(s * N, (s + 1) * N));
     }
-  });
-  // Training dynamics: D.dynamics names the values of each point's "dyn" (NaN where null).
-  const DYN = {};
-  (D.dynamics || []).forEach((name, k) => {
-    DYN[name] = Float64Array.from(D.points, (p) => (p.dyn[k] === null ? NaN : p.dyn[k]));
+    LABEL = typed(P.labels);
+    for (const name of D.dynamics || []) DYN[name] = typed(P.dyn[name]);
+  }
+  const EXCLUDED = new Uint8Array(N), ROW = new Map();
+  IDS.forEach((id, i) => {
+    ROW.set(id, i);
+    if (Object.prototype.hasOwnProperty.call(D.excluded, id)) EXCLUDED[i] = 1;
   });
   const ISSUE = D.issue && D.issue.rows.length ? D.issue : null;  // the issue group ringed (--highlight-issue)
   const IN_ISSUE = new Uint8Array(N);
@@ -53,7 +83,7 @@
     pinned: D.highlight.slice(), hover: -1, target: null, holdUntil: 0,
     colourBy: 'class', hiddenBy: {},  // hidden: the classes hidden; hiddenBy: mode -> categories hidden
   };
-  const stats = { draws: 0, drawMs: 0, tracesDrawn: 0, firstPaintMs: null, thumbsReadyMs: null };
+  const stats = { draws: 0, drawMs: 0, stampMs: 0, tracesDrawn: 0, firstPaintMs: null, thumbsReadyMs: null };
 
   // --- colour by: the class, or a category from D.colour_by (names and colours) --------------
   // Only the legend of the mode shown hides points; each mode keeps its own hidden set.
@@ -131,30 +161,56 @@
     DPR = window.devicePixelRatio || 1; W = cssW; H = Math.round(cssW / ASPECT);
     canvas.style.height = H + 'px'; canvas.width = Math.round(W * DPR); canvas.height = Math.round(H * DPR);
     SCALE = W / (V.x1 - V.x0); R = Math.max(1, DIAMETER * W / 2);  // markers keep their size when zoomed
-    pixels = ctx.createImageData(canvas.width, canvas.height);
+    pixels = ctx.createImageData(canvas.width, canvas.height); masksFor = -1;  // offsets depend on the width
     buf8 = pixels.data; buf32 = new Uint32Array(buf8.buffer);
     posT = -1; drawLoss(); requestDraw();
+  }
+  // A disc's anti-aliased coverage is precomputed per 1/8-pixel offset of its centre (a mask:
+  // pixel offsets and alphas), so stamping a point is a short loop with no square root.
+  const PHASES = 8;
+  let masks = null, masksFor = -1;
+  function discMasks(rd) {
+    if (masksFor === rd) return masks;
+    const reach = Math.ceil(rd + 0.5), cw = canvas.width;
+    masks = [];
+    for (let fy = 0; fy < PHASES; fy++) for (let fx = 0; fx < PHASES; fx++) {
+      const cx = (fx + 0.5) / PHASES, cy = (fy + 0.5) / PHASES, dxs = [], dys = [], alphas = [];
+      for (let dy = -reach; dy <= reach; dy++) for (let dx = -reach; dx <= reach; dx++) {
+        const cover = rd + 0.5 - Math.hypot(dx + 0.5 - cx, dy + 0.5 - cy);
+        if (cover > 0) { dxs.push(dx); dys.push(dy); alphas.push(ALPHA * Math.min(1, cover)); }
+      }
+      masks.push({ dx: Int32Array.from(dxs), dy: Int32Array.from(dys), alpha: Float32Array.from(alphas),
+        offset: Int32Array.from(dxs, (dx, k) => 4 * (dys[k] * cw + dx)) });
+    }
+    masksFor = rd;
+    return masks;
   }
   function stampPoints() {
     const cw = canvas.width, ch = canvas.height, rd = R * DPR, reach = Math.ceil(rd + 0.5);
     buf32.fill(0xffffffff);
-    const { cat, hidden, rgb, order } = currentView();
+    const { cat, hidden, rgb, order } = currentView(), m = discMasks(rd);
+    const red = Uint8Array.from(rgb, (c) => c[0]), green = Uint8Array.from(rgb, (c) => c[1]), blue = Uint8Array.from(rgb, (c) => c[2]);
+    const off = Uint8Array.from(rgb, (_, c) => hidden.has(c));
     for (let k = 0; k < N; k++) {
-      const i = order[k];
-      if (EXCLUDED[i] || hidden.has(cat[i])) continue;
+      const i = order[k], c = cat[i];
+      if (EXCLUDED[i] || off[c]) continue;
       const x = POS[2 * i] * DPR, y = POS[2 * i + 1] * DPR;
       if (!(x > -reach && x < cw + reach && y > -reach && y < ch + reach)) continue;  // off the view, or NaN
-      const [r, g, b] = rgb[cat[i]];
-      const xa = Math.max(0, Math.floor(x - reach)), xb = Math.min(cw - 1, Math.ceil(x + reach));
-      const ya = Math.max(0, Math.floor(y - reach)), yb = Math.min(ch - 1, Math.ceil(y + reach));
-      for (let py = ya; py <= yb; py++) {
-        const dy = py + 0.5 - y;
-        for (let px = xa; px <= xb; px++) {
-          const dx = px + 0.5 - x, cover = rd + 0.5 - Math.sqrt(dx * dx + dy * dy);
-          if (cover <= 0) continue;
-          const a = ALPHA * (cover < 1 ? cover : 1), o = 4 * (py * cw + px);
+      const ix = Math.floor(x), iy = Math.floor(y), r = red[c], g = green[c], b = blue[c];
+      const mask = m[Math.min(PHASES - 1, ((y - iy) * PHASES) | 0) * PHASES + Math.min(PHASES - 1, ((x - ix) * PHASES) | 0)];
+      const alpha = mask.alpha, base = 4 * (iy * cw + ix);
+      if (ix >= reach && iy >= reach && ix < cw - reach && iy < ch - reach) {  // inside: no bounds checks
+        for (let e = 0; e < alpha.length; e++) {
+          const o = base + mask.offset[e], a = alpha[e];
           buf8[o] += (r - buf8[o]) * a; buf8[o + 1] += (g - buf8[o + 1]) * a; buf8[o + 2] += (b - buf8[o + 2]) * a;
         }
+        continue;
+      }
+      for (let e = 0; e < alpha.length; e++) {
+        const px = ix + mask.dx[e], py = iy + mask.dy[e];
+        if (px < 0 || py < 0 || px >= cw || py >= ch) continue;
+        const o = 4 * (py * cw + px), a = alpha[e];
+        buf8[o] += (r - buf8[o]) * a; buf8[o + 1] += (g - buf8[o + 1]) * a; buf8[o + 2] += (b - buf8[o + 2]) * a;
       }
     }
     ctx.putImageData(pixels, 0, 0);
@@ -296,18 +352,23 @@
     ctx.beginPath(); pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke();
   }
   // The issue group's images (--highlight-issue): a ring just outside an outlier's black one.
+  // One path for all of them, stroked twice: a large group costs two strokes, not two per image.
   function drawIssueRings() {
     const r = Math.max(R * 2, 5) + 3;
+    ctx.beginPath();
     for (const i of ISSUE.rows) {
       const x = POS[2 * i], y = POS[2 * i + 1];
-      if (!Number.isFinite(x) || isHidden(i)) continue;
-      ring(x, y, r, 'rgba(255,255,255,0.9)', 4); ring(x, y, r, ISSUE.color, 2);
+      if (!(x > -r && x < W + r && y > -r && y < H + r) || isHidden(i)) continue;  // off the view, or NaN
+      ctx.moveTo(x + r, y); ctx.arc(x, y, r, 0, 2 * Math.PI);
     }
+    ctx.strokeStyle = 'rgba(255,255,255,0.9)'; ctx.lineWidth = 4; ctx.stroke();
+    ctx.strokeStyle = ISSUE.color; ctx.lineWidth = 2; ctx.stroke();
   }
   function drawScatter() {
     const t0 = performance.now();
     updatePositions();
     stampPoints();
+    stats.stampMs += performance.now() - t0;
     ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
     drawAxes();
     if (state.showExcluded) {
@@ -323,7 +384,7 @@
     stats.tracesDrawn = 0;
     for (const i of state.pinned) if (!isHidden(i)) drawTrace(i);
     const pins = state.pinned.filter((i) => !isHidden(i) && Number.isFinite(POS[2 * i]))
-      .map((i) => [D.points[i].id, POS[2 * i], POS[2 * i + 1], false]);
+      .map((i) => [IDS[i], POS[2 * i], POS[2 * i + 1], false]);
     stats.labels = placeLabels(pins.concat(ranks));
     if (state.hover >= 0 && Number.isFinite(POS[2 * state.hover])) {
       ring(POS[2 * state.hover], POS[2 * state.hover + 1], Math.max(R + 3, 6), '#000', 2);
@@ -341,17 +402,26 @@
     };
     im.src = uri; return im;
   });
-  const T = D.thumbs.px, PER = D.thumbs.cols * D.thumbs.cols;
+  // Every point's tile is in the atlases D.thumbs describes; a large run's reduced tiles leave
+  // full-size ones of the leaderboards' and pinned images in the detail atlases after them.
+  const T = D.thumbs.px, PER = D.thumbs.cols * D.thumbs.cols, DETAIL = D.thumbs.detail || null;
+  const DETAIL_ROW = new Map(DETAIL ? DETAIL.rows.map((i, k) => [i, k]) : []);
+  function tileOf(i) {  // [atlas, x, y, side] of point i's best tile
+    if (DETAIL_ROW.has(i)) {
+      const k = DETAIL_ROW.get(i), per = DETAIL.cols * DETAIL.cols, r = k % per, t = DETAIL.px;
+      return [atlases[D.thumbs.count + Math.floor(k / per)], (r % DETAIL.cols) * t, Math.floor(r / DETAIL.cols) * t, t];
+    }
+    const r = i % PER;
+    return [atlases[Math.floor(i / PER)], (r % D.thumbs.cols) * T, Math.floor(r / D.thumbs.cols) * T, T];
+  }
   function drawThumb(c, i, side) {
     c.width = c.height = Math.round(side * DPR); c.style.width = c.style.height = side + 'px';
-    const g = c.getContext('2d'), im = atlases[Math.floor(i / PER)], r = i % PER;
+    const g = c.getContext('2d'), [im, x, y, t] = tileOf(i);
     g.imageSmoothingEnabled = false; g.fillStyle = '#eee'; g.fillRect(0, 0, c.width, c.height);
-    if (im && im.complete && im.naturalWidth) {
-      g.drawImage(im, (r % D.thumbs.cols) * T, Math.floor(r / D.thumbs.cols) * T, T, T, 0, 0, c.width, c.height);
-    }
+    if (im && im.complete && im.naturalWidth) g.drawImage(im, x, y, t, t, 0, 0, c.width, c.height);
   }
   function describe(i) {
-    const s = nearest(), p = D.points[i], lines = [`<b>${escapeHtml(p.id)}</b>`, `${escapeHtml(className(LABEL[i]))}`];
+    const s = nearest(), lines = [`<b>${escapeHtml(IDS[i])}</b>`, `${escapeHtml(className(LABEL[i]))}`];
     if (PRED) {
       const ok = PRED[s][i] === LABEL[i];
       lines.push(`predicted ${escapeHtml(className(PRED[s][i]))} ${ok ? '&#x2713;' : '&#x2717;'}`);
@@ -359,7 +429,7 @@
     lines.push(`outlier rank ${fmtInt(RANK[s][i])} of ${fmtInt(N)}`, `score ${fmtScore(SCORE[s][i])}`);
     lines.push(`<span class="note">at step ${fmtInt(D.snapshots[s].step)}</span>`, ...dynamicsLines(i));
     if (IN_ISSUE[i]) lines.push(`<b style="color:${ISSUE.color}">&#x25EF; ${escapeHtml(ISSUE.title)}</b>`);
-    if (EXCLUDED[i]) lines.push(`<span style="color:#a00">excluded${D.excluded[p.id] ? ': ' + escapeHtml(D.excluded[p.id]) : ''}</span>`);
+    if (EXCLUDED[i]) lines.push(`<span style="color:#a00">excluded${D.excluded[IDS[i]] ? ': ' + escapeHtml(D.excluded[IDS[i]]) : ''}</span>`);
     return lines.join('<br>');
   }
   const fmt3 = (v) => (Number.isFinite(v) ? Number(v.toFixed(3)).toString() : 'n/a');
@@ -401,11 +471,11 @@
     const el = $('board'); el.textContent = '';
     D.snapshots[s].board.forEach((i, k) => {
       const tile = document.createElement('div'); tile.className = 'tile' + (state.pinned.includes(i) ? ' pinned' : '');
-      tile.dataset.row = i; tile.dataset.id = D.points[i].id;
+      tile.dataset.row = i; tile.dataset.id = IDS[i];
       const c = document.createElement('canvas'); drawThumb(c, i, Math.max(Math.round(1.5 * T), 64));
       tile.innerHTML = `<div class="head">#${k + 1} ${escapeHtml(className(LABEL[i]))}</div>`;
       tile.appendChild(c);
-      tile.insertAdjacentHTML('beforeend', `<div>${fmtScore(SCORE[s][i])}</div><div class="id">${escapeHtml(D.points[i].id)}</div>`);
+      tile.insertAdjacentHTML('beforeend', `<div>${fmtScore(SCORE[s][i])}</div><div class="id">${escapeHtml(IDS[i])}</div>`);
       tile.addEventListener('click', () => pin(i, true));
       tile.addEventListener('mouseenter', () => hover(i));
       tile.addEventListener('mouseleave', () => { if (state.hover === i) hover(-1); });
@@ -416,7 +486,7 @@
   function renderPins() {
     const el = $('pins'); el.textContent = '';
     for (const i of state.pinned) {
-      const b = document.createElement('button'); b.textContent = D.points[i].id + ' \u00d7'; b.title = 'unpin';
+      const b = document.createElement('button'); b.textContent = IDS[i] + ' \u00d7'; b.title = 'unpin';
       b.addEventListener('click', () => pin(i, false)); el.appendChild(b);
     }
     $('pins-box').style.display = state.pinned.length ? '' : 'none';
@@ -680,11 +750,12 @@
   let fpsProbe = false;
   function measureFps(ms) {
     return new Promise((resolve) => {
-      const d0 = stats.draws, m0 = stats.drawMs, t0 = performance.now();
+      const d0 = stats.draws, m0 = stats.drawMs, p0 = stats.stampMs, t0 = performance.now();
       fpsProbe = true; setPlaying(true);
       setTimeout(() => {
         fpsProbe = false; const sec = (performance.now() - t0) / 1000, draws = stats.draws - d0;
-        resolve({ fps: draws / sec, drawMs: (stats.drawMs - m0) / Math.max(draws, 1), seconds: sec });
+        const per = (ms) => ms / Math.max(draws, 1);  // stampMs: positions and points, of drawMs
+        resolve({ fps: draws / sec, drawMs: per(stats.drawMs - m0), stampMs: per(stats.stampMs - p0), seconds: sec });
       }, ms);
     });
   }
