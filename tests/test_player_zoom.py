@@ -63,6 +63,12 @@ def _wheel(driver, offset: tuple[int, int], delta_y: int) -> None:
     time.sleep(0.1)  # the next animation frame draws the view
 
 
+def _apart(driver, i: int, j: int) -> float:
+    """CSS px between points i and j as drawn."""
+    (xi, yi), (xj, yj) = (driver.execute_script("return player.project(arguments[0])", k) for k in (i, j))
+    return float(np.hypot(xi - xj, yi - yj))
+
+
 def _settle(driver) -> None:
     driver.execute_script("player.goTo(3)")
     time.sleep(0.8)  # the glide to the last snapshot ends
@@ -113,7 +119,8 @@ def test_drag_pans_and_double_click_resets(driver, page):
     ).move_by_offset(40, 10).release().perform()
     time.sleep(0.1)
     # Dragged right and down by (80, 20) px: the data range moves left and up.
-    assert _view(driver) == pytest.approx([x0 - 80 / scale, x1 - 80 / scale, y0 + 20 / scale, y1 + 20 / scale], abs=1e-3)
+    moved = [x0 - 80 / scale, x1 - 80 / scale, y0 + 20 / scale, y1 + 20 / scale]
+    assert _view(driver) == pytest.approx(moved, abs=1e-3)
     assert driver.execute_script("return player.state.pinned") == pinned  # a drag pins nothing
     ActionChains(driver).move_to_element_with_offset(canvas, -100, 60).double_click().perform()
     time.sleep(0.1)
@@ -124,12 +131,10 @@ def test_drag_pans_and_double_click_resets(driver, page):
 def test_hover_finds_a_point_of_the_zoomed_view_and_playing_keeps_the_view(driver, page):
     _open(driver, page)
     _settle(driver)
-    far = driver.execute_script("const a = player.project(20), b = player.project(23); return Math.hypot(a[0] - b[0], a[1] - b[1])")
-    assert far < 3  # unzoomed, the two are one blob
+    assert _apart(driver, 20, 23) < 3  # unzoomed, the two are one blob
     for _ in range(4):
         _wheel(driver, _at_point(driver, 20), -500)
-    far = driver.execute_script("const a = player.project(20), b = player.project(23); return Math.hypot(a[0] - b[0], a[1] - b[1])")
-    assert far > 20
+    assert _apart(driver, 20, 23) > 20
     assert "img-0023" in _hover(driver, 23).splitlines()[0]
     assert "img-0020" in _hover(driver, 20).splitlines()[0]
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
