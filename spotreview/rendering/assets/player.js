@@ -59,6 +59,11 @@
     LABEL = typed(P.labels);
     for (const name of D.dynamics || []) DYN[name] = typed(P.dyn[name]);
   }
+  if (P) {  // the footer's "one line per image" is true of the ids only
+    document.querySelector('footer').innerHTML = 'Made by spotreview. Everything is in this file: the image ids are in ' +
+      '<code>&lt;script id="spotreview-data"&gt;</code>, one per line in row order (search it for an id); for ' +
+      `${N.toLocaleString('en-US')} images the values of each are packed there as typed arrays (base64), to keep the file small.`;
+  }
   const EXCLUDED = new Uint8Array(N), ROW = new Map();
   IDS.forEach((id, i) => {
     ROW.set(id, i);
