@@ -160,14 +160,14 @@
   // Points are stamped into a pixel buffer (anti-aliased discs, alpha-blended in drawing
   // order) and put on the canvas at once: a drawImage or arc per point is too slow for large
   // clouds where the browser rasterises on the CPU (benchmarks/RESULTS.md).
-  let pixels = null, buf8 = null, buf32 = null;
+  let pixels = null, buf8 = null, buf32 = null, pix = null;  // pix: the pixels as signed integers, for blend
   function resize() {
     const cssW = Math.max(200, canvas.clientWidth);  // inside the border: one canvas pixel per CSS px
     DPR = window.devicePixelRatio || 1; W = cssW; H = Math.round(cssW / ASPECT);
     canvas.style.height = H + 'px'; canvas.width = Math.round(W * DPR); canvas.height = Math.round(H * DPR);
     SCALE = W / (V.x1 - V.x0); R = Math.max(1, DIAMETER * W / 2);  // markers keep their size when zoomed
     pixels = ctx.createImageData(canvas.width, canvas.height); masksFor = -1;  // offsets depend on the width
-    buf8 = pixels.data; buf32 = new Uint32Array(buf8.buffer);
+    buf8 = pixels.data; buf32 = new Uint32Array(buf8.buffer); pix = new Int32Array(buf8.buffer);
     posT = -1; drawLoss(); requestDraw();
   }
   // A disc's anti-aliased coverage is precomputed per 1/8-pixel offset of its centre (a mask:
@@ -182,40 +182,42 @@
       const cx = (fx + 0.5) / PHASES, cy = (fy + 0.5) / PHASES, dxs = [], dys = [], alphas = [];
       for (let dy = -reach; dy <= reach; dy++) for (let dx = -reach; dx <= reach; dx++) {
         const cover = rd + 0.5 - Math.hypot(dx + 0.5 - cx, dy + 0.5 - cy);
-        if (cover > 0) { dxs.push(dx); dys.push(dy); alphas.push(ALPHA * Math.min(1, cover)); }
+        if (cover > 0) { dxs.push(dx); dys.push(dy); alphas.push(Math.round(256 * ALPHA * Math.min(1, cover))); }
       }
-      masks.push({ dx: Int32Array.from(dxs), dy: Int32Array.from(dys), alpha: Float32Array.from(alphas),
-        offset: Int32Array.from(dxs, (dx, k) => 4 * (dys[k] * cw + dx)) });
+      masks.push({ dx: Int32Array.from(dxs), dy: Int32Array.from(dys), alpha: Int32Array.from(alphas),  // alpha in 1/256
+        offset: Int32Array.from(dxs, (dx, k) => dys[k] * cw + dx) });  // in pixels
     }
     masksFor = rd;
     return masks;
+  }
+  // A colour over pixel p at opacity a/256, red and blue in one multiply and green in another
+  // (the pixel is R | G << 8 | B << 16 | A << 24 read as one little-endian integer).
+  function blend(p, a, rb, g) {
+    const v = pix[p], na = 256 - a;
+    pix[p] = ((((v & 0xff00ff) * na + rb * a) >>> 8) & 0xff00ff) | ((((v & 0xff00) * na + g * a) >>> 8) & 0xff00) | -16777216;
   }
   function stampPoints() {
     const cw = canvas.width, ch = canvas.height, rd = R * DPR, reach = Math.ceil(rd + 0.5);
     buf32.fill(0xffffffff);
     const { cat, hidden, rgb, order } = currentView(), m = discMasks(rd);
-    const red = Uint8Array.from(rgb, (c) => c[0]), green = Uint8Array.from(rgb, (c) => c[1]), blue = Uint8Array.from(rgb, (c) => c[2]);
+    const RB = Int32Array.from(rgb, (c) => c[0] | (c[2] << 16)), G = Int32Array.from(rgb, (c) => c[1] << 8);
     const off = Uint8Array.from(rgb, (_, c) => hidden.has(c));
     for (let k = 0; k < N; k++) {
       const i = order[k], c = cat[i];
       if (EXCLUDED[i] || off[c]) continue;
       const x = POS[2 * i] * DPR, y = POS[2 * i + 1] * DPR;
       if (!(x > -reach && x < cw + reach && y > -reach && y < ch + reach)) continue;  // off the view, or NaN
-      const ix = Math.floor(x), iy = Math.floor(y), r = red[c], g = green[c], b = blue[c];
+      const ix = Math.floor(x), iy = Math.floor(y), rb = RB[c], g = G[c];
       const mask = m[Math.min(PHASES - 1, ((y - iy) * PHASES) | 0) * PHASES + Math.min(PHASES - 1, ((x - ix) * PHASES) | 0)];
-      const alpha = mask.alpha, base = 4 * (iy * cw + ix);
+      const alpha = mask.alpha, offset = mask.offset, base = iy * cw + ix;
       if (ix >= reach && iy >= reach && ix < cw - reach && iy < ch - reach) {  // inside: no bounds checks
-        for (let e = 0; e < alpha.length; e++) {
-          const o = base + mask.offset[e], a = alpha[e];
-          buf8[o] += (r - buf8[o]) * a; buf8[o + 1] += (g - buf8[o + 1]) * a; buf8[o + 2] += (b - buf8[o + 2]) * a;
-        }
+        for (let e = 0; e < alpha.length; e++) blend(base + offset[e], alpha[e], rb, g);
         continue;
       }
       for (let e = 0; e < alpha.length; e++) {
         const px = ix + mask.dx[e], py = iy + mask.dy[e];
         if (px < 0 || py < 0 || px >= cw || py >= ch) continue;
-        const o = 4 * (py * cw + px), a = alpha[e];
-        buf8[o] += (r - buf8[o]) * a; buf8[o + 1] += (g - buf8[o + 1]) * a; buf8[o + 2] += (b - buf8[o + 2]) * a;
+        blend(py * cw + px, alpha[e], rb, g);
       }
     }
     ctx.putImageData(pixels, 0, 0);
