@@ -244,6 +244,18 @@ def _large(driver, tmp: Path, n: int) -> list[dict]:
     from spotreview.rendering.player import write_player
 
     rows, bench = [], "player"
+    reference = tmp / "p10k.html"  # the machine's state: 10,000 x 20 (>= 30 fps when measured on 2026-11-27)
+    write_player(reference, synthetic(10_000, 20, "noise"), highlight=["validation-000000"])
+    fps = _fps(driver, reference)
+    rows.append(
+        dict(
+            benchmark=bench,
+            measure="animation fps, 10,000 x 20 (reference)",
+            value=fps["fps"],
+            unit="frames/s",
+            note=f"draw {fps['drawMs']:.1f} ms/frame (points {fps['stampMs']:.1f}); the same browser, just before",
+        )
+    )
     for kind in ("photo", "noise"):
         size = f"{n:,} x 10, {kind} thumbnails"
         data = synthetic(n, 10, kind, dynamics=True)

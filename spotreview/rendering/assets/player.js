@@ -182,7 +182,9 @@
       const cx = (fx + 0.5) / PHASES, cy = (fy + 0.5) / PHASES, dxs = [], dys = [], alphas = [];
       for (let dy = -reach; dy <= reach; dy++) for (let dx = -reach; dx <= reach; dx++) {
         const cover = rd + 0.5 - Math.hypot(dx + 0.5 - cx, dy + 0.5 - cy);
-        if (cover > 0) { dxs.push(dx); dys.push(dy); alphas.push(Math.round(256 * ALPHA * Math.min(1, cover))); }
+        // A fringe pixel under 15 % covered is left out: a fifth fewer pixels to blend for
+        // the smallest markers, 2.5 % of a disc's ink (benchmarks/RESULTS.md).
+        if (cover >= 0.15) { dxs.push(dx); dys.push(dy); alphas.push(Math.round(256 * ALPHA * Math.min(1, cover))); }
       }
       masks.push({ dx: Int32Array.from(dxs), dy: Int32Array.from(dys), alpha: Int32Array.from(alphas),  // alpha in 1/256
         offset: Int32Array.from(dxs, (dx, k) => dys[k] * cw + dx) });  // in pixels
