@@ -361,17 +361,28 @@
     ctx.beginPath(); pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke();
   }
   // The issue group's images (--highlight-issue): a ring just outside an outlier's black one.
-  // One path for all of them, stroked twice: a large group costs two strokes, not two per image.
+  // One ring drawn once into a small canvas, then copied to each image: a large group costs
+  // as many image copies, far cheaper than as many stroked circles (benchmarks/RESULTS.md).
+  let ringSprite = null;
+  function issueRing(r) {
+    const side = Math.ceil(2 * r + 6), key = `${side} ${DPR}`;
+    if (ringSprite && ringSprite.key === key) return ringSprite;
+    const c = document.createElement('canvas'), g = c.getContext('2d');
+    c.width = c.height = Math.round(side * DPR); g.setTransform(DPR, 0, 0, DPR, 0, 0);
+    for (const [color, width] of [['rgba(255,255,255,0.9)', 4], [ISSUE.color, 2]]) {
+      g.strokeStyle = color; g.lineWidth = width; g.beginPath(); g.arc(side / 2, side / 2, r, 0, 2 * Math.PI); g.stroke();
+    }
+    ringSprite = { key, canvas: c, side };
+    return ringSprite;
+  }
   function drawIssueRings() {
-    const r = Math.max(R * 2, 5) + 3;
-    ctx.beginPath();
+    const r = Math.max(R * 2, 5) + 3, { canvas: sprite, side } = issueRing(r), half = side / 2;
     for (const i of ISSUE.rows) {
       const x = POS[2 * i], y = POS[2 * i + 1];
-      if (!(x > -r && x < W + r && y > -r && y < H + r) || isHidden(i)) continue;  // off the view, or NaN
-      ctx.moveTo(x + r, y); ctx.arc(x, y, r, 0, 2 * Math.PI);
+      if (!(x > -half && x < W + half && y > -half && y < H + half) || isHidden(i)) continue;  // off the view, or NaN
+      // on whole device pixels, so the copy is not resampled
+      ctx.drawImage(sprite, Math.round((x - half) * DPR) / DPR, Math.round((y - half) * DPR) / DPR, side, side);
     }
-    ctx.strokeStyle = 'rgba(255,255,255,0.9)'; ctx.lineWidth = 4; ctx.stroke();
-    ctx.strokeStyle = ISSUE.color; ctx.lineWidth = 2; ctx.stroke();
   }
   function drawScatter() {
     const t0 = performance.now();
