@@ -293,14 +293,15 @@
     for (const v of xs) { ctx.moveTo(sx(v), H); ctx.lineTo(sx(v), H - 5); }
     for (const v of ys) { ctx.moveTo(0, sy(v)); ctx.lineTo(5, sy(v)); }
     ctx.stroke();
-    ctx.font = '10px system-ui, sans-serif'; ctx.fillStyle = '#777';
+    ctx.font = '10px system-ui, sans-serif'; ctx.fillStyle = '#666'; ctx.strokeStyle = 'rgba(255,255,255,0.85)'; ctx.lineWidth = 3;
+    const text = (t, x, y) => { ctx.strokeText(t, x, y); ctx.fillText(t, x, y); };  // a halo: readable over points
     ctx.textAlign = 'center'; ctx.textBaseline = 'bottom';
-    for (const v of xs) if (sx(v) > 30 && sx(v) < W - 20) ctx.fillText(String(v), sx(v), H - 6);
+    for (const v of xs) if (sx(v) > 30 && sx(v) < W - 20) text(String(v), sx(v), H - 6);
     ctx.textAlign = 'left'; ctx.textBaseline = 'middle';
-    for (const v of ys) if (sy(v) > 8 && sy(v) < H - 20) ctx.fillText(String(v), 7, sy(v));
+    for (const v of ys) if (sy(v) > 8 && sy(v) < H - 20) text(String(v), 7, sy(v));
     if (zoom() > 1.001) {
       ctx.textAlign = 'right'; ctx.textBaseline = 'top'; ctx.fillStyle = '#444';
-      ctx.fillText(`zoom ${zoom().toFixed(1)}\u00d7 \u00b7 double-click to reset`, W - 6, 5);
+      text(`zoom ${zoom().toFixed(1)}\u00d7 \u00b7 double-click to reset`, W - 6, 5);
     }
     ctx.textAlign = 'start'; ctx.textBaseline = 'alphabetic';
     stats.ticks = { x: xs, y: ys };
