@@ -23,9 +23,14 @@ What the file holds:
   with the data (:mod:`spotreview.rendering.style`, as the GIF draws it): ``colors``,
   ``limits``, ``marker`` (diameter as a share of the axes width, alpha), ``order`` (the
   rows in drawing order), ``colour_by`` (:mod:`spotreview.rendering.colouring`) and
-  ``issue`` (the ringed group's title, ring colour and rows, or null).
+  ``issue`` (the ringed group's title, ring colour and rows, or null). Above ``PACK_ABOVE``
+  points x snapshots, ``packed`` replaces ``points``: the ids one per line and the values as
+  base64 typed arrays (:mod:`spotreview.rendering.packed`).
 * ``<script type="application/json" id="spotreview-atlas">``: the thumbnails of every
-  point, packed row by row into a few PNG/JPEG sprite atlases (data URIs).
+  point, packed row by row into a few PNG/JPEG sprite atlases (data URIs), reduced to the
+  page's :func:`size_budget` where they must be, with full-size tiles of the leaderboards'
+  and pinned images after them; the data's ``thumbs`` gives the layout
+  (:mod:`spotreview.rendering.atlas`).
 """
 
 from __future__ import annotations
