@@ -91,6 +91,10 @@ def write_comparison_player(
     parts_a = page_parts(data_a, snapshots_per_second=snapshots_per_second, reserve=len(parts_b["DATA"].encode()))
     template = fill_page({"CSS": parts_a["CSS"], "JS": parts_a["JS"]})
     thumbs = json.loads(re.search(r'^"thumbs": (\{.*\}),$', parts_a["DATA"], re.M).group(1))
+    # B's player reads A's atlases (the same images): it takes their layout too.
+    parts_b["DATA"] = re.sub(
+        r'^"thumbs": .*(?=,$)', lambda _: '"thumbs": ' + json.dumps(thumbs), parts_b["DATA"], count=1, flags=re.M
+    )
     doc = comparison_doc(scene, pace=snapshots_per_second, titles=[parts_a["TITLE"], parts_b["TITLE"]], thumbs=thumbs)
     assets = resources.files("spotreview.rendering") / "assets"
     fields = {

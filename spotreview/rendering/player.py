@@ -23,16 +23,19 @@ What the file holds:
   with the data (:mod:`spotreview.rendering.style`, as the GIF draws it): ``colors``,
   ``limits``, ``marker`` (diameter as a share of the axes width, alpha), ``order`` (the
   rows in drawing order), ``colour_by`` (:mod:`spotreview.rendering.colouring`) and
-  ``issue`` (the ringed group's title, ring colour and rows, or null).
+  ``issue`` (the ringed group's title, ring colour and rows, or null). Above ``PACK_ABOVE``
+  points x snapshots, ``packed`` replaces ``points``: the ids one per line and the values as
+  base64 typed arrays (:mod:`spotreview.rendering.packed`).
 * ``<script type="application/json" id="spotreview-atlas">``: the thumbnails of every
-  point, packed row by row into a few PNG/JPEG sprite atlases (data URIs).
+  point, packed row by row into a few PNG/JPEG sprite atlases (data URIs), reduced to the
+  page's :func:`size_budget` where they must be, with full-size tiles of the leaderboards'
+  and pinned images after them; the data's ``thumbs`` gives the layout
+  (:mod:`spotreview.rendering.atlas`).
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import logging
 import math
@@ -47,7 +50,9 @@ import numpy as np
 from spotreview.defaults import TRUST_K, TRUST_LOW
 from spotreview.errors import ExportError
 from spotreview.rendering import style
+from spotreview.rendering.atlas import ATLAS_PX, atlases
 from spotreview.rendering.colouring import colouring_data
+from spotreview.rendering.packed import PACK_ABOVE, packed_points
 from spotreview.rundir.atomic import atomic_path
 from spotreview.rundir.run import Run
 
@@ -55,8 +60,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "spotreview-player/1"
 THUMB_PX = 48  # thumbnail side in the atlas; the tooltip shows it at 2x
-_ATLAS_PX = 2048  # atlas side; browsers (Safari included) decode this size without trouble
-_SIZE_BUDGET = 24e6  # bytes; thumbnails get a lower JPEG quality to keep the file under it
+_SIZE_BUDGET = 24e6  # bytes up to 10,000 points; thumbnails get fewer bytes to keep the file under it
+_MAX_SIZE = 56e6  # bytes at most, whatever the number of points
 
 
 @dataclass
@@ -192,8 +197,9 @@ def page_parts(
     pinned = highlight_rows(list(data.ids), highlight).tolist()  # unknown ids: one ExportError
     if not (math.isfinite(snapshots_per_second) and snapshots_per_second > 0):
         raise ExportError(f"snapshots per second must be positive, got {snapshots_per_second:g}")
-    cols = max(1, _ATLAS_PX // data.thumbs.shape[1])
-    doc = _data_json(data, highlight=pinned, pace=float(snapshots_per_second), atlas_cols=cols)
+    t = int(data.thumbs.shape[1])
+    meta = {"px": t, "cols": max(1, ATLAS_PX // t), "count": 0, "detail": None}  # atlas=False: all full size
+    doc = _data_json(data, highlight=pinned, pace=float(snapshots_per_second), thumbs=meta)
     assets = resources.files("spotreview.rendering") / "assets"
     parts = {
         "TITLE": html.escape(f"{data.subtitle or 'spotreview'}: {n:,} images, {len(data.steps)} snapshots"),
@@ -202,9 +208,20 @@ def page_parts(
         "DATA": doc,
     }
     if atlas:
-        atlases, _ = _atlases(data.thumbs, budget=_SIZE_BUDGET - len(doc.encode()) - reserve - 100_000)
-        parts["ATLAS"] = "[\n" + ",\n".join(json.dumps(a) for a in atlases) + "\n]"
+        budget = size_budget(n) - len(doc.encode()) - reserve - 100_000
+        first = sorted({int(r) for rows in data.board for r in rows} | set(pinned))  # seen before any hover
+        uris, meta = atlases(data.thumbs, budget, detail_rows=first)
+        parts["ATLAS"] = "[\n" + ",\n".join(json.dumps(a) for a in uris) + "\n]"
+        # The atlases' layout, known now, replaces the placeholder (its own line, see _data_json).
+        line = '"thumbs": ' + json.dumps(meta, separators=(",", ":"))
+        parts["DATA"] = re.sub(r'^"thumbs": .*(?=,$)', lambda _: line, doc, count=1, flags=re.M)
     return parts
+
+
+def size_budget(n: int) -> float:
+    """Bytes the page may take for ``n`` points: 24 MB up to 10,000 points, then 2.4 kB more a
+    point, at most 56 MB (the 60 MB goal at 100,000, with a margin)."""
+    return float(np.clip(2400.0 * n, _SIZE_BUDGET, _MAX_SIZE))
 
 
 def fill_page(parts: Mapping[str, str]) -> str:
@@ -237,59 +254,10 @@ def _check(d: PlayerData) -> int:
     return n
 
 
-def _atlases(thumbs: np.ndarray, budget: float) -> tuple[list[str], int]:
-    """Data URIs of sprite atlases holding every thumbnail row by row, and tiles per atlas row.
-
-    An atlas of at most 256 colours (digits, icons, greyscale scans) is a lossless PNG;
-    photos are JPEG, at quality 88 unless the atlases would exceed ``budget`` bytes, in
-    which case lower qualities are tried (so even noise-like images keep the file size).
-    """
-    from PIL import Image
-
-    n, t = thumbs.shape[:2]
-    cols = max(1, _ATLAS_PX // t)
-    per = cols * cols
-    sheets = []
-    for start in range(0, n, per):
-        chunk = thumbs[start : start + per]
-        rows = math.ceil(len(chunk) / cols)
-        sheet = np.full((rows * cols, t, t, 3), 255, np.uint8)
-        sheet[: len(chunk)] = chunk
-        sheets.append(sheet.reshape(rows, cols, t, t, 3).swapaxes(1, 2).reshape(rows * t, cols * t, 3))
-
-    def encode(sheet, fmt, **kwargs) -> str:
-        buf = io.BytesIO()
-        Image.fromarray(sheet).save(buf, format=fmt, **kwargs)
-        return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-    out = [encode(sheet, "PNG") if _few_colours(sheet) else None for sheet in sheets]
-    photos = [k for k, uri in enumerate(out) if uri is None]
-    for quality in (88, 75, 60, 45, 30):
-        for k in photos:
-            out[k] = encode(sheets[k], "JPEG", quality=quality)
-        if sum(map(len, out)) <= budget:
-            break
-    return out, cols
-
-
-def _few_colours(sheet: np.ndarray, limit: int = 256) -> bool:
-    """Whether an (H, W, 3) uint8 image has at most ``limit`` distinct colours."""
-    flat = sheet.reshape(-1, 3).astype(np.uint32)
-    packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-    sample = packed[:: max(1, len(packed) // 20_000)]  # a photo fails here, cheaply
-    return len(np.unique(sample)) <= limit and len(np.unique(packed)) <= limit
-
-
-def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: int) -> str:
-    """The page's data as JSON: one line per snapshot and per point, the rest one line per key."""
+def _data_json(d: PlayerData, *, highlight: list[int], pace: float, thumbs: dict) -> str:
+    """The page's data as JSON: one line per snapshot and per point (or, above ``PACK_ABOVE``
+    points x snapshots, per packed array and per id), the rest one line per key."""
     n_snap, n = len(d.steps), len(d.ids)
-    x0, x1, y0, y1 = d.limits
-    decimals = max(0, 4 - math.floor(math.log10(max(x1 - x0, y1 - y0, 1e-12))))
-    xy = _finite_or_none(np.round(np.asarray(d.coords, np.float64), decimals))
-    scores = _finite_or_none(_significant(np.asarray(d.scores, np.float64), 4))
-    ranks = np.asarray(d.ranks, np.int64).T.tolist()
-    preds = None if d.predictions is None else np.asarray(d.predictions, np.int64).T.tolist()
-    labels = np.asarray(d.labels, np.int64).tolist()
     extra, dyn = colouring_data(predictions=d.predictions is not None, dynamics=d.dynamics, issue=d.issue)
     epochs, acc, knn, trust = (
         _finite_or_none(_significant(np.full(n_snap, np.nan) if a is None else np.asarray(a, float), 6))
@@ -309,21 +277,10 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
         }
         for s in range(n_snap)
     ]
-    points = []
-    for i in range(n):
-        point = {
-            "id": str(d.ids[i]),
-            "label": labels[i],
-            "class": d.class_names[labels[i]],
-            "xy": [xy[s][i] for s in range(n_snap)],
-            "rank": ranks[i],
-            "score": [scores[s][i] for s in range(n_snap)],
-        }
-        if preds is not None:
-            point["pred"] = preds[i]
-        if dyn is not None:
-            point["dyn"] = dyn[i]
-        points.append(point)
+    if n * n_snap > PACK_ABOVE:
+        per_point = {"packed": _packed(d, extra["dynamics"], dyn)}
+    else:
+        per_point = {"points": _readable_points(d, dyn)}
     loss = None
     if d.loss is not None:
         loss = {
@@ -345,9 +302,9 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
         "loss": loss,
         "loss_note": d.loss_note,
         "trust": {"k": TRUST_K, "low": TRUST_LOW},  # the trustworthiness' neighbours and the value flagged low
-        "thumbs": {"px": int(d.thumbs.shape[1]), "cols": atlas_cols},
+        "thumbs": thumbs,
         "snapshots": snapshots,
-        "points": points,
+        **per_point,
     }
 
     def compact(v) -> str:
@@ -358,10 +315,57 @@ def _data_json(d: PlayerData, *, highlight: list[int], pace: float, atlas_cols: 
         if key in ("snapshots", "points"):
             body = ",\n".join(compact(v) for v in value)
             lines.append(f'"{key}": [\n{body}\n]')
+        elif key == "packed":  # one line per array, the ids one per line
+            ids = ",\n".join(compact(v) for v in value["ids"])
+            arrays = [f'"{k}": {compact(v)}' for k, v in value.items() if k != "ids"]
+            lines.append('"packed": {\n' + ",\n".join([f'"ids": [\n{ids}\n]', *arrays]) + "\n}")
         else:
             lines.append(f'"{key}": {compact(value)}')
     # "<" only occurs inside strings; escaped, no id can end the <script> element early.
     return ("{\n" + ",\n".join(lines) + "\n}").replace("<", "\\u003c")
+
+
+def _packed(d: PlayerData, dyn_names: list[str], dyn: list | None) -> dict:
+    return packed_points(
+        ids=list(d.ids),
+        labels=d.labels,
+        coords=d.coords,
+        ranks=d.ranks,
+        scores=d.scores,
+        predictions=d.predictions,
+        dyn_names=dyn_names,
+        dyn_rows=dyn,
+        n_classes=len(d.class_names),
+    )
+
+
+def _readable_points(d: PlayerData, dyn: list | None) -> list[dict]:
+    """One dict per point: id, label, class and per snapshot ``xy`` (to 1e-4 of the axes),
+    ``rank``, ``score`` (4 significant digits) and ``pred``, and its ``dyn`` values."""
+    n_snap, n = len(d.steps), len(d.ids)
+    x0, x1, y0, y1 = d.limits
+    decimals = max(0, 4 - math.floor(math.log10(max(x1 - x0, y1 - y0, 1e-12))))
+    xy = _finite_or_none(np.round(np.asarray(d.coords, np.float64), decimals))
+    scores = _finite_or_none(_significant(np.asarray(d.scores, np.float64), 4))
+    ranks = np.asarray(d.ranks, np.int64).T.tolist()
+    preds = None if d.predictions is None else np.asarray(d.predictions, np.int64).T.tolist()
+    labels = np.asarray(d.labels, np.int64).tolist()
+    points = []
+    for i in range(n):
+        point = {
+            "id": str(d.ids[i]),
+            "label": labels[i],
+            "class": d.class_names[labels[i]],
+            "xy": [xy[s][i] for s in range(n_snap)],
+            "rank": ranks[i],
+            "score": [scores[s][i] for s in range(n_snap)],
+        }
+        if preds is not None:
+            point["pred"] = preds[i]
+        if dyn is not None:
+            point["dyn"] = dyn[i]
+        points.append(point)
+    return points
 
 
 def _marker(n: int) -> dict:

@@ -6,33 +6,68 @@
   'use strict';
   const D = JSON.parse(document.getElementById('spotreview-data').textContent);
   const ATLAS_URIS = JSON.parse(document.getElementById('spotreview-atlas').textContent);
-  const S = D.snapshots.length, N = D.points.length, C = D.class_names.length;
+  const P = D.packed || null;  // large runs: typed arrays packed as base64 (spotreview/rendering/packed.py)
+  const S = D.snapshots.length, N = P ? P.ids.length : D.points.length, C = D.class_names.length;
   const $ = (id) => document.getElementById(id);
 
   // --- data as typed arrays -------------------------------------------------------------
-  const XY = [], RANK = [], SCORE = [];
-  for (let s = 0; s < S; s++) {
-    XY.push(new Float32Array(2 * N)); RANK.push(new Int32Array(N)); SCORE.push(new Float64Array(N));
+  // XY[s] (2N) float32, RANK[s], SCORE[s], PRED[s] (N), LABEL (N), DYN[name] (N): read from the
+  // readable points or from the packed arrays, whichever the file holds.
+  const IDS = P ? P.ids : D.points.map((p) => p.id);
+  const XY = [], RANK = [], SCORE = [], DYN = {};
+  let LABEL, PRED = null;
+  if (P) unpack(); else readPoints();
+  function readPoints() {
+    for (let s = 0; s < S; s++) { XY.push(new Float32Array(2 * N)); RANK.push(new Int32Array(N)); SCORE.push(new Float64Array(N)); }
+    LABEL = new Int32Array(N);
+    if (N && D.points[0].pred) { PRED = []; for (let s = 0; s < S; s++) PRED.push(new Int32Array(N)); }
+    D.points.forEach((p, i) => {
+      LABEL[i] = p.label;
+      for (let s = 0; s < S; s++) {
+        const xy = p.xy[s];
+        XY[s][2 * i] = xy[0] === null ? NaN : xy[0];
+        XY[s][2 * i + 1] = xy[1] === null ? NaN : xy[1];
+        RANK[s][i] = p.rank[s];
+        SCORE[s][i] = p.score[s] === null ? NaN : p.score[s];
+        if (PRED) PRED[s][i] = p.pred[s];
+      }
+    });
+    // Training dynamics: D.dynamics names the values of each point's "dyn" (NaN where null).
+    (D.dynamics || []).forEach((name, k) => {
+      DYN[name] = Float64Array.from(D.points, (p) => (p.dyn[k] === null ? NaN : p.dyn[k]));
+    });
   }
-  const LABEL = new Int32Array(N), EXCLUDED = new Uint8Array(N), ROW = new Map();
-  const PRED = D.points.length && D.points[0].pred ? [] : null;
-  if (PRED) for (let s = 0; s < S; s++) PRED.push(new Int32Array(N));
-  D.points.forEach((p, i) => {
-    LABEL[i] = p.label; ROW.set(p.id, i);
-    if (Object.prototype.hasOwnProperty.call(D.excluded, p.id)) EXCLUDED[i] = 1;
+  function typed(a) {  // {dtype, data: base64 of little-endian values} -> a typed array
+    const bin = atob(a.data), bytes = new Uint8Array(bin.length);
+    for (let k = 0; k < bin.length; k++) bytes[k] = bin.charCodeAt(k);
+    // uint32 holds ranks (< 2**31): read as int32, as the readable form's ranks are
+    const Type = { uint8: Uint8Array, uint16: Uint16Array, uint32: Int32Array, float32: Float32Array }[a.dtype];
+    return new Type(bytes.buffer, 0, bytes.length / Type.BYTES_PER_ELEMENT);
+  }
+  function unpack() {
+    const q = typed(P.xy), [lx, ly] = P.xy.lo, [sx, sy] = P.xy.step, rank = typed(P.rank), score = typed(P.score);
+    const pred = P.pred && typed(P.pred);
     for (let s = 0; s < S; s++) {
-      const xy = p.xy[s];
-      XY[s][2 * i] = xy[0] === null ? NaN : xy[0];
-      XY[s][2 * i + 1] = xy[1] === null ? NaN : xy[1];
-      RANK[s][i] = p.rank[s];
-      SCORE[s][i] = p.score[s] === null ? NaN : p.score[s];
-      if (PRED) PRED[s][i] = p.pred[s];
+      const xy = new Float32Array(2 * N), o = 2 * N * s;
+      for (let k = 0; k < 2 * N; k += 2) {
+        const qx = q[o + k], qy = q[o + k + 1];
+        xy[k] = qx === 65535 ? NaN : lx + qx * sx; xy[k + 1] = qy === 65535 ? NaN : ly + qy * sy;
+      }
+      XY.push(xy); RANK.push(rank.subarray(s * N, (s + 1) * N)); SCORE.push(score.subarray(s * N, (s + 1) * N));
+      if (pred) (PRED = PRED || []).push(pred.subarray(s * N, (s + 1) * N));
     }
-  });
-  // Training dynamics: D.dynamics names the values of each point's "dyn" (NaN where null).
-  const DYN = {};
-  (D.dynamics || []).forEach((name, k) => {
-    DYN[name] = Float64Array.from(D.points, (p) => (p.dyn[k] === null ? NaN : p.dyn[k]));
+    LABEL = typed(P.labels);
+    for (const name of D.dynamics || []) DYN[name] = typed(P.dyn[name]);
+  }
+  if (P) {  // the footer's "one line per image" is true of the ids only
+    document.querySelector('footer').innerHTML = 'Made by spotreview. Everything is in this file: the image ids are in ' +
+      '<code>&lt;script id="spotreview-data"&gt;</code>, one per line in row order (search it for an id); for ' +
+      `${N.toLocaleString('en-US')} images the values of each are packed there as typed arrays (base64), to keep the file small.`;
+  }
+  const EXCLUDED = new Uint8Array(N), ROW = new Map();
+  IDS.forEach((id, i) => {
+    ROW.set(id, i);
+    if (Object.prototype.hasOwnProperty.call(D.excluded, id)) EXCLUDED[i] = 1;
   });
   const ISSUE = D.issue && D.issue.rows.length ? D.issue : null;  // the issue group ringed (--highlight-issue)
   const IN_ISSUE = new Uint8Array(N);
@@ -53,7 +88,7 @@
     pinned: D.highlight.slice(), hover: -1, target: null, holdUntil: 0,
     colourBy: 'class', hiddenBy: {},  // hidden: the classes hidden; hiddenBy: mode -> categories hidden
   };
-  const stats = { draws: 0, drawMs: 0, tracesDrawn: 0, firstPaintMs: null, thumbsReadyMs: null };
+  const stats = { draws: 0, drawMs: 0, stampMs: 0, tracesDrawn: 0, firstPaintMs: null, thumbsReadyMs: null };
 
   // --- colour by: the class, or a category from D.colour_by (names and colours) --------------
   // Only the legend of the mode shown hides points; each mode keeps its own hidden set.
@@ -95,6 +130,9 @@
   let W = 0, H = 0, DPR = 1, SCALE = 1, R = 2;
   const POS = new Float32Array(2 * N);  // current canvas (CSS px) positions
   let posT = -1;
+  // The view: the data range shown (zoom and pan), kept while playing; HOME is the GIF's axes.
+  const HOME = { x0: X0, x1: X1, y0: Y0, y1: Y1 };
+  let V = { ...HOME };
 
   function ease(f) { return f * f * (3 - 2 * f); }
   function segment(t) {
@@ -112,46 +150,76 @@
     const a = XY[i], b = e > 0 ? XY[i + 1] : a;
     for (let k = 0; k < 2 * N; k += 2) {
       const x = a[k] + e * (b[k] - a[k]), y = a[k + 1] + e * (b[k + 1] - a[k + 1]);
-      POS[k] = (x - X0) * SCALE; POS[k + 1] = (Y1 - y) * SCALE;
+      POS[k] = (x - V.x0) * SCALE; POS[k + 1] = (V.y1 - y) * SCALE;
     }
     posT = state.t; gridT = -1;
   }
   function project(i) { updatePositions(); return [POS[2 * i], POS[2 * i + 1]]; }
-  function projectXY(s, i) { return [(XY[s][2 * i] - X0) * SCALE, (Y1 - XY[s][2 * i + 1]) * SCALE]; }
+  function projectXY(s, i) { return [(XY[s][2 * i] - V.x0) * SCALE, (V.y1 - XY[s][2 * i + 1]) * SCALE]; }
 
   // Points are stamped into a pixel buffer (anti-aliased discs, alpha-blended in drawing
   // order) and put on the canvas at once: a drawImage or arc per point is too slow for large
   // clouds where the browser rasterises on the CPU (benchmarks/RESULTS.md).
-  let pixels = null, buf8 = null, buf32 = null;
+  let pixels = null, buf8 = null, buf32 = null, pix = null;  // pix: the pixels as signed integers, for blend
   function resize() {
-    const cssW = Math.max(200, canvas.parentElement.clientWidth);
+    const cssW = Math.max(200, canvas.clientWidth);  // inside the border: one canvas pixel per CSS px
     DPR = window.devicePixelRatio || 1; W = cssW; H = Math.round(cssW / ASPECT);
     canvas.style.height = H + 'px'; canvas.width = Math.round(W * DPR); canvas.height = Math.round(H * DPR);
-    SCALE = W / (X1 - X0); R = Math.max(1, DIAMETER * W / 2);
-    pixels = ctx.createImageData(canvas.width, canvas.height);
-    buf8 = pixels.data; buf32 = new Uint32Array(buf8.buffer);
+    SCALE = W / (V.x1 - V.x0); R = Math.max(1, DIAMETER * W / 2);  // markers keep their size when zoomed
+    pixels = ctx.createImageData(canvas.width, canvas.height); masksFor = -1;  // offsets depend on the width
+    buf8 = pixels.data; buf32 = new Uint32Array(buf8.buffer); pix = new Int32Array(buf8.buffer);
     posT = -1; drawLoss(); requestDraw();
+  }
+  // A disc's anti-aliased coverage is precomputed per 1/8-pixel offset of its centre (a mask:
+  // pixel offsets and alphas), so stamping a point is a short loop with no square root.
+  const PHASES = 8;
+  let masks = null, masksFor = -1;
+  function discMasks(rd) {
+    if (masksFor === rd) return masks;
+    const reach = Math.ceil(rd + 0.5), cw = canvas.width;
+    masks = [];
+    for (let fy = 0; fy < PHASES; fy++) for (let fx = 0; fx < PHASES; fx++) {
+      const cx = (fx + 0.5) / PHASES, cy = (fy + 0.5) / PHASES, dxs = [], dys = [], alphas = [];
+      for (let dy = -reach; dy <= reach; dy++) for (let dx = -reach; dx <= reach; dx++) {
+        const cover = rd + 0.5 - Math.hypot(dx + 0.5 - cx, dy + 0.5 - cy);
+        // A fringe pixel under 15 % covered is left out: a fifth fewer pixels to blend for
+        // the smallest markers, 2.5 % of a disc's ink (benchmarks/RESULTS.md).
+        if (cover >= 0.15) { dxs.push(dx); dys.push(dy); alphas.push(Math.round(256 * ALPHA * Math.min(1, cover))); }
+      }
+      masks.push({ dx: Int32Array.from(dxs), dy: Int32Array.from(dys), alpha: Int32Array.from(alphas),  // alpha in 1/256
+        offset: Int32Array.from(dxs, (dx, k) => dys[k] * cw + dx) });  // in pixels
+    }
+    masksFor = rd;
+    return masks;
+  }
+  // A colour over pixel p at opacity a/256, red and blue in one multiply and green in another
+  // (the pixel is R | G << 8 | B << 16 | A << 24 read as one little-endian integer).
+  function blend(p, a, rb, g) {
+    const v = pix[p], na = 256 - a;
+    pix[p] = ((((v & 0xff00ff) * na + rb * a) >>> 8) & 0xff00ff) | ((((v & 0xff00) * na + g * a) >>> 8) & 0xff00) | -16777216;
   }
   function stampPoints() {
     const cw = canvas.width, ch = canvas.height, rd = R * DPR, reach = Math.ceil(rd + 0.5);
     buf32.fill(0xffffffff);
-    const { cat, hidden, rgb, order } = currentView();
+    const { cat, hidden, rgb, order } = currentView(), m = discMasks(rd);
+    const RB = Int32Array.from(rgb, (c) => c[0] | (c[2] << 16)), G = Int32Array.from(rgb, (c) => c[1] << 8);
+    const off = Uint8Array.from(rgb, (_, c) => hidden.has(c));
     for (let k = 0; k < N; k++) {
-      const i = order[k];
-      if (EXCLUDED[i] || hidden.has(cat[i])) continue;
+      const i = order[k], c = cat[i];
+      if (EXCLUDED[i] || off[c]) continue;
       const x = POS[2 * i] * DPR, y = POS[2 * i + 1] * DPR;
-      if (!(x === x)) continue;  // NaN
-      const [r, g, b] = rgb[cat[i]];
-      const xa = Math.max(0, Math.floor(x - reach)), xb = Math.min(cw - 1, Math.ceil(x + reach));
-      const ya = Math.max(0, Math.floor(y - reach)), yb = Math.min(ch - 1, Math.ceil(y + reach));
-      for (let py = ya; py <= yb; py++) {
-        const dy = py + 0.5 - y;
-        for (let px = xa; px <= xb; px++) {
-          const dx = px + 0.5 - x, cover = rd + 0.5 - Math.sqrt(dx * dx + dy * dy);
-          if (cover <= 0) continue;
-          const a = ALPHA * (cover < 1 ? cover : 1), o = 4 * (py * cw + px);
-          buf8[o] += (r - buf8[o]) * a; buf8[o + 1] += (g - buf8[o + 1]) * a; buf8[o + 2] += (b - buf8[o + 2]) * a;
-        }
+      if (!(x > -reach && x < cw + reach && y > -reach && y < ch + reach)) continue;  // off the view, or NaN
+      const ix = Math.floor(x), iy = Math.floor(y), rb = RB[c], g = G[c];
+      const mask = m[Math.min(PHASES - 1, ((y - iy) * PHASES) | 0) * PHASES + Math.min(PHASES - 1, ((x - ix) * PHASES) | 0)];
+      const alpha = mask.alpha, offset = mask.offset, base = iy * cw + ix;
+      if (ix >= reach && iy >= reach && ix < cw - reach && iy < ch - reach) {  // inside: no bounds checks
+        for (let e = 0; e < alpha.length; e++) blend(base + offset[e], alpha[e], rb, g);
+        continue;
+      }
+      for (let e = 0; e < alpha.length; e++) {
+        const px = ix + mask.dx[e], py = iy + mask.dy[e];
+        if (px < 0 || py < 0 || px >= cw || py >= ch) continue;
+        blend(py * cw + px, alpha[e], rb, g);
       }
     }
     ctx.putImageData(pixels, 0, 0);
@@ -197,6 +265,46 @@
       }
     }
     return best;
+  }
+
+  // --- the view: the wheel zooms about the cursor, a drag pans, a double-click resets ---------
+  const ZOOM_MAX = 1000;  // a 1000th of the axes at most: float32 coordinates keep ~7 digits
+  function setView(x0, x1, y0, y1) {
+    V = { x0, x1, y0, y1 }; SCALE = W / (x1 - x0); posT = -1; requestDraw();
+  }
+  function zoomAt(cx, cy, factor) {  // about the canvas point (cx, cy) in CSS px; factor > 1 zooms in
+    const wHome = HOME.x1 - HOME.x0, w = Math.min(wHome, Math.max(wHome / ZOOM_MAX, (V.x1 - V.x0) / factor));
+    const h = w / ASPECT, x = V.x0 + cx / SCALE, y = V.y1 - cy / SCALE, x0 = x - (cx / W) * w, y1 = y + (cy / W) * w;
+    setView(x0, x0 + w, y1 - h, y1);
+  }
+  function panBy(dx, dy) {  // move the picture by (dx, dy) CSS px
+    const ux = dx / SCALE, uy = dy / SCALE;
+    setView(V.x0 - ux, V.x1 - ux, V.y0 + uy, V.y1 + uy);
+  }
+  function resetView() { setView(HOME.x0, HOME.x1, HOME.y0, HOME.y1); }
+  const zoom = () => (HOME.x1 - HOME.x0) / (V.x1 - V.x0);
+  // Ticks and labels of the data range shown, along the bottom and left edges; a zoomed view
+  // says its zoom and how to leave it.
+  function drawAxes() {
+    const xs = niceTicks(V.x0, V.x1, Math.max(3, Math.round(W / 110)));
+    const ys = niceTicks(V.y0, V.y1, Math.max(3, Math.round(H / 80)));
+    const sx = (v) => (v - V.x0) * SCALE, sy = (v) => (V.y1 - v) * SCALE;
+    ctx.strokeStyle = '#999'; ctx.lineWidth = 1; ctx.beginPath();
+    for (const v of xs) { ctx.moveTo(sx(v), H); ctx.lineTo(sx(v), H - 5); }
+    for (const v of ys) { ctx.moveTo(0, sy(v)); ctx.lineTo(5, sy(v)); }
+    ctx.stroke();
+    ctx.font = '10px system-ui, sans-serif'; ctx.fillStyle = '#666'; ctx.strokeStyle = 'rgba(255,255,255,0.85)'; ctx.lineWidth = 3;
+    const text = (t, x, y) => { ctx.strokeText(t, x, y); ctx.fillText(t, x, y); };  // a halo: readable over points
+    ctx.textAlign = 'center'; ctx.textBaseline = 'bottom';
+    for (const v of xs) if (sx(v) > 30 && sx(v) < W - 20) text(String(v), sx(v), H - 6);
+    ctx.textAlign = 'left'; ctx.textBaseline = 'middle';
+    for (const v of ys) if (sy(v) > 8 && sy(v) < H - 20) text(String(v), 7, sy(v));
+    if (zoom() > 1.001) {
+      ctx.textAlign = 'right'; ctx.textBaseline = 'top'; ctx.fillStyle = '#444';
+      text(`zoom ${zoom().toFixed(1)}\u00d7 \u00b7 double-click to reset`, W - 6, 5);
+    }
+    ctx.textAlign = 'start'; ctx.textBaseline = 'alphabetic';
+    stats.ticks = { x: xs, y: ys };
   }
 
   // --- drawing the scatter -----------------------------------------------------------------
@@ -254,19 +362,36 @@
     ctx.beginPath(); pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.stroke();
   }
   // The issue group's images (--highlight-issue): a ring just outside an outlier's black one.
+  // One ring drawn once into a small canvas, then copied to each image: a large group costs
+  // as many image copies, far cheaper than as many stroked circles (benchmarks/RESULTS.md).
+  let ringSprite = null;
+  function issueRing(r) {
+    const side = Math.ceil(2 * r + 6), key = `${side} ${DPR}`;
+    if (ringSprite && ringSprite.key === key) return ringSprite;
+    const c = document.createElement('canvas'), g = c.getContext('2d');
+    c.width = c.height = Math.round(side * DPR); g.setTransform(DPR, 0, 0, DPR, 0, 0);
+    for (const [color, width] of [['rgba(255,255,255,0.9)', 4], [ISSUE.color, 2]]) {
+      g.strokeStyle = color; g.lineWidth = width; g.beginPath(); g.arc(side / 2, side / 2, r, 0, 2 * Math.PI); g.stroke();
+    }
+    ringSprite = { key, canvas: c, side };
+    return ringSprite;
+  }
   function drawIssueRings() {
-    const r = Math.max(R * 2, 5) + 3;
+    const r = Math.max(R * 2, 5) + 3, { canvas: sprite, side } = issueRing(r), half = side / 2;
     for (const i of ISSUE.rows) {
       const x = POS[2 * i], y = POS[2 * i + 1];
-      if (!Number.isFinite(x) || isHidden(i)) continue;
-      ring(x, y, r, 'rgba(255,255,255,0.9)', 4); ring(x, y, r, ISSUE.color, 2);
+      if (!(x > -half && x < W + half && y > -half && y < H + half) || isHidden(i)) continue;  // off the view, or NaN
+      // on whole device pixels, so the copy is not resampled
+      ctx.drawImage(sprite, Math.round((x - half) * DPR) / DPR, Math.round((y - half) * DPR) / DPR, side, side);
     }
   }
   function drawScatter() {
     const t0 = performance.now();
     updatePositions();
     stampPoints();
+    stats.stampMs += performance.now() - t0;
     ctx.setTransform(DPR, 0, 0, DPR, 0, 0);
+    drawAxes();
     if (state.showExcluded) {
       for (let i = 0; i < N; i++) if (EXCLUDED[i] && !isHidden(i) && POS[2 * i] === POS[2 * i]) drawCross(POS[2 * i], POS[2 * i + 1]);
     }
@@ -280,7 +405,7 @@
     stats.tracesDrawn = 0;
     for (const i of state.pinned) if (!isHidden(i)) drawTrace(i);
     const pins = state.pinned.filter((i) => !isHidden(i) && Number.isFinite(POS[2 * i]))
-      .map((i) => [D.points[i].id, POS[2 * i], POS[2 * i + 1], false]);
+      .map((i) => [IDS[i], POS[2 * i], POS[2 * i + 1], false]);
     stats.labels = placeLabels(pins.concat(ranks));
     if (state.hover >= 0 && Number.isFinite(POS[2 * state.hover])) {
       ring(POS[2 * state.hover], POS[2 * state.hover + 1], Math.max(R + 3, 6), '#000', 2);
@@ -298,17 +423,26 @@
     };
     im.src = uri; return im;
   });
-  const T = D.thumbs.px, PER = D.thumbs.cols * D.thumbs.cols;
+  // Every point's tile is in the atlases D.thumbs describes; a large run's reduced tiles leave
+  // full-size ones of the leaderboards' and pinned images in the detail atlases after them.
+  const T = D.thumbs.px, PER = D.thumbs.cols * D.thumbs.cols, DETAIL = D.thumbs.detail || null;
+  const DETAIL_ROW = new Map(DETAIL ? DETAIL.rows.map((i, k) => [i, k]) : []);
+  function tileOf(i) {  // [atlas, x, y, side] of point i's best tile
+    if (DETAIL_ROW.has(i)) {
+      const k = DETAIL_ROW.get(i), per = DETAIL.cols * DETAIL.cols, r = k % per, t = DETAIL.px;
+      return [atlases[D.thumbs.count + Math.floor(k / per)], (r % DETAIL.cols) * t, Math.floor(r / DETAIL.cols) * t, t];
+    }
+    const r = i % PER;
+    return [atlases[Math.floor(i / PER)], (r % D.thumbs.cols) * T, Math.floor(r / D.thumbs.cols) * T, T];
+  }
   function drawThumb(c, i, side) {
     c.width = c.height = Math.round(side * DPR); c.style.width = c.style.height = side + 'px';
-    const g = c.getContext('2d'), im = atlases[Math.floor(i / PER)], r = i % PER;
+    const g = c.getContext('2d'), [im, x, y, t] = tileOf(i);
     g.imageSmoothingEnabled = false; g.fillStyle = '#eee'; g.fillRect(0, 0, c.width, c.height);
-    if (im && im.complete && im.naturalWidth) {
-      g.drawImage(im, (r % D.thumbs.cols) * T, Math.floor(r / D.thumbs.cols) * T, T, T, 0, 0, c.width, c.height);
-    }
+    if (im && im.complete && im.naturalWidth) g.drawImage(im, x, y, t, t, 0, 0, c.width, c.height);
   }
   function describe(i) {
-    const s = nearest(), p = D.points[i], lines = [`<b>${escapeHtml(p.id)}</b>`, `${escapeHtml(className(LABEL[i]))}`];
+    const s = nearest(), lines = [`<b>${escapeHtml(IDS[i])}</b>`, `${escapeHtml(className(LABEL[i]))}`];
     if (PRED) {
       const ok = PRED[s][i] === LABEL[i];
       lines.push(`predicted ${escapeHtml(className(PRED[s][i]))} ${ok ? '&#x2713;' : '&#x2717;'}`);
@@ -316,7 +450,7 @@
     lines.push(`outlier rank ${fmtInt(RANK[s][i])} of ${fmtInt(N)}`, `score ${fmtScore(SCORE[s][i])}`);
     lines.push(`<span class="note">at step ${fmtInt(D.snapshots[s].step)}</span>`, ...dynamicsLines(i));
     if (IN_ISSUE[i]) lines.push(`<b style="color:${ISSUE.color}">&#x25EF; ${escapeHtml(ISSUE.title)}</b>`);
-    if (EXCLUDED[i]) lines.push(`<span style="color:#a00">excluded${D.excluded[p.id] ? ': ' + escapeHtml(D.excluded[p.id]) : ''}</span>`);
+    if (EXCLUDED[i]) lines.push(`<span style="color:#a00">excluded${D.excluded[IDS[i]] ? ': ' + escapeHtml(D.excluded[IDS[i]]) : ''}</span>`);
     return lines.join('<br>');
   }
   const fmt3 = (v) => (Number.isFinite(v) ? Number(v.toFixed(3)).toString() : 'n/a');
@@ -340,7 +474,8 @@
   function showTooltip() {
     const i = state.hover;
     for (const tile of $('board').children) tile.classList.toggle('hover', Number(tile.dataset.row) === i);
-    if (i < 0 || !Number.isFinite(POS[2 * i])) { tip.hidden = true; tipRow = -1; return; }
+    const off = !(POS[2 * i] >= 0 && POS[2 * i] <= W && POS[2 * i + 1] >= 0 && POS[2 * i + 1] <= H);
+    if (i < 0 || off) { tip.hidden = true; tipRow = -1; return; }  // none, or outside the view
     if (tipRow !== i || tipSnap !== nearest()) {
       drawThumb($('tip-thumb'), i, Math.max(2 * T, 96)); $('tip-text').innerHTML = describe(i); tipRow = i; tipSnap = nearest();
     }
@@ -357,11 +492,11 @@
     const el = $('board'); el.textContent = '';
     D.snapshots[s].board.forEach((i, k) => {
       const tile = document.createElement('div'); tile.className = 'tile' + (state.pinned.includes(i) ? ' pinned' : '');
-      tile.dataset.row = i; tile.dataset.id = D.points[i].id;
+      tile.dataset.row = i; tile.dataset.id = IDS[i];
       const c = document.createElement('canvas'); drawThumb(c, i, Math.max(Math.round(1.5 * T), 64));
       tile.innerHTML = `<div class="head">#${k + 1} ${escapeHtml(className(LABEL[i]))}</div>`;
       tile.appendChild(c);
-      tile.insertAdjacentHTML('beforeend', `<div>${fmtScore(SCORE[s][i])}</div><div class="id">${escapeHtml(D.points[i].id)}</div>`);
+      tile.insertAdjacentHTML('beforeend', `<div>${fmtScore(SCORE[s][i])}</div><div class="id">${escapeHtml(IDS[i])}</div>`);
       tile.addEventListener('click', () => pin(i, true));
       tile.addEventListener('mouseenter', () => hover(i));
       tile.addEventListener('mouseleave', () => { if (state.hover === i) hover(-1); });
@@ -372,7 +507,7 @@
   function renderPins() {
     const el = $('pins'); el.textContent = '';
     for (const i of state.pinned) {
-      const b = document.createElement('button'); b.textContent = D.points[i].id + ' \u00d7'; b.title = 'unpin';
+      const b = document.createElement('button'); b.textContent = IDS[i] + ' \u00d7'; b.title = 'unpin';
       b.addEventListener('click', () => pin(i, false)); el.appendChild(b);
     }
     $('pins-box').style.display = state.pinned.length ? '' : 'none';
@@ -584,15 +719,38 @@
     if (state.playing || state.target !== null || fpsProbe) requestDraw(); else last = null;
   }
 
+  function canvasXY(ev) {  // the event's place in the canvas' drawing (CSS px), inside its border
+    const r = canvas.getBoundingClientRect(), k = W / canvas.clientWidth;
+    return [(ev.clientX - r.left - canvas.clientLeft) * k, (ev.clientY - r.top - canvas.clientTop) * k];
+  }
   canvas.addEventListener('mousemove', (ev) => {
-    const r = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - r.left, ev.clientY - r.top);
-    hover(i);
+    hover(hitTest(...canvasXY(ev)));
   });
   canvas.addEventListener('mouseleave', () => hover(-1));
   canvas.addEventListener('click', (ev) => {
-    const r = canvas.getBoundingClientRect(), i = hitTest(ev.clientX - r.left, ev.clientY - r.top);
+    if (dragged) { dragged = false; return; }  // the end of a drag, not a click
+    const i = hitTest(...canvasXY(ev));
     if (i >= 0) pin(i);
   });
+  canvas.addEventListener('wheel', (ev) => {
+    ev.preventDefault();  // zoom the picture, not scroll the page
+    const unit = ev.deltaMode === 1 ? 16 : ev.deltaMode === 2 ? H : 1;
+    zoomAt(...canvasXY(ev), Math.exp(-0.002 * unit * ev.deltaY));
+  }, { passive: false });
+  let drag = null, dragged = false;
+  canvas.addEventListener('mousedown', (ev) => {
+    if (ev.button === 0) { drag = { x: ev.clientX, y: ev.clientY, moved: false }; dragged = false; }
+  });
+  window.addEventListener('mousemove', (ev) => {
+    if (!drag) return;
+    if (!(ev.buttons & 1)) { drag = null; return; }
+    const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+    if (!drag.moved && dx * dx + dy * dy < 9) return;  // a click's jitter is not a drag
+    drag = { x: ev.clientX, y: ev.clientY, moved: true }; canvas.style.cursor = 'grabbing';
+    panBy(dx * W / canvas.clientWidth, dy * W / canvas.clientWidth);
+  });
+  window.addEventListener('mouseup', () => { dragged = !!(drag && drag.moved); drag = null; canvas.style.cursor = ''; });
+  canvas.addEventListener('dblclick', (ev) => { ev.preventDefault(); resetView(); });
   playButton.addEventListener('click', () => setPlaying(!state.playing));
   $('prev').addEventListener('click', () => goTo(Math.ceil(state.t) - 1));
   $('next').addEventListener('click', () => goTo(Math.floor(state.t) + 1));
@@ -606,16 +764,19 @@
     if (ev.key === 'ArrowRight') goTo(Math.floor(state.t) + 1);
   });
   window.addEventListener('resize', resize);
+  // The plot's width also changes without a window resize (the page's scrollbar appearing).
+  new ResizeObserver(() => { if (Math.max(200, canvas.clientWidth) !== W) resize(); }).observe(canvas.parentElement);
 
   // measureFps(ms): play for ms and count the scatter draws (one per animation frame).
   let fpsProbe = false;
   function measureFps(ms) {
     return new Promise((resolve) => {
-      const d0 = stats.draws, m0 = stats.drawMs, t0 = performance.now();
+      const d0 = stats.draws, m0 = stats.drawMs, p0 = stats.stampMs, t0 = performance.now();
       fpsProbe = true; setPlaying(true);
       setTimeout(() => {
         fpsProbe = false; const sec = (performance.now() - t0) / 1000, draws = stats.draws - d0;
-        resolve({ fps: draws / sec, drawMs: (stats.drawMs - m0) / Math.max(draws, 1), seconds: sec });
+        const per = (ms) => ms / Math.max(draws, 1);  // stampMs: positions and points, of drawMs
+        resolve({ fps: draws / sec, drawMs: per(stats.drawMs - m0), stampMs: per(stats.stampMs - p0), seconds: sec });
       }, ms);
     });
   }
@@ -632,6 +793,7 @@
     hover: (i) => hover(i, true),  // show point i's tooltip (-1: none) without announcing it
     play: () => setPlaying(true), pause: () => setPlaying(false),
     row: (id) => (ROW.has(id) ? ROW.get(id) : -1), nearest, size: () => [W, H],
+    view: () => [V.x0, V.x1, V.y0, V.y1], zoomAt, panBy, resetView,  // the data range shown, and moving it
   };
   renderLegend(); renderPins(); renderHeader(); resize();
 })();
