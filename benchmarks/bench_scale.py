@@ -16,7 +16,11 @@ runs as its own process, start-up included, and reports its wall time and peak R
 Peak RSS is the child's ``ru_maxrss`` (the largest process of the stage's tree that has been
 waited for) or, for the library stages, its own ``VmHWM``. Goals: every command <= 12 GiB, the
 table <= 20 s, analyze <= 40 s a snapshot, the HTML <= 60 MB. ``--n``, ``--snapshots``;
-``--quick``: 5,000 x 3.
+``--quick``: 5,000 x 3. One stage at a time on a kept run (the full size takes long on a busy
+machine)::
+
+    python -m benchmarks.bench_scale make /tmp/scale/run 100000 10
+    python -m benchmarks.bench_scale analyze /tmp/scale/run     # then table, review, export
 """
 
 from __future__ import annotations
@@ -192,3 +196,34 @@ def run(quick: bool = False, n: int | None = None, snapshots: int | None = None)
             rows += done
             print(f"  {done[0]['measure']}: {done[0]['value']:.1f} s ({load})", file=sys.stderr, flush=True)
     return rows
+
+
+def _one_stage(argv: list[str]) -> None:
+    """``make DIR N SNAPSHOTS``, or ``analyze|table|review|export DIR``: one stage at a time on
+    one run, as the full-size figures in RESULTS.md were taken on a busy machine."""
+    from spotreview.rundir.run import Run
+
+    from .__main__ import table
+
+    stage, root = argv[0], Path(argv[1])
+    if stage == "make":
+        _, seconds = make_scale_run(root, int(argv[2]), int(argv[3]))
+        print(f"wrote {root} ({argv[2]} PNGs in {seconds:.1f} s; {_load()})")
+        return
+    from spotreview.rundir.evalset import read_eval_columns
+
+    run_dir = Run(root)
+    snapshots = len(run_dir.snapshots())
+    size = f"{len(read_eval_columns(run_dir, paths=False)['id'])}x{DIM}x{snapshots}"
+    rows = {
+        "analyze": lambda: _analyze_rows(run_dir, size, snapshots),
+        "table": lambda: _table_rows(run_dir, size),
+        "review": lambda: _review_rows(run_dir, size),
+        "export": lambda: _export_rows(run_dir, size, root),  # RUN/animation.*
+    }[stage]()
+    load = _load()
+    print(table([dict(row, note="; ".join(filter(None, (row.get("note"), load)))) for row in rows]))
+
+
+if __name__ == "__main__":
+    _one_stage(sys.argv[1:])

@@ -321,13 +321,16 @@ def _nested_lists(cells):
     import numpy as np
     import pyarrow as pa
 
-    shapes = {np.shape(cell) for cell in cells}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+    try:
+        stacked = np.stack(list(cells)).astype(np.float64, copy=False) if len(cells) else None
+    except ValueError:  # cells of differing shapes
+        stacked = None
+    if stacked is None or stacked.ndim != 3 or stacked.shape[2] == 0:
         return pa.array(
             [np.asarray(cell, dtype=np.float64).tolist() for cell in cells], pa.list_(pa.list_(pa.float64()))
         )
-    rows, width = next(iter(shapes))
-    flat = np.stack(list(cells)).astype(np.float64, copy=False).reshape(-1)
+    _, rows, width = stacked.shape
+    flat = stacked.reshape(-1)
     inner_type = pa.list_(pa.float64())
     inner = pa.ListArray.from_arrays(np.arange(0, flat.size + 1, width, dtype=np.int32), pa.array(flat), inner_type)
     return pa.ListArray.from_arrays(np.arange(0, len(inner) + 1, rows, dtype=np.int32), inner, pa.list_(inner_type))
