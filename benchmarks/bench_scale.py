@@ -163,6 +163,7 @@ def _review_rows(run, size: str) -> list[dict]:
 
 
 def _export_rows(run, size: str, out: Path) -> list[dict]:
+    snapshots = len(run.snapshots())
     rows = []
     for kind in ("gif", "mp4", "html"):
         path = out / f"animation.{kind}"
@@ -172,8 +173,24 @@ def _export_rows(run, size: str, out: Path) -> list[dict]:
         row["note"] += f"; file {mb:.1f} MB"
         if kind == "html":
             row.update(target=f"<= {HTML_GOAL_MB:g} MB", met=mb <= HTML_GOAL_MB)
+        else:  # "works": the file decodes, one frame per snapshot
+            frames = _frames(path)
+            row.update(target=f"{snapshots} frames", met=frames == snapshots)
+            row["note"] += f"; {frames} frames decoded"
         rows += [row, _rss_row(f"export {kind.upper()}", peak)]
     return rows
+
+
+def _frames(path: Path) -> int:
+    """Frames in a GIF (PIL) or an MP4 (decoded by imageio-ffmpeg's ffmpeg)."""
+    if path.suffix == ".gif":
+        from PIL import Image
+
+        with Image.open(path) as gif:
+            return gif.n_frames
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
 
 
 def run(quick: bool = False, n: int | None = None, snapshots: int | None = None) -> list[dict]:
