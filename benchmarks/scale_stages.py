@@ -61,13 +61,12 @@ def table(run: str) -> dict:
     return dict(seconds=time.perf_counter() - start, rows=len(df), peak_gib=peak_gib())
 
 
-def _chromium():
+def _chromium(profile: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    profile = tempfile.mkdtemp(prefix="chromium-")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}"):
         options.add_argument(arg)
     options.add_argument("--window-size=1600,1000")
@@ -76,34 +75,36 @@ def _chromium():
 
 def review(run: str) -> dict:
     """Serve ``run`` and load its page; the Spotlight server's peak is read while it runs."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
     from spotreview.reviewing.review import start_review
 
     start = time.perf_counter()
-    session = start_review(run, open_browser=False, quiet=True)
+    running = start_review(run, open_browser=False, quiet=True)
     served = time.perf_counter() - start
     try:
-        server = descendants(os.getpid())
-        driver = _chromium()
-        browser = set(descendants(driver.service.process.pid)) | {driver.service.process.pid}
-        server = [p for p in server if p not in browser]
-        try:
-            start = time.perf_counter()
-            driver.get(session.url)
-            WebDriverWait(driver, PAGE_TIMEOUT_S, poll_frequency=0.25).until(
-                lambda d: d.execute_script(ROWS_SHOWN_JS) > 0
-            )
-            page = time.perf_counter() - start
-            cells = driver.execute_script(ROWS_SHOWN_JS)
-        finally:
-            driver.quit()
+        server = descendants(os.getpid())  # Spotlight's server, before the browser starts
+        with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+            page, cells = _rows_shown(running.url, profile)
         server_peak = max((peak_gib(p) for p in server), default=0.0)
     finally:
-        session.close()
+        running.close()
     return dict(
         seconds_to_serve=served, seconds_to_rows=page, id_cells=cells, peak_gib=peak_gib(), server_peak_gib=server_peak
     )
+
+
+def _rows_shown(url: str, profile: str) -> tuple[float, int]:
+    """Seconds from asking headless Chromium for ``url`` until the table shows rows, and the
+    id cells it then shows."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium(profile)
+    try:
+        start = time.perf_counter()
+        driver.get(url)
+        WebDriverWait(driver, PAGE_TIMEOUT_S, poll_frequency=0.25).until(lambda d: d.execute_script(ROWS_SHOWN_JS) > 0)
+        return time.perf_counter() - start, driver.execute_script(ROWS_SHOWN_JS)
+    finally:
+        driver.quit()
 
 
 if __name__ == "__main__":
