@@ -7,7 +7,8 @@
     python -m benchmarks knn analyze --device cuda --n 50000   # neighbour search on a GPU
 
 Each ``benchmarks/bench_NAME.py`` defines ``run(quick: bool, **options) -> list[dict]``
-(options: ``device``, ``n``, ``baseline_large``, ``images``, passed where its ``run`` accepts them); a row has
+(options: ``device``, ``n``, ``baseline_large``, ``images``, ``snapshots``, passed where its
+``run`` accepts them); a row has
 ``benchmark``, ``measure``, ``value``, ``unit`` and optionally ``baseline``, ``ratio``,
 ``target``, ``met`` (bool) and ``note``. Ratios compare against a baseline measured in
 the same run on the same machine; nothing here is a timed assertion.
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="analyze: measure the former path at 50k too (~45 s) instead of estimating it",
     )
+    parser.add_argument("--snapshots", type=int, help="scale: snapshots of the synthetic run (default 10)")
     parser.add_argument("--images", type=int, help="embed: images per snapshot (throughput run, no baseline)")
     parser.add_argument(
         "--compile",
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             n=args.n,
             baseline_large=args.baseline_large,
             images=args.images,
+            snapshots=args.snapshots,
             torch_compile=args.torch_compile,
         )
         accepted = inspect.signature(module.run).parameters

@@ -222,3 +222,29 @@ def test_images_outside_the_run_are_refused(analysed_run, tmp_path):
     table.to_csv(analysed_run.eval_csv, index=False)
     with pytest.raises(RunDirError, match="outside the run"):
         build_table(analysed_run)
+
+
+def test_image_paths_relative_through_a_symlinked_run(analysed, tmp_path):
+    """The table's paths are cut from resolved paths: a run reached through a symlink (and a
+    copy of the run elsewhere) still gets ``images/ID.png``."""
+    link = tmp_path / "linked-run"
+    link.symlink_to(analysed.root)
+    df = build_table(link, save=False)
+    assert list(df["image"]) == [f"images/{i}.png" for i in df["id"]]
+
+
+def test_parquet_trajectories_of_any_shape(tmp_path):
+    """Equal-shaped trajectory cells are written from one stacked array; cells of differing
+    lengths (a hand-made table) take the per-cell way; both read back as they were."""
+    from spotreview.reviewing.table import trajectories, write_table
+
+    steps, values = np.array([0, 10, 20]), np.arange(6.0).reshape(3, 2)  # (S, n)
+    cells = trajectories(steps, values)
+    assert [c.tolist() for c in cells] == [[[0, 10, 20], [0, 2, 4]], [[0, 10, 20], [1, 3, 5]]]
+    ragged = [np.ones((2, 3)), np.zeros((2, 1))]
+    for col in (cells, ragged):
+        df = pd.DataFrame({"id": ["a", "b"], TRAJECTORY_COLUMNS[0]: col, "x": [1.0, 2.0]})
+        back = read_table(write_table(df, tmp_path / "t.parquet"))
+        assert list(back.columns) == list(df.columns)
+        for got, want in zip(back[TRAJECTORY_COLUMNS[0]], col):
+            np.testing.assert_array_equal(got, want)

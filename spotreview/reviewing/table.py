@@ -32,6 +32,12 @@ CATEGORY_COLUMNS = ("label", "prediction_first", "prediction_last")
 STATUSES = ("persistent", "resolved", "emerging", "none")
 #: Per-image trajectories over every snapshot (Spotlight ``Sequence1D``: steps, values).
 TRAJECTORY_COLUMNS = ("outlier_score_trajectory", "outlier_rank_trajectory")
+#: The columns a row's ``summary`` text names.
+SUMMARY_COLUMNS = frozenset(
+    "id label prediction_last correct_last outlier_rank_first outlier_rank_last outlier_status data_map_region "
+    "learned_step confidence_mean confidence_std forgetting_events label_quality_last is_label_issue_last "
+    "exclude exclude_reason".split()
+)
 #: The last snapshot's embedding, only with ``embeddings=True`` and never saved.
 EMBEDDING_COLUMN = "embedding_last"
 
@@ -174,13 +180,32 @@ def _checked_inputs(run: Run, outlier_threshold: int | None, analysis=None):
             f"{run.eval_csv} lacks {len(missing)} analysed id(s) (e.g. {', '.join(missing[:3])}); "
             f"re-run `spotreview embed {run.root}` and `spotreview analyze {run.root}`"
         )
-    root = run.root.resolve()  # paths relative to the run, so the table can be handed on
-    images = [Path(os.path.relpath(path_of[i], root)).as_posix() for i in a.ids]
+    images = _relative_to(run.root.resolve(), [path_of[i] for i in a.ids])  # the table can be handed on
     exclusions = read_exclusions(run)
     threshold = default_threshold(len(a.ids), a.top_k) if outlier_threshold is None else int(outlier_threshold)
     if threshold < 1:
         raise ReviewError(f"--outlier-threshold must be a rank >= 1, not {threshold}")
     return a, images, exclusions, threshold
+
+
+def _relative_to(root: Path, paths: list[str]) -> list[str]:
+    """``paths`` (absolute, inside ``root``) relative to ``root``, with ``/`` separators.
+    A prefix cut, not ``os.path.relpath`` per image, which dominated the table at 100k rows."""
+    prefix = os.path.join(str(root), "")
+    rel = [p[len(prefix) :] if p.startswith(prefix) else os.path.relpath(p, root) for p in paths]
+    return rel if os.sep == "/" else [r.replace(os.sep, "/") for r in rel]
+
+
+def trajectories(steps, values):
+    """(n,) list of (2, S) float64 cells, row 0 ``steps`` (S,), row 1 ``values`` (S, n) of
+    that image: views into one (n, 2, S) array, made in one go rather than one per image."""
+    import numpy as np
+
+    values = np.asarray(values)
+    out = np.empty((values.shape[1], 2, values.shape[0]), dtype=np.float64)
+    out[:, 0, :] = np.asarray(steps, dtype=np.float64)
+    out[:, 1, :] = values.T
+    return list(out)
 
 
 def _frame(run: Run, a, images: list[str], exclusions: dict[str, str], threshold: int):
@@ -204,9 +229,8 @@ def _frame(run: Run, a, images: list[str], exclusions: dict[str, str], threshold
         df[f"outlier_score_{which}"] = a.scores[k].astype(np.float64)
         df[f"outlier_rank_{which}"] = a.ranks[k].astype(np.int64)
     df["outlier_status"] = outlier_status(a.ranks[0], a.ranks[-1], threshold)
-    steps = a.steps.astype(np.float64)
     for col, values in zip(TRAJECTORY_COLUMNS, (a.scores, a.ranks)):
-        df[col] = [np.stack([steps, values[:, i].astype(np.float64)]) for i in range(len(a.ids))]
+        df[col] = trajectories(a.steps, values)
     df["movement"] = np.linalg.norm(last - first, axis=1).astype(np.float32)
     for name in DYNAMICS_COLUMNS:  # see spotreview.analysis.dynamics; absent without probs
         if name in a.dynamics.columns:
@@ -223,7 +247,9 @@ def _summaries(df) -> list[str]:
     (Spotlight 1.8's inspector shows a one-line lens without its title)."""
     rows = []
     cols = set(df.columns)
-    for r in df.itertuples(index=False):
+    # only the columns a summary names: a tuple of every column per row costs more than the text
+    used = [c for c in df.columns if c in SUMMARY_COLUMNS]
+    for r in df[used].itertuples(index=False):
         lines = [f"**image id** {r.id}"]
         label = f"**true label** {r.label}"
         if "prediction_last" in cols:
@@ -275,11 +301,11 @@ def write_table(df, path: str | os.PathLike) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = df.drop(columns=[EMBEDDING_COLUMN], errors="ignore").copy()
-    for col in TRAJECTORY_COLUMNS:
-        if col in out:
-            out[col] = [cell.tolist() for cell in out[col]]
+    out = df.drop(columns=[EMBEDDING_COLUMN, *TRAJECTORY_COLUMNS], errors="ignore")
     table = pa.Table.from_pandas(out, preserve_index=False)
+    for col in TRAJECTORY_COLUMNS:  # back in their place, as list<list<double>>
+        if col in df:
+            table = table.add_column(list(df.columns).index(col), col, _nested_lists(df[col]))
     meta = dict(table.schema.metadata or {})
     meta[b"spotreview"] = json.dumps(df.attrs).encode()
     path = Path(path)
@@ -287,6 +313,27 @@ def write_table(df, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp)
     return path
+
+
+def _nested_lists(cells):
+    """An arrow list<list<double>> array of (2, S) cells, built from one stacked array rather
+    than from a Python list per cell; cells of differing shapes take the per-cell way."""
+    import numpy as np
+    import pyarrow as pa
+
+    try:
+        stacked = np.stack(list(cells)).astype(np.float64, copy=False) if len(cells) else None
+    except ValueError:  # cells of differing shapes
+        stacked = None
+    if stacked is None or stacked.ndim != 3 or stacked.shape[2] == 0:
+        return pa.array(
+            [np.asarray(cell, dtype=np.float64).tolist() for cell in cells], pa.list_(pa.list_(pa.float64()))
+        )
+    _, rows, width = stacked.shape
+    flat = stacked.reshape(-1)
+    inner_type = pa.list_(pa.float64())
+    inner = pa.ListArray.from_arrays(np.arange(0, flat.size + 1, width, dtype=np.int32), pa.array(flat), inner_type)
+    return pa.ListArray.from_arrays(np.arange(0, len(inner) + 1, rows, dtype=np.int32), inner, pa.list_(inner_type))
 
 
 def read_table(path: str | os.PathLike):
@@ -309,7 +356,7 @@ def read_table(path: str | os.PathLike):
 
 def absolute_images(df, root: str | os.PathLike):
     """A copy of ``df`` whose relative ``image`` paths are made absolute against ``root``."""
-    root = Path(root).resolve()
+    root = str(Path(root).resolve())
     out = df.copy()
-    out["image"] = [str(root / p) for p in df["image"]]
+    out["image"] = [os.path.join(root, p) for p in df["image"]]  # not a Path per row: 100k rows
     return out
