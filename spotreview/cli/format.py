@@ -35,7 +35,8 @@ def format_embedded(done) -> str:
     """An ``Embedded``: the snapshots embedded now, or that all were up to date."""
     where = done.run.embeddings_dir
     if done.steps:
-        return f"Embedded {len(done.steps)} snapshots (steps {', '.join(map(str, done.steps))}) into {where}"
+        steps = ", ".join(map(str, done.steps))
+        return f"Embedded {len(done.steps)} snapshots (steps {steps}; {done.precision} on {done.device}) into {where}"
     return f"Nothing to embed: all {len(done.snapshots)} snapshots in {where} are up to date"
 
 
