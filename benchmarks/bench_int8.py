@@ -1,6 +1,6 @@
 """int8 embedding: the ViT-base forward (images/s, CLS vectors) in fp32, with spotreview's int8
-linear layers (:mod:`spotreview.embedding.quantize`) and with torch's deprecated
-``quantize_dynamic``, in one process, the three interleaved (best of ``reps`` each), plus the
+linear layers (:mod:`spotreview.embedding.quantize`, both kernels) and with torch's deprecated
+``quantize_dynamic``, in one process, the four interleaved (best of ``reps`` each), plus the
 minimum per-image cosine of each int8 way against fp32.
 
 A CPU class is reproduced by pinning the ISA before the process starts:
@@ -29,11 +29,13 @@ def _models(image_size: int):
     torch.manual_seed(0)
     fp32 = ViTModel(ViTConfig(image_size=image_size), add_pooling_layer=False).eval()
     int8 = copy.deepcopy(fp32)
-    quantize_linears(int8)
+    quantize_linears(int8)  # fbgemm, where torch has it: the kernel embed uses
+    per_row = copy.deepcopy(fp32)
+    quantize_linears(per_row, fbgemm=False)  # the fallback: per-row scales, torch._int_mm
     with warnings.catch_warnings():  # its deprecation warning: the reason it is not the one used
         warnings.simplefilter("ignore")
         dynamic = torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8)
-    return {"fp32": fp32, "int8 (spotreview)": int8, "quantize_dynamic": dynamic}
+    return {"fp32": fp32, "int8 fbgemm (embed)": int8, "int8 _int_mm per row": per_row, "quantize_dynamic": dynamic}
 
 
 def run(quick: bool = False, images: int | None = None, reps: int = 3) -> list[dict]:

@@ -19,7 +19,7 @@ import torch
 from spotreview import analyze, embed, finetune
 from spotreview.embedding.forward import forward, preprocess
 from spotreview.embedding.models import precision_used, resolve_precision
-from spotreview.embedding.quantize import Int8Linear, quantize_linears
+from spotreview.embedding.quantize import Int8Linear, fbgemm_available, quantize_linears
 from spotreview.errors import SpotreviewError
 from spotreview.reviewing.table import build_table
 from spotreview.rundir.evalset import read_eval_images
@@ -89,20 +89,24 @@ def test_int8_refused_where_it_does_not_run():
 # --- one layer --------------------------------------------------------------------------
 
 
-def test_int8_linear_matches_float_within_quantization_error():
-    """Per-row activation scales: a row 100x larger than the others (an outlier token) leaves
-    the others' precision alone; an all-zero row gives the bias exactly."""
+@pytest.mark.parametrize("fbgemm", [True, False])
+def test_int8_linear_matches_float_within_quantization_error(fbgemm):
+    """Both kernels; an all-zero row gives the bias exactly. With per-row scales (``_int_mm``)
+    a row 100x larger than the others (an outlier token) leaves the others' precision alone."""
+    if fbgemm and not fbgemm_available():
+        pytest.skip("this torch has no fbgemm")
     gen = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(64, 48)
     x = torch.randn(2, 20, 64, generator=gen)
-    x[0, 3] *= 100
+    if not fbgemm:
+        x[0, 3] *= 100
     x[1, 7] = 0
     with torch.inference_mode():
-        want, got = linear(x), Int8Linear(linear)(x)
+        want, got = linear(x), Int8Linear(linear, fbgemm=fbgemm)(x)
     assert got.dtype == torch.float32 and got.shape == want.shape
     cos = torch.nn.functional.cosine_similarity(got.reshape(-1, 48), want.reshape(-1, 48))
     assert float(cos.min()) >= 0.999  # 7-bit mantissas on both sides: error ~1 % per product, averaged
-    assert torch.equal(got[1, 7], linear.bias.detach())
+    torch.testing.assert_close(got[1, 7], linear.bias.detach(), rtol=0, atol=1e-6)
 
 
 def test_layers_that_do_not_fit_stay_float32():

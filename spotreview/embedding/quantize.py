@@ -1,26 +1,36 @@
-"""int8 inference for a model's linear layers (``--precision int8``).
+"""int8 inference for a model's linear layers (``--precision int8``, on a CPU).
 
 Every ``nn.Linear`` whose shape fits becomes an :class:`Int8Linear`: its weight quantized once
-(symmetric int8, one scale per output channel), its input quantized on the fly (symmetric int8,
-one scale per row, i.e. per token), the product by ``torch._int_mm`` (int8 x int8 -> int32,
-exact), then rescaled to float32 and the bias added. Everything else (layer norms, GELU,
-softmax, the attention matmuls) stays float32, and so do the outputs.
+per loaded snapshot (symmetric int8, one scale per output channel), its input quantized on the
+fly, an int8 x int8 -> int32 product (exact), then rescaled to float32 with the bias added.
+Everything else (layer norms, GELU, softmax, the attention matmuls) stays float32, and so do
+the outputs.
 
-Why this and not ``torch.ao.quantization.quantize_dynamic``: one scale per row instead of one per
-activation tensor, as fast or faster, and quantize_dynamic is deprecated (benchmarks/RESULTS.md).
+Two kernels compute it:
+
+* fbgemm's dynamic linear (``torch.ops.quantized.linear_dynamic``, what torch's
+  ``quantize_dynamic`` runs, called directly with the weight packed once): the input quantized
+  per tensor (asymmetric uint8), quantization, product and rescale fused. It is used where
+  torch has it: it ran the ViT-base forward ~3x faster than the other on an AVX-512 VNNI CPU
+  (benchmarks/RESULTS.md), at a min cosine to fp32 of 0.998;
+* ``torch._int_mm`` (oneDNN) with the input quantized per row (per token): the more precise
+  (one outlier token does not coarsen the others), but its quantize and rescale passes run
+  unfused and ate the int8 gain there. It stays as the fallback where torch drops the
+  quantized ops (deprecated in torch 2.13).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 
 # int8's symmetric range: -127..127 (not -128), so a value and its negation quantize alike
 _QMAX = 127.0
-# torch._int_mm on CUDA needs more than 16 rows and both matrix dimensions multiples of 8; on a
-# CPU (oneDNN) it takes any shape, but a layer that fits nowhere stays float32 everywhere, so a
-# model quantizes alike on every device.
+# Layers with a dimension that is not a multiple of 8 (a 10-class head) stay float32: int8 GEMM
+# kernels (torch._int_mm on CUDA, fbgemm's packing) want multiples of 8, and a classifier head
+# is a negligible share of the FLOPs while its outputs are the probabilities.
 _MULTIPLE = 8
-_CUDA_MIN_ROWS = 17
 
 
 def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,46 +50,64 @@ def fits(linear: torch.nn.Module) -> bool:
     return linear.in_features % _MULTIPLE == 0 and linear.out_features % _MULTIPLE == 0
 
 
+def fbgemm_available() -> bool:
+    """Whether torch has fbgemm's dynamic int8 linear (x86 builds of torch 2.13 do)."""
+    ops = torch.ops.quantized
+    return (
+        "fbgemm" in torch.backends.quantized.supported_engines
+        and hasattr(ops, "linear_prepack")
+        and hasattr(ops, "linear_dynamic")
+    )
+
+
+def _fbgemm_packed(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None):
+    """fbgemm's packed form of the int8 weight ``(out, in)`` with its per-channel scales ``(out,)``."""
+    with warnings.catch_warnings():  # torch 2.13 warns quantized tensors are deprecated: the fallback exists
+        warnings.simplefilter("ignore")
+        zero = torch.zeros(len(weight_scale), dtype=torch.int64)
+        qweight = torch._make_per_channel_quantized_tensor(weight_q, weight_scale.double(), zero, 0)
+        return torch.ops.quantized.linear_prepack(qweight, bias)
+
+
 class Int8Linear(torch.nn.Module):
     """``nn.Linear`` for inference in int8 (see the module doc). Input and output float32."""
 
-    def __init__(self, linear: torch.nn.Linear):
+    def __init__(self, linear: torch.nn.Linear, *, fbgemm: bool | None = None):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         q, scale = _quantize_rows(linear.weight.detach().float())  # a weight row is an output channel
-        # (in, out) for _int_mm, stored transposed once; contiguous: oneDNN's fastest layout here
-        self.register_buffer("weight_q", q.t().contiguous(), persistent=False)
+        bias = None if linear.bias is None else linear.bias.detach().float().clone()
+        self.packed = None
+        if fbgemm_available() if fbgemm is None else fbgemm:
+            self.packed = _fbgemm_packed(q, scale.flatten(), bias)
+            return
+        self.register_buffer("weight_q", q.t().contiguous(), persistent=False)  # (in, out) for _int_mm
         self.register_buffer("weight_scale", scale.reshape(1, -1), persistent=False)
-        bias = linear.bias
-        self.register_buffer("bias", None if bias is None else bias.detach().float().clone(), persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        rows = x.reshape(-1, self.in_features)
-        if rows.device.type == "cuda" and rows.shape[0] < _CUDA_MIN_ROWS:
-            return self._float_forward(rows).reshape(*shape[:-1], self.out_features)
-        q, scale = _quantize_rows(rows)
-        out = torch.mul(torch._int_mm(q, self.weight_q), scale)  # int32 -> float32 in the same pass
-        if self.bias is None:
-            out = out.mul_(self.weight_scale)
+        rows = x.reshape(-1, self.in_features).float()
+        if self.packed is not None:
+            out = torch.ops.quantized.linear_dynamic(rows, self.packed, False)
         else:
-            out = torch.addcmul(self.bias, out, self.weight_scale, out=out)
+            q, scale = _quantize_rows(rows)
+            out = torch.mul(torch._int_mm(q, self.weight_q), scale)  # int32 -> float32 in the same pass
+            if self.bias is None:
+                out = out.mul_(self.weight_scale)
+            else:
+                out = torch.addcmul(self.bias, out, self.weight_scale, out=out)
         return out.reshape(*shape[:-1], self.out_features)
 
-    def _float_forward(self, rows: torch.Tensor) -> torch.Tensor:
-        """The same layer from its dequantized weight (too few rows for ``_int_mm`` on CUDA)."""
-        weight = self.weight_q.float() * self.weight_scale
-        out = rows.float() @ weight
-        return out if self.bias is None else out + self.bias
-
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+        kernel = "fbgemm" if self.packed is not None else "_int_mm"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 ({kernel})"
 
 
-def quantize_linears(model) -> int:
+def quantize_linears(model, *, fbgemm: bool | None = None) -> int:
     """Replace, in place, every float32 ``nn.Linear`` of ``model`` that :func:`fits` by an
-    :class:`Int8Linear` (its weight quantized from the model's current weights). Returns how many
-    were replaced; the others stay float32."""
+    :class:`Int8Linear` (its weight quantized from the model's current weights; ``fbgemm``: which
+    kernel, None = fbgemm where available). Returns how many were replaced; the others stay float32."""
     found = [
         (parent, name, child)
         for parent in model.modules()
@@ -87,5 +115,5 @@ def quantize_linears(model) -> int:
         if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32 and fits(child)
     ]
     for parent, name, child in found:
-        setattr(parent, name, Int8Linear(child))
+        setattr(parent, name, Int8Linear(child, fbgemm=fbgemm))
     return len(found)
