@@ -1,4 +1,5 @@
-"""What ``--precision int8`` changes, on the two kinds of model it is meant for.
+"""What ``--precision int8`` changes, on the two kinds of model it is meant for (the model-level
+checks are slow: they train the demo's model and run a ViT-base; ``make test`` runs them).
 
 int8 may be chosen by ``auto`` only where it is proven: per-image cosine >= 0.99 against fp32
 on the demo's small ViT trained on digits and on a ViT-base-sized model, the same top-8
@@ -121,7 +122,7 @@ def test_layers_that_do_not_fit_stay_float32():
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    """The demo's small ViT trained for 3 epochs on digits (~0.9 accuracy), checkpoints kept,
+    """(slow: training and embedding it take about a minute on 2 cores) The demo's small ViT trained for 3 epochs on digits (~0.9 accuracy), checkpoints kept,
     analysed with its last snapshot embedded post hoc in fp32 and, in a copy, in int8."""
     root = tmp_path_factory.mktemp("precision")
     run = finetune(
@@ -141,6 +142,7 @@ def digits_run(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow  # the run trains for ~1 min on 2 cores; the ViT-base forward ~40 s
 def test_int8_embeddings_of_the_demo_model_keep_their_direction(digits_run):
     run = digits_run["fp32"]
     last = run.snapshots()[-1]
@@ -151,6 +153,7 @@ def test_int8_embeddings_of_the_demo_model_keep_their_direction(digits_run):
     assert (probs[0].argmax(1) != probs[1].argmax(1)).mean() <= 0.01  # predictions: at most 1 % change
 
 
+@pytest.mark.slow
 def test_int8_keeps_the_top_outliers_and_the_label_issues(digits_run):
     """The same top-8 outliers at the last snapshot; cleanlab's label issues (the "likely
     mislabelled" group) overlap by at least 0.8 (Jaccard). Those are thresholded on the predicted
@@ -171,6 +174,7 @@ def test_int8_keeps_the_top_outliers_and_the_label_issues(digits_run):
     assert overlap >= 0.8, (issues, overlap)
 
 
+@pytest.mark.slow
 def test_a_run_embedded_in_int8_says_so(digits_run):
     from spotreview.reviewing.status import run_status
 
@@ -182,6 +186,7 @@ def test_a_run_embedded_in_int8_says_so(digits_run):
 # --- a ViT-base-sized model ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_int8_embeddings_of_a_vit_base_sized_model_keep_their_direction(digits_run):
     """ViTConfig's defaults (ViT-B/16, 224 px, 86M parameters), random init (no pretrained weights
     offline): its activations lack the outlier channels of trained ViTs, which the per-row scales
