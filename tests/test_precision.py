@@ -20,7 +20,7 @@ import torch
 from spotreview import analyze, embed, finetune
 from spotreview.embedding.forward import forward, preprocess
 from spotreview.embedding.models import precision_used, resolve_precision
-from spotreview.embedding.quantize import Int8Linear, fbgemm_available, quantize_linears
+from spotreview.embedding.quantize import Int8Linear, fbgemm_available, int_mm_is_exact, quantize_linears
 from spotreview.errors import SpotreviewError
 from spotreview.reviewing.table import build_table
 from spotreview.rundir.evalset import read_eval_images
@@ -96,6 +96,8 @@ def test_int8_linear_matches_float_within_quantization_error(fbgemm):
     a row 100x larger than the others (an outlier token) leaves the others' precision alone."""
     if fbgemm and not fbgemm_available():
         pytest.skip("this torch has no fbgemm")
+    if not fbgemm and not int_mm_is_exact():  # AVX2 without VNNI: refused (the next test)
+        pytest.skip("torch._int_mm is not exact on this CPU")
     gen = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(64, 48)
     x = torch.randn(2, 20, 64, generator=gen)
@@ -110,6 +112,16 @@ def test_int8_linear_matches_float_within_quantization_error(fbgemm):
     torch.testing.assert_close(got[1, 7], linear.bias.detach(), rtol=0, atol=1e-6)
 
 
+def test_the_int_mm_kernel_is_refused_where_it_is_not_exact():
+    """The fallback kernel only where torch._int_mm is exact (not on AVX2 without VNNI)."""
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32))
+    if int_mm_is_exact():
+        assert quantize_linears(model, fbgemm=False) == 1
+    else:
+        with pytest.raises(SpotreviewError, match="needs fbgemm"):
+            quantize_linears(model, fbgemm=False)
+
+
 def test_layers_that_do_not_fit_stay_float32():
     """A 10-class head (10 outputs, not a multiple of 8) keeps its float32 weights."""
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 10))
@@ -122,7 +134,7 @@ def test_layers_that_do_not_fit_stay_float32():
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    """(slow: training and embedding it take about a minute on 2 cores) The demo's small ViT trained for 3 epochs on digits (~0.9 accuracy), checkpoints kept,
+    """The demo's small ViT trained for 3 epochs on digits, checkpoints kept,
     analysed with its last snapshot embedded post hoc in fp32 and, in a copy, in int8."""
     root = tmp_path_factory.mktemp("precision")
     run = finetune(

@@ -10,20 +10,25 @@ Two kernels compute it:
 
 * fbgemm's dynamic linear (``torch.ops.quantized.linear_dynamic``, what torch's
   ``quantize_dynamic`` runs, called directly with the weight packed once): the input quantized
-  per tensor (asymmetric uint8), quantization, product and rescale fused. It is used where
+  per tensor (asymmetric, 7 bits), quantization, product and rescale fused. It is used where
   torch has it: it ran the ViT-base forward ~3x faster than the other on an AVX-512 VNNI CPU
   (benchmarks/RESULTS.md), at a min cosine to fp32 of 0.998;
 * ``torch._int_mm`` (oneDNN) with the input quantized per row (per token): the more precise
   (one outlier token does not coarsen the others), but its quantize and rescale passes run
   unfused and ate the int8 gain there. It stays as the fallback where torch drops the
-  quantized ops (deprecated in torch 2.13).
+  quantized ops (deprecated in torch 2.13), and only where it is exact: on a CPU without VNNI
+  (AVX2, or oneDNN pinned to it) torch 2.13's ``_int_mm`` saturates its int16 pair sums and
+  returns wrong products (:func:`int_mm_is_exact`).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
+
+from spotreview.errors import SpotreviewError
 
 # int8's symmetric range: -127..127 (not -128), so a value and its negation quantize alike
 _QMAX = 127.0
@@ -69,6 +74,14 @@ def _fbgemm_packed(weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: tor
         return torch.ops.quantized.linear_prepack(qweight, bias)
 
 
+@functools.cache
+def int_mm_is_exact() -> bool:
+    """Whether ``torch._int_mm`` on the CPU returns exact products: all-127 rows, whose pairs
+    of products overflow int16, checked against int32 arithmetic."""
+    a = torch.full((4, 64), 127, dtype=torch.int8)
+    return torch.equal(torch._int_mm(a, a.t().contiguous()), a.int() @ a.int().t())
+
+
 class Int8Linear(torch.nn.Module):
     """``nn.Linear`` for inference in int8 (see the module doc). Input and output float32."""
 
@@ -89,7 +102,9 @@ class Int8Linear(torch.nn.Module):
         shape = x.shape
         rows = x.reshape(-1, self.in_features).float()
         if self.packed is not None:
-            out = torch.ops.quantized.linear_dynamic(rows, self.packed, False)
+            # reduce_range: 7-bit inputs, as quantize_dynamic does on x86. Without VNNI, fbgemm sums
+            # pairs of u8 x s8 products in int16 (vpmaddubsw), which saturates on 8-bit inputs
+            out = torch.ops.quantized.linear_dynamic(rows, self.packed, True)
         else:
             q, scale = _quantize_rows(rows)
             out = torch.mul(torch._int_mm(q, self.weight_q), scale)  # int32 -> float32 in the same pass
@@ -108,6 +123,11 @@ def quantize_linears(model, *, fbgemm: bool | None = None) -> int:
     """Replace, in place, every float32 ``nn.Linear`` of ``model`` that :func:`fits` by an
     :class:`Int8Linear` (its weight quantized from the model's current weights; ``fbgemm``: which
     kernel, None = fbgemm where available). Returns how many were replaced; the others stay float32."""
+    if not (fbgemm_available() if fbgemm is None else fbgemm) and not int_mm_is_exact():
+        raise SpotreviewError(
+            "precision int8 needs fbgemm (x86 builds of torch) or a CPU with VNNI, and this torch/CPU has "
+            "neither; use --precision fp32"
+        )
     found = [
         (parent, name, child)
         for parent in model.modules()
