@@ -101,7 +101,7 @@ def _onednn_isa_below_bf16() -> bool:
 def int8_is_faster(device: torch.device | str) -> bool:
     """Whether ``--precision int8`` beats fp32 on ``device``: CPUs with VNNI int8 dot products
     (AVX512-VNNI or AVX-VNNI), unless ``ONEDNN_MAX_CPU_ISA`` pins oneDNN to an ISA without them.
-    On AVX2 alone int8 is not faster than fp32 (benchmarks/RESULTS.md); GPUs run bf16."""
+    AVX2 alone keeps fp32 until int8's gain there is confirmed (benchmarks/RESULTS.md); GPUs run bf16."""
     import torch
 
     if torch.device(device).type != "cpu" or _onednn_isa_below_vnni():
