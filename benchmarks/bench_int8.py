@@ -24,18 +24,22 @@ def _models(image_size: int):
     import torch
     from transformers import ViTConfig, ViTModel
 
-    from spotreview.embedding.quantize import quantize_linears
+    from spotreview.embedding.quantize import int_mm_is_exact, quantize_linears
 
     torch.manual_seed(0)
     fp32 = ViTModel(ViTConfig(image_size=image_size), add_pooling_layer=False).eval()
     int8 = copy.deepcopy(fp32)
     quantize_linears(int8)  # fbgemm, where torch has it: the kernel embed uses
     per_row = copy.deepcopy(fp32)
-    quantize_linears(per_row, fbgemm=False)  # the fallback: per-row scales, torch._int_mm
+    if int_mm_is_exact():  # not on AVX2 without VNNI: refused there
+        quantize_linears(per_row, fbgemm=False)  # the fallback: per-row scales, torch._int_mm
     with warnings.catch_warnings():  # its deprecation warning: the reason it is not the one used
         warnings.simplefilter("ignore")
         dynamic = torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8)
-    return {"fp32": fp32, "int8 fbgemm (embed)": int8, "int8 _int_mm per row": per_row, "quantize_dynamic": dynamic}
+    models = {"fp32": fp32, "int8 fbgemm (embed)": int8, "int8 _int_mm per row": per_row, "quantize_dynamic": dynamic}
+    if not int_mm_is_exact():
+        del models["int8 _int_mm per row"]
+    return models
 
 
 def run(quick: bool = False, images: int | None = None, reps: int = 3) -> list[dict]:

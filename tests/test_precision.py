@@ -188,11 +188,17 @@ def test_int8_keeps_the_top_outliers_and_the_label_issues(digits_run):
 
 @pytest.mark.slow
 def test_a_run_embedded_in_int8_says_so(digits_run):
+    from spotreview.cli.format import format_status
     from spotreview.reviewing.status import run_status
 
     run = digits_run["int8"]
     assert run.read_manifest()["embed"]["precision"] == "int8"
-    assert run_status(run).precision["spotreview embed"] == "int8"
+    status = run_status(run)
+    assert status.precision == {
+        "recorded while training": status.precision["recorded while training"],
+        "spotreview embed": "int8",
+    }
+    assert "int8 (spotreview embed)" in format_status(status)
 
 
 # --- a ViT-base-sized model ---------------------------------------------------------------
