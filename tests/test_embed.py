@@ -10,6 +10,7 @@ from conftest import cli_error, tiny_vit, vit_processor
 from PIL import Image
 
 from spotreview.cli import cli
+from spotreview.embedding import models
 from spotreview.embedding.embed import Embedded, embed
 from spotreview.embedding.forward import preprocess
 from spotreview.embedding.models import bf16_is_native, load_checkpoint, resolve_device, resolve_precision
@@ -138,6 +139,8 @@ def test_precision_choice_on_either_kind_of_cpu(monkeypatch, native):
     cpu = torch.device("cpu")
     for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False, raising=False)  # int8: test_precision
+    monkeypatch.setattr(models, "_cpu_flags", set)
     for pin in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):  # a pinned ISA overrides the CPU (test_neighbors)
         monkeypatch.delenv(pin, raising=False)
     assert bf16_is_native(cpu) is native
@@ -157,7 +160,7 @@ def test_precision_choice_on_either_kind_of_gpu(monkeypatch, native):
 def test_unknown_precision_and_device():
     with pytest.raises(SpotreviewError) as e:
         resolve_precision("fp8", torch.device("cpu"))
-    assert str(e.value) == "unknown precision 'fp8'; expected auto, fp32 or bf16"
+    assert str(e.value) == "unknown precision 'fp8'; expected auto, fp32, bf16, int8"
     with pytest.raises(SpotreviewError) as e:
         resolve_device("tpu")
     assert str(e.value) == "unknown device 'tpu'; expected auto, cpu or cuda"

@@ -35,7 +35,8 @@ def format_embedded(done) -> str:
     """An ``Embedded``: the snapshots embedded now, or that all were up to date."""
     where = done.run.embeddings_dir
     if done.steps:
-        return f"Embedded {len(done.steps)} snapshots (steps {', '.join(map(str, done.steps))}) into {where}"
+        steps = ", ".join(map(str, done.steps))
+        return f"Embedded {len(done.steps)} snapshots (steps {steps}; {done.precision} on {done.device}) into {where}"
     return f"Nothing to embed: all {len(done.snapshots)} snapshots in {where} are up to date"
 
 
@@ -104,6 +105,8 @@ def format_status(status) -> str:
         others = [f"{name} (`--set {name}`)" for name in status.run.image_sets() if name != status.run.image_set]
         lines.append(f"image set:   {status.run.image_set}; the run also has {', '.join(others)}")
     lines.append(f"snapshots:   {len(steps)} (steps {steps[0]} .. {steps[-1]})" if steps else "snapshots:   none")
+    if status.precision:
+        lines.append("precision:   " + "; ".join(f"{p} ({who})" for who, p in status.precision.items()))
     if status.unfinished:
         lines.append("training:    unfinished; re-run the same `spotreview finetune` command to resume it")
     if status.first is None:

@@ -24,8 +24,8 @@ from spotreview.embedding.models import (
     load_base_model,
     load_checkpoint,
     load_processor,
+    precision_used,
     resolve_device,
-    resolve_precision,
     transformers_bars,
     versions,
 )
@@ -47,7 +47,7 @@ class Embedded:
     steps: list[int]  # snapshots embedded by this call, ascending (this process's share under torchrun)
     snapshots: list[int]  # every step of the run with embeddings now, ascending
     device: str  # "cpu" or "cuda"
-    precision: str  # "bf16" or "fp32"
+    precision: str  # what ran: "bf16", "fp32" or "int8" (what precision "auto" chose)
     batch_size: int
     compiled: bool  # the forward passes ran through torch.compile
     seconds: float  # spent embedding (0 when nothing was left to embed)
@@ -95,9 +95,9 @@ def embed(
     if batch_size < 1:
         raise SpotreviewError(f"batch size must be at least 1, got {batch_size}")
     dev = resolve_device(device)
-    autocast = resolve_precision(precision, dev)
+    used = precision_used(precision, dev)
     found = _checkpoints_to_embed(run, checkpoints, base_model)
-    how = {"device": dev.type, "precision": "bf16" if autocast else "fp32", "batch_size": batch_size}
+    how = {"device": dev.type, "precision": used, "batch_size": batch_size}
     if not found:  # recorded during training; nothing left to compute
         return Embedded(run, [], run.snapshots(), compiled=False, seconds=0.0, **how)
     had_eval_set = run.eval_csv.is_file()
@@ -113,7 +113,7 @@ def embed(
             processor=processor,
             overwrite=overwrite,
             dev=dev,
-            autocast=autocast,
+            used=used,
             batch_size=batch_size,
             torch_compile=torch_compile,
             quiet=quiet,
@@ -165,7 +165,7 @@ def _embed_checkpoints(
     processor,
     overwrite,
     dev,
-    autocast,
+    used,
     batch_size,
     torch_compile,
     quiet,
@@ -175,6 +175,7 @@ def _embed_checkpoints(
     compiled, seconds)``."""
     import json
 
+    autocast = torch.bfloat16 if used == "bf16" else None
     rank, world = _world()
     eval_images = eval_images_for(
         run,
@@ -222,6 +223,7 @@ def _embed_checkpoints(
         base_model=base_model,
         dev=dev,
         autocast=autocast,
+        int8=used == "int8",
         batch_size=batch_size,
         torch_compile=torch_compile,
         quiet=quiet,
@@ -231,7 +233,7 @@ def _embed_checkpoints(
         run.update_manifest(
             embed={
                 "device": dev.type,
-                "precision": "bf16" if autocast else "fp32",
+                "precision": used,
                 "batch_size": batch_size,
                 "compiled": use_compile,
                 "seconds": seconds,
@@ -243,7 +245,17 @@ def _embed_checkpoints(
 
 
 def _embed_each(
-    views: list[Run], todo, pixels, *, base_model, dev, autocast, batch_size: int, torch_compile: bool, quiet: bool
+    views: list[Run],
+    todo,
+    pixels,
+    *,
+    base_model,
+    dev,
+    autocast,
+    int8: bool,
+    batch_size: int,
+    torch_compile: bool,
+    quiet: bool,
 ) -> tuple[list[int], bool]:
     """Load every checkpoint of ``todo`` in turn and write its snapshot of every image set
     (``views``, in writing order) from the preprocessed ``pixels`` (by set name); returns
@@ -260,7 +272,7 @@ def _embed_each(
             # keeps them in float32 and converts around them); within 1e-2 cosine (tested).
             model = load_checkpoint(path) if path is not None else load_base_model(base_model)
             model = model.to(dev, dtype=autocast or torch.float32)
-        prepare_for_inference(model, compiling=use_compile)
+        prepare_for_inference(model, compiling=use_compile, int8=int8)
         for view in views:
             if view.embedding_path(step).is_file():
                 continue

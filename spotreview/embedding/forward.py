@@ -228,10 +228,15 @@ def use_onednn_linears(model) -> int:
     return len(found)
 
 
-def prepare_for_inference(model, *, compiling: bool = False) -> None:
+def prepare_for_inference(model, *, compiling: bool = False, int8: bool = False) -> None:
     """What :func:`embed` does to a loaded model (on its device, in its dtype) before its forward:
     on a CPU in bf16, :func:`use_matmul_attention` and, unless the model is to be compiled
-    (inductor compiles linears its own way), :func:`use_onednn_linears`."""
+    (inductor compiles linears its own way), :func:`use_onednn_linears`; with ``int8``, its
+    linear layers in int8 (:func:`spotreview.embedding.quantize.quantize_linears`)."""
+    if int8:
+        from spotreview.embedding.quantize import quantize_linears
+
+        quantize_linears(model)
     use_matmul_attention(model)
     if not compiling:
         use_onednn_linears(model)

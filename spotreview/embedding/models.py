@@ -2,10 +2,12 @@
 and building the model to fine-tune (the built-in small ViT, or a pretrained one with a
 new head).
 
-Precision ``auto`` means bf16 on CUDA GPUs with bf16 support and on CPUs with AMX or
-AVX512-BF16 (where bf16 matmuls are native, :func:`bf16_is_native`), fp32 elsewhere. During training the weights
-stay fp32 and autocast runs the matmuls in bf16 (layer norms / softmax in fp32); post-hoc
-``embed`` casts each loaded snapshot to bf16 instead, so everything runs in bf16.
+Precision ``auto`` (:func:`precision_used`) means bf16 on CUDA GPUs with bf16 support and on
+CPUs with AMX or AVX512-BF16 (where bf16 matmuls are native, :func:`bf16_is_native`); for
+``embed`` on other CPUs with VNNI int8 dot products, int8 linear layers (:func:`int8_is_faster`,
+:mod:`spotreview.embedding.quantize`); fp32 elsewhere. During training the weights stay fp32 and
+autocast runs the matmuls in bf16 (layer norms / softmax in fp32); post-hoc ``embed`` casts each
+loaded snapshot to bf16 instead, so everything runs in bf16.
 
 torch and transformers are imported inside the functions, so importing this module is cheap.
 """
@@ -96,15 +98,66 @@ def _onednn_isa_below_bf16() -> bool:
     return pinned.strip().upper() in _ONEDNN_ISAS_WITHOUT_BF16
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (auto|fp32|bf16) on ``device``; None = plain fp32."""
+def int8_is_faster(device: torch.device | str) -> bool:
+    """Whether ``--precision int8`` beats fp32 on ``device``: CPUs with VNNI int8 dot products
+    (AVX512-VNNI or AVX-VNNI), unless ``ONEDNN_MAX_CPU_ISA`` pins oneDNN to an ISA without them.
+    AVX2 alone keeps fp32 until int8's gain there is confirmed (benchmarks/RESULTS.md); GPUs run bf16."""
     import torch
 
+    if torch.device(device).type != "cpu" or _onednn_isa_below_vnni():
+        return False
+    return bool(getattr(torch.cpu, "_is_vnni_supported", lambda: False)()) or "avx_vnni" in _cpu_flags()
+
+
+# oneDNN's ISA names without int8 dot products (VNNI); AVX2_VNNI, AVX512_CORE_VNNI and newer have them
+_ONEDNN_ISAS_WITHOUT_VNNI = frozenset(("SSE41", "AVX", "AVX2", "AVX512_CORE"))
+
+
+def _onednn_isa_below_vnni() -> bool:
+    pinned = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    return pinned.strip().upper() in _ONEDNN_ISAS_WITHOUT_VNNI
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere. torch reports
+    AVX512-VNNI but not AVX-VNNI (the AVX2-width form of client CPUs)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((ln for ln in f if ln.startswith("flags")), "")
+    except OSError:
+        return set()
+    return set(line.partition(":")[2].split())
+
+
+def precision_used(precision: str, device: torch.device, *, int8: bool = True) -> str:
+    """What ``precision`` (auto|fp32|bf16|int8) runs as on ``device``: "fp32", "bf16" or "int8".
+
+    ``auto``: bf16 where :func:`bf16_is_native`, else int8 where ``int8`` is allowed and
+    :func:`int8_is_faster`, else fp32. ``int8=False`` (the recorder, which embeds the live
+    training model) never picks int8 and refuses it when asked. int8 runs on a CPU only."""
     if precision not in PRECISIONS:
-        raise SpotreviewError(f"unknown precision {precision!r}; expected auto, fp32 or bf16")
-    if precision == "bf16" or (precision == "auto" and bf16_is_native(device)):
-        return torch.bfloat16
-    return None
+        raise SpotreviewError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
+    if precision == "int8" and not int8:
+        raise SpotreviewError(
+            "precision int8 is for `spotreview embed` only: the recorder embeds the model while it trains "
+            "and does not quantize it; record with auto, fp32 or bf16, and embed kept checkpoints in int8"
+        )
+    if precision == "int8" and device.type != "cpu":
+        raise SpotreviewError(f"precision int8 runs on the CPU only, not on {device.type}; use --device cpu, or bf16")
+    if precision != "auto":
+        return precision
+    if bf16_is_native(device):
+        return "bf16"
+    return "int8" if int8 and int8_is_faster(device) else "fp32"
+
+
+def resolve_precision(precision: str, device: torch.device, *, int8: bool = True) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (auto|fp32|bf16|int8) on ``device``: bf16, or None
+    for plain fp32 weights (int8 too: its linear layers are swapped in after loading,
+    :func:`spotreview.embedding.quantize.quantize_linears`). See :func:`precision_used`."""
+    import torch
+
+    return torch.bfloat16 if precision_used(precision, device, int8=int8) == "bf16" else None
 
 
 def versions() -> dict[str, str]:

@@ -45,6 +45,9 @@ class RunStatus:
     # Steps whose 2-D picture has a trustworthiness below TRUST_LOW: there it misrepresents the
     # embedding's neighbours; [] without an analysis
     low_trust: list[int] = field(default_factory=list)
+    # The precision each way of embedding actually ran in, from the manifest: {"recorded while
+    # training": "bf16", "spotreview embed": "int8"}; {} when the manifest says nothing
+    precision: dict[str, str] = field(default_factory=dict)
 
 
 def snapshot_metrics(a: Analysis, k: int) -> SnapshotMetrics:
@@ -83,4 +86,17 @@ def run_status(run) -> RunStatus:
         last=None if a is None else snapshot_metrics(a, -1),
         analysis_error=error,
         low_trust=[] if a is None else [int(s) for s, t in zip(a.steps, a.trustworthiness) if t < TRUST_LOW],
+        precision=embedding_precision(run),
     )
+
+
+def embedding_precision(run: Run) -> dict[str, str]:
+    """The precision the run's embeddings were computed in, by who computed them: the recorder
+    while training (``parameters.embed_precision``, written by ``spotreview finetune``) and
+    ``spotreview embed`` (``embed.precision``, its last call)."""
+    manifest = run.read_manifest() if run.manifest.is_file() else {}
+    found = {
+        "recorded while training": (manifest.get("parameters") or {}).get("embed_precision"),
+        "spotreview embed": (manifest.get("embed") or {}).get("precision"),
+    }
+    return {who: str(p) for who, p in found.items() if p}

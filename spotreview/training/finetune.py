@@ -35,9 +35,9 @@ from spotreview.embedding.models import (
     PRETRAINED_LR,
     SMALL_VIT,
     SMALL_VIT_LR,
+    precision_used,
     pretrained,
     resolve_device,
-    resolve_precision,
     small_vit,
     transformers_bars,
     versions,
@@ -212,7 +212,7 @@ def _parameters(command: dict, lr: float, dev, num_train: int) -> dict:
         "learning_rate": lr,
         "keep_checkpoints": command["keep_checkpoints"],
         "device": dev.type,
-        "embed_precision": "bf16" if resolve_precision("auto", dev) else "fp32",  # the recorder uses auto
+        "embed_precision": precision_used("auto", dev, int8=False),  # what the recorder's auto runs as
         "max_steps": math.ceil(steps_per_epoch * command["epochs"]),
     }
 

@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 
 from spotreview.defaults import EMBED_BATCH_SIZE, PRECISION, Precision
 from spotreview.embedding.forward import forward, preprocess
-from spotreview.embedding.models import label_order, resolve_precision
+from spotreview.embedding.models import label_order, precision_used, resolve_precision
 from spotreview.errors import DataError, SpotreviewError
 from spotreview.rundir.atomic import sha256_bytes
 from spotreview.rundir.evalset import check_eval_set, clear_eval_set, read_eval, write_eval_set
@@ -103,6 +103,7 @@ class EmbeddingRecorder(TrainerCallback):
             raise SpotreviewError("EmbeddingRecorder needs pixel_values, or images and their processor")
         if train_images is not None and (train_labels is None or processor is None):
             raise SpotreviewError("EmbeddingRecorder needs train_labels and the processor with train_images")
+        precision_used(precision, torch.device("cpu"), int8=False)  # int8 refused here, unknown names too
         for name, value in (("every_steps", every_steps), ("every_epochs", every_epochs)):
             if value is not None and value < 1:
                 raise SpotreviewError(f"{name} must be at least 1, got {value}")
@@ -140,7 +141,7 @@ class EmbeddingRecorder(TrainerCallback):
         if self._device == device:
             return
         self._device = device
-        self._autocast = resolve_precision(self.precision, device)
+        self._autocast = resolve_precision(self.precision, device, int8=False)
         dtype = self._autocast or torch.float32
         for image_set in self._sets:
             if image_set.pixels is None:
