@@ -25,10 +25,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
 from .bench_postprocess import _wall
+from .paired import Paired, paired
 
 
 def _vit_base_checkpoints(root: Path, n_snapshots: int, image_size: int):
@@ -81,6 +83,38 @@ for path in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")
             vectors.append(model(**inputs).last_hidden_state[:, 0].numpy())
     np.save(run / f"notebook-{path.name}.npy", np.concatenate(vectors))
 """
+
+
+def _embedded_precision(run_dir: Path) -> str:
+    """The precision `spotreview embed` recorded in the run's manifest ("?" without one)."""
+    import json
+
+    try:
+        return json.loads((run_dir / "manifest.json").read_text())["embed"]["precision"]
+    except (OSError, KeyError, ValueError):
+        return "?"
+
+
+def versus_notebook(n_images: int, n_snapshots: int, pairs: int) -> tuple[Paired, str]:
+    """Seconds of `spotreview embed` (default options, not compiled) against the notebook way,
+    whole processes, on ``n_images`` images x ``n_snapshots`` ViT-base checkpoints, in
+    ``pairs`` alternating pairs; and the precision `spotreview embed` chose."""
+    cli = [sys.executable, "-m", "spotreview", "embed"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        run_dir = tmp / "run"
+        _vit_base_checkpoints(run_dir, n_snapshots, 224)
+        folder = _image_folder(tmp / "images", n_images)
+
+        def ours() -> float:
+            shutil.rmtree(run_dir / "embeddings", ignore_errors=True)  # embed every snapshot again
+            return _wall(cli + [str(run_dir), "--images", str(folder), "-q"])
+
+        def notebook() -> float:
+            return _wall([sys.executable, "-c", NOTEBOOK, str(run_dir), str(folder)])
+
+        result = paired(ours, notebook, pairs)
+        return result, _embedded_precision(run_dir)
 
 
 def gemm_flops_per_s(dtype, m: int, k: int = 768, n: int = 3072, trials: int = 5, device="cpu") -> float:
@@ -315,15 +349,16 @@ def run(
             return _wall(cli + [str(run_dir), "--images", str(folder), *flags, "-q"])
 
         first_compiled_s = ours("compiled")  # fills the compile cache (what a user's first compiled run pays)
-        # Whole processes (start-up, imports and model loading count), alternating A B C C B A
-        # because a shared machine's speed drifts within minutes; each figure is
-        # the sum of its two runs.
-        seconds = {"notebook": 0.0, "eager": 0.0, "compiled": 0.0}
-        for way in ("notebook", "eager", "compiled", "compiled", "eager", "notebook"):
-            if way == "notebook":
-                seconds[way] += _wall([sys.executable, "-c", NOTEBOOK, str(run_dir), str(folder)])
-            else:
-                seconds[way] += ours(way)
+        # Whole processes (start-up, imports and model loading count) in rounds of the three
+        # ways, alternating A B C, C B A, ... because a shared machine's speed drifts within
+        # minutes; each way is compared with the notebook run of its own round (a pair).
+        seconds = {"notebook": [], "eager": [], "compiled": []}
+        for i in range(2 if quick else 3):
+            for way in ("notebook", "eager", "compiled")[:: 1 if i % 2 == 0 else -1]:
+                if way == "notebook":
+                    seconds[way].append(_wall([sys.executable, "-c", NOTEBOOK, str(run_dir), str(folder)]))
+                else:
+                    seconds[way].append(ours(way))
 
         # Steady state: the forward passes alone, eager and compiled alternating (A B B A), each
         # next to a measurement of the limit GEMM (best of all: a limit, not an average).
@@ -341,21 +376,21 @@ def run(
 
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
     flops = flops_per_image(config)
+    total = n_images * n_snapshots
     for way, label in (("eager", "default, not compiled"), ("compiled", "--compile, warm cache")):
-        total = 2 * n_images * n_snapshots
-        ratio = seconds["notebook"] / seconds[way]
+        pairs = Paired(tuple(seconds[way]), tuple(seconds["notebook"]))
         rows.append(
             dict(
                 benchmark="embed",
                 measure=f"`spotreview embed`, {n_images} images x {n_snapshots} ViT-base snapshots "
                 f"({precision}, {label}), whole process",
-                value=total / seconds[way],
+                value=total / pairs.ours_median,
                 unit="img/s",
-                baseline=total / seconds["notebook"],
-                ratio=ratio,
+                baseline=total / pairs.baseline_median,
+                ratio=pairs.ratio,
                 target=">= 3x",
-                met=ratio >= 3,
-                note="baseline: the notebook way (processor per snapshot, fp32, batch 24); mean of A B C C B A",
+                met=pairs.ratio >= 3,
+                note=f"baseline: the notebook way (processor per snapshot, fp32, batch 24); {pairs.summary()}",
             )
         )
         achieved = 2 * n_images / forward_s[way] * flops
@@ -370,7 +405,7 @@ def run(
                 met=achieved / limit >= 0.75,
                 note=f"{2 * n_images / forward_s[way]:.1f} img/s, {achieved / 1e9:.0f} GFLOP/s "
                 f"vs GEMM {limit / 1e9:.0f} GFLOP/s ({BATCH * tokens} x 768 @ 768 x 3072); whole process: "
-                f"{total / seconds[way] * flops / limit:.2f} of the limit",
+                f"{total / pairs.ours_median * flops / limit:.2f} of the limit",
             )
         )
     rows.append(
@@ -379,7 +414,7 @@ def run(
             measure="first compiled `spotreview embed` (compile cache as found)",
             value=first_compiled_s,
             unit="s",
-            baseline=seconds["compiled"] / 2,
+            baseline=median(seconds["compiled"]),
             note="baseline: the same with a warm cache",
         )
     )
