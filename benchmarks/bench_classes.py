@@ -42,7 +42,8 @@ class CpuClass:
 
 
 # Every variable that caps a library's kernels. A class sets its own and clears the others, so a
-# cap in the caller's environment cannot leak into the native class.
+# cap in the caller's environment cannot leak into the native class (an OPENBLAS_CORETYPE set
+# for the whole machine included: the native and AVX-512 classes get OpenBLAS's own choice).
 _AVX2_CAPS = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN: bf16/int8 matmuls, packed linears
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",  # MKL: torch's fp32 GEMM
@@ -65,7 +66,7 @@ CLASSES = {
 
 MEASURES = ("postprocess", "analyze", "embed")
 # (full, quick) sizes: post-processing n x 768 x 6 snapshots; analyze n x 768 x 2 snapshots;
-# embed images x 2 ViT-base checkpoints (the size is 512; 128 keeps a class under ~4 min).
+# embed images x 2 ViT-base checkpoints (the size is 512: ~12 min a class on 2 cores; 128 by default).
 SIZES = {
     "post_n": (10_000, 1000),
     "post_snapshots": (6, 3),
@@ -99,11 +100,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--measures", type=_names_of(MEASURES), help=f"comma-separated, of {','.join(MEASURES)} (default: all)"
     )
-    positive = _at_least_one
-    parser.add_argument("--pairs", type=positive, help="pairs of ours and the notebook way per measure (default 3)")
-    parser.add_argument("--post-n", type=positive, help="post-processing: images per snapshot (default 10000)")
-    parser.add_argument("--analyze-n", type=positive, help="analyze: images per snapshot (default 50000)")
-    parser.add_argument("--embed-images", type=positive, help="embed: images per checkpoint (default 128)")
+    parser.add_argument(
+        "--pairs", type=_at_least_one, help="pairs of ours and the notebook way per measure (default 3)"
+    )
+    parser.add_argument("--post-n", type=_at_least_one, help="post-processing: images per snapshot (default 10000)")
+    parser.add_argument("--analyze-n", type=_at_least_one, help="analyze: images per snapshot (default 50000)")
+    parser.add_argument("--embed-images", type=_at_least_one, help="embed: images per checkpoint (default 128)")
 
 
 def _at_least_one(text: str) -> int:
