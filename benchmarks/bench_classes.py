@@ -15,7 +15,7 @@ CPU gets (``bf16_is_native`` honours ``ONEDNN_MAX_CPU_ISA``).
 
 Each measure is :func:`benchmarks.paired.paired` pairs of ours and the notebook way, run by
 the measure's own benchmark (``versus_notebook`` in bench_postprocess, bench_analyze and
-bench_embed); the table gives the medians, the median pair's ratio and the pairs' range.
+embed_notebook); the table gives the medians, the median pair's ratio and the pairs' range.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def _found() -> str:
 
 
 def _child(spec: dict) -> dict:
-    from . import bench_analyze, bench_embed, bench_postprocess
+    from . import bench_analyze, bench_postprocess, embed_notebook
 
     measure, pairs = spec["measure"], spec["pairs"]
     found = _found()
@@ -249,7 +249,7 @@ def _child(spec: dict) -> dict:
         label, unit = f"analyze, {n} x 768 ({snapshots} snapshots), in memory", "s/snapshot"
     else:
         images = spec["embed_images"]
-        result, precision = bench_embed.versus_notebook(images, 2, pairs)
+        result, precision = embed_notebook.versus_notebook(images, 2, pairs)
         label, unit = f"embed ViT-base, {images} images x 2 checkpoints, whole processes", "s"
         found += f"; embed precision {precision}"
     return dict(result.as_dict(), label=label, unit=unit, found=found)
