@@ -5,6 +5,7 @@
     python -m benchmarks --quick      # smaller sizes, a smoke run
     python -m benchmarks embed --device cuda --images 4096   # embed throughput on a GPU
     python -m benchmarks knn analyze --device cuda --n 50000   # neighbour search on a GPU
+    python -m benchmarks classes --quick   # the three CPU classes side by side (bench_classes.py)
 
 Each ``benchmarks/bench_NAME.py`` defines ``run(quick: bool, **options) -> list[dict]``
 (options: ``device``, ``n``, ``baseline_large``, ``images``, ``snapshots``, passed where its
@@ -12,6 +13,9 @@ Each ``benchmarks/bench_NAME.py`` defines ``run(quick: bool, **options) -> list[
 ``benchmark``, ``measure``, ``value``, ``unit`` and optionally ``baseline``, ``ratio``,
 ``target``, ``met`` (bool) and ``note``. Ratios compare against a baseline measured in
 the same run on the same machine; nothing here is a timed assertion.
+A module may also define ``add_arguments(parser)`` (its own options, passed to its ``run``),
+``table(rows) -> str`` (its rows printed its own way) and ``IN_ALL = False`` (run only when
+named).
 """
 
 from __future__ import annotations
@@ -64,8 +68,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+def _parser(modules) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0], add_help=False)
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--device", default="auto", help="torch device for the neighbour search (knn)")
@@ -83,29 +87,41 @@ def main(argv: list[str] | None = None) -> int:
         dest="torch_compile",
         help="embed throughput run: also the steady state through torch.compile",
     )
-    args = parser.parse_args(argv)
+    for module in modules:  # the named benchmarks' own options
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(parser.add_argument_group(module.__name__.rsplit(".", 1)[-1]))
+    return parser
+
+
+def _module(name: str):
+    return importlib.import_module(f"benchmarks.bench_{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
     available = sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
-    names = args.names or available
+    named, _ = _parser([]).parse_known_args(argv)  # which benchmarks, to add their options
+    parser = _parser([_module(name) for name in named.names if name in available])
+    parser.add_argument("-h", "--help", action="help", help="show this help message and exit")
+    args = parser.parse_args(argv)
+    names = args.names or [name for name in available if getattr(_module(name), "IN_ALL", True)]
     unknown = sorted(set(names) - set(available))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; available: {available}")
     print(f"Machine: {machine()}\n", flush=True)
     rows = []
     for name in names:
-        module = importlib.import_module(f"benchmarks.bench_{name}")
-        options = dict(
-            device=args.device,
-            n=args.n,
-            baseline_large=args.baseline_large,
-            images=args.images,
-            snapshots=args.snapshots,
-            torch_compile=args.torch_compile,
-        )
+        module = _module(name)
+        options = {key: value for key, value in vars(args).items() if key not in ("names", "quick")}
         accepted = inspect.signature(module.run).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
             options = {key: value for key, value in options.items() if key in accepted}
-        rows += module.run(quick=args.quick, **options)
-    print(table(rows), flush=True)
+        module_rows = module.run(quick=args.quick, **options)
+        if hasattr(module, "table"):
+            print(module.table(module_rows) + "\n", flush=True)
+        else:
+            rows += module_rows
+    if rows:
+        print(table(rows), flush=True)
     return 0
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .paired import Paired, paired
+
 DIM = 768
 CLASSES = 10
 TARGET_S = 1.2  # issue 12: 10k x 768 per snapshot
@@ -31,6 +33,34 @@ def _embeddings(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     # a shared offset like real CLS vectors have, clusters, and per-image noise
     x = 2.0 + 0.6 * centres[labels] + rng.normal(0, 1, (n, DIM)).astype(np.float32)
     return x.astype(np.float32), labels
+
+
+# The notebook way's analysis (what the seed article's code does, written plainly): per snapshot
+# a new cleanlab OutOfDistribution fitted on the features, a 2-D PCA and scipy's procrustes
+# chained to the previous frame. A script's text, so that bench_postprocess runs it as a whole
+# process (with its GIF) and versus_notebook times it in memory, the same lines both ways.
+NOTEBOOK_ANALYSIS = r"""
+import warnings
+from pathlib import Path
+import numpy as np
+from cleanlab.outlier import OutOfDistribution
+from sklearn.decomposition import PCA
+from scipy.spatial import procrustes
+
+def analysed(run):
+    files = sorted((Path(run) / "embeddings").glob("step-*[0-9].npy"), key=lambda p: int(p.stem.split("-")[1]))
+    prev = None
+    for f in files:
+        x = np.load(f)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = OutOfDistribution().fit_score(features=x)
+        xy = PCA(n_components=2).fit_transform(x)
+        if prev is not None:
+            _, xy, _ = procrustes(prev, xy)
+        prev = xy
+        yield f, scores, xy
+"""
 
 
 def _make_run(root: Path, n: int, snapshots: int):
@@ -68,6 +98,38 @@ def _time_analyze(n: int, snapshots: int) -> tuple[float, float, float]:
         analyze(run, quiet=True)
         again = time.perf_counter() - t
     return wall, cpu, again
+
+
+def versus_notebook(n: int, snapshots: int, pairs: int) -> Paired:
+    """Seconds per snapshot of a fresh ``analyze()`` against the notebook way's analysis
+    (:data:`NOTEBOOK_ANALYSIS`), both in this process with their imports done, on the same
+    synthetic ``n`` x 768 run of ``snapshots`` snapshots, in ``pairs`` alternating pairs.
+    ``analyze`` does more (kNN accuracy, trustworthiness, dynamics, atomic writes)."""
+    import shutil
+
+    from spotreview.analysis.analyze import analyze
+
+    notebook = {}
+    exec(NOTEBOOK_ANALYSIS, notebook)  # noqa: S102 - our own script's text, as bench_postprocess runs it
+    with tempfile.TemporaryDirectory() as tmp:
+        warm, _, _ = _make_run(Path(tmp) / "warm", 200, 2)
+        analyze(warm, quiet=True)  # imports and first-call costs are not per-snapshot costs
+        list(notebook["analysed"](warm.root))
+        run, _, _ = _make_run(Path(tmp) / "run", n, snapshots)
+
+        def ours() -> float:
+            shutil.rmtree(run.analysis_dir, ignore_errors=True)
+            start = time.perf_counter()
+            analyze(run, quiet=True)
+            return time.perf_counter() - start
+
+        def notebook_way() -> float:
+            start = time.perf_counter()
+            for _ in notebook["analysed"](run.root):
+                pass
+            return time.perf_counter() - start
+
+        return paired(ours, notebook_way, pairs).scaled(1 / snapshots)
 
 
 def _former_scores_and_knn_accuracy(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:

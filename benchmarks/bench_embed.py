@@ -25,62 +25,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
 from .bench_postprocess import _wall
-
-
-def _vit_base_checkpoints(root: Path, n_snapshots: int, image_size: int):
-    """`checkpoint-STEP` dirs of a ViT-base-sized classifier (86M params) + its processor."""
-    import torch
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    config = ViTConfig(image_size=image_size, patch_size=16, num_labels=10)  # ViT-base sizes
-    processor = ViTImageProcessor(size={"height": image_size, "width": image_size})
-    for step in range(n_snapshots):
-        torch.manual_seed(step)
-        model = ViTForImageClassification(config)
-        path = root / f"checkpoint-{step}"
-        model.save_pretrained(path)
-        processor.save_pretrained(path)
-    return config, processor
-
-
-def _image_folder(root: Path, n_images: int, seed: int = 0) -> Path:
-    """CIFAR-like 32x32 RGB PNGs in one sub-folder per class."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for i in range(n_images):
-        folder = root / f"class{i % 10}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{i:05d}.png")
-    return root
-
-
-NOTEBOOK = r"""
-import sys
-from pathlib import Path
-import numpy as np, torch
-from PIL import Image
-from transformers import AutoImageProcessor, AutoModel
-from transformers.utils import logging
-
-logging.set_verbosity_error()  # "newly initialized pooler" notes: expected, not news
-run, folder = Path(sys.argv[1]), Path(sys.argv[2])
-images = [Image.open(p).convert("RGB") for p in sorted(folder.rglob("*.png"))]
-for path in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
-    processor = AutoImageProcessor.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    vectors = []
-    with torch.no_grad():
-        for start in range(0, len(images), 24):
-            inputs = processor(images=images[start : start + 24], return_tensors="pt")
-            vectors.append(model(**inputs).last_hidden_state[:, 0].numpy())
-    np.save(run / f"notebook-{path.name}.npy", np.concatenate(vectors))
-"""
+from .embed_notebook import NOTEBOOK, _image_folder, _vit_base_checkpoints
+from .paired import Paired
 
 
 def gemm_flops_per_s(dtype, m: int, k: int = 768, n: int = 3072, trials: int = 5, device="cpu") -> float:
@@ -315,15 +266,16 @@ def run(
             return _wall(cli + [str(run_dir), "--images", str(folder), *flags, "-q"])
 
         first_compiled_s = ours("compiled")  # fills the compile cache (what a user's first compiled run pays)
-        # Whole processes (start-up, imports and model loading count), alternating A B C C B A
-        # because a shared machine's speed drifts within minutes; each figure is
-        # the sum of its two runs.
-        seconds = {"notebook": 0.0, "eager": 0.0, "compiled": 0.0}
-        for way in ("notebook", "eager", "compiled", "compiled", "eager", "notebook"):
-            if way == "notebook":
-                seconds[way] += _wall([sys.executable, "-c", NOTEBOOK, str(run_dir), str(folder)])
-            else:
-                seconds[way] += ours(way)
+        # Whole processes (start-up, imports and model loading count) in rounds of the three
+        # ways, alternating A B C, C B A, ... because a shared machine's speed drifts within
+        # minutes; each way is compared with the notebook run of its own round (a pair).
+        seconds = {"notebook": [], "eager": [], "compiled": []}
+        for i in range(2 if quick else 3):
+            for way in ("notebook", "eager", "compiled")[:: 1 if i % 2 == 0 else -1]:
+                if way == "notebook":
+                    seconds[way].append(_wall([sys.executable, "-c", NOTEBOOK, str(run_dir), str(folder)]))
+                else:
+                    seconds[way].append(ours(way))
 
         # Steady state: the forward passes alone, eager and compiled alternating (A B B A), each
         # next to a measurement of the limit GEMM (best of all: a limit, not an average).
@@ -341,21 +293,21 @@ def run(
 
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
     flops = flops_per_image(config)
+    total = n_images * n_snapshots
     for way, label in (("eager", "default, not compiled"), ("compiled", "--compile, warm cache")):
-        total = 2 * n_images * n_snapshots
-        ratio = seconds["notebook"] / seconds[way]
+        pairs = Paired(tuple(seconds[way]), tuple(seconds["notebook"]))
         rows.append(
             dict(
                 benchmark="embed",
                 measure=f"`spotreview embed`, {n_images} images x {n_snapshots} ViT-base snapshots "
                 f"({precision}, {label}), whole process",
-                value=total / seconds[way],
+                value=total / pairs.ours_median,
                 unit="img/s",
-                baseline=total / seconds["notebook"],
-                ratio=ratio,
+                baseline=total / pairs.baseline_median,
+                ratio=pairs.ratio,
                 target=">= 3x",
-                met=ratio >= 3,
-                note="baseline: the notebook way (processor per snapshot, fp32, batch 24); mean of A B C C B A",
+                met=pairs.ratio >= 3,
+                note=f"baseline: the notebook way (processor per snapshot, fp32, batch 24); {pairs.summary()}",
             )
         )
         achieved = 2 * n_images / forward_s[way] * flops
@@ -370,7 +322,7 @@ def run(
                 met=achieved / limit >= 0.75,
                 note=f"{2 * n_images / forward_s[way]:.1f} img/s, {achieved / 1e9:.0f} GFLOP/s "
                 f"vs GEMM {limit / 1e9:.0f} GFLOP/s ({BATCH * tokens} x 768 @ 768 x 3072); whole process: "
-                f"{total / seconds[way] * flops / limit:.2f} of the limit",
+                f"{total / pairs.ours_median * flops / limit:.2f} of the limit",
             )
         )
     rows.append(
@@ -379,7 +331,7 @@ def run(
             measure="first compiled `spotreview embed` (compile cache as found)",
             value=first_compiled_s,
             unit="s",
-            baseline=seconds["compiled"] / 2,
+            baseline=median(seconds["compiled"]),
             note="baseline: the same with a warm cache",
         )
     )

@@ -24,35 +24,26 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench_analyze import _make_run
+from .bench_analyze import NOTEBOOK_ANALYSIS, _make_run
+from .paired import Paired, paired
 
 ROOT = Path(__file__).resolve().parent.parent
 
-NOTEBOOK = r"""
-import sys, io, warnings
-from pathlib import Path
-import numpy as np, pandas as pd
+# The notebook's analysis (bench_analyze.NOTEBOOK_ANALYSIS), then one pyplot PNG per frame.
+NOTEBOOK = (
+    NOTEBOOK_ANALYSIS
+    + r"""
+import sys, io
+import pandas as pd
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import imageio.v2 as imageio
-from cleanlab.outlier import OutOfDistribution
-from sklearn.decomposition import PCA
-from scipy.spatial import procrustes
 
 run, out = Path(sys.argv[1]), sys.argv[2]
 labels = pd.read_csv(run / "eval.csv")["label"].to_numpy()
-files = sorted((run / "embeddings").glob("step-*[0-9].npy"), key=lambda p: int(p.stem.split("-")[1]))
-frames, prev = [], None
-for f in files:
-    x = np.load(f)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scores = OutOfDistribution().fit_score(features=x)
-    xy = PCA(n_components=2).fit_transform(x)
-    if prev is not None:
-        _, xy, _ = procrustes(prev, xy)
-    prev = xy
+frames = []
+for f, scores, xy in analysed(run):
     fig, ax = plt.subplots(figsize=(12.8, 7.2), dpi=100)
     ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=4)
     ax.set_title(f"{f.stem}: most atypical score {scores.min():.3f}")
@@ -62,6 +53,7 @@ for f in files:
     frames.append(imageio.imread(buf.getvalue()))
 imageio.mimsave(out, frames, duration=0.5, loop=0)
 """
+)
 
 
 def _images_and_log(run, n: int) -> None:
@@ -87,9 +79,9 @@ def _wall(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def run(quick: bool = False, **_) -> list[dict]:
-    n, snapshots = (1000, 3) if quick else (10_000, 6)
-    pairs_count = 2 if quick else 6
+def versus_notebook(n: int, snapshots: int, pairs: int) -> Paired:
+    """Seconds of ``analyze`` + ``export`` (GIF) against the notebook way, whole processes, on a
+    synthetic ``n`` x 768 run of ``snapshots`` snapshots, in ``pairs`` alternating pairs."""
     cli = [sys.executable, "-m", "spotreview"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -104,48 +96,50 @@ def run(quick: bool = False, **_) -> list[dict]:
         def notebook() -> float:
             return _wall([sys.executable, "-c", NOTEBOOK, root, gif])
 
-        pairs = []
-        for i in range(pairs_count):
-            if i % 2 == 0:
-                nb = notebook()
-                pairs.append((nb, ours()))
-            else:
-                sr = ours()
-                pairs.append((notebook(), sr))
+        return paired(ours, notebook, pairs)
+
+
+def _fixed_costs(n: int, snapshots: int) -> tuple[float, float]:
+    """Median of 3 wall seconds: ``spotreview --help``, and ``analyze`` of an analysed run."""
+    cli = [sys.executable, "-m", "spotreview"]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir, _, _ = _make_run(Path(tmp) / "run", n, snapshots)
+        _wall(cli + ["analyze", str(run_dir.root)])
         helps = sorted(_wall(cli + ["--help"]) for _ in range(3))
-        again = sorted(_wall(cli + ["analyze", root]) for _ in range(3))
-    nb, sr = float(np.median([p[0] for p in pairs])), float(np.median([p[1] for p in pairs]))
-    ratios = sorted(p[0] / p[1] for p in pairs)
-    ratio = float(np.median(ratios))
+        again = sorted(_wall(cli + ["analyze", str(run_dir.root)]) for _ in range(3))
+    return helps[1], again[1]
+
+
+def run(quick: bool = False, **_) -> list[dict]:
+    n, snapshots = (1000, 3) if quick else (10_000, 6)
+    result = versus_notebook(n, snapshots, pairs=2 if quick else 6)
+    helps, again = _fixed_costs(n, snapshots)
     size = f"{n} x 768 x {snapshots} snapshots"
     return [
         dict(
             benchmark="postprocess",
             measure=f"analyze + export GIF, {size}, whole processes",
             unit="s",
-            value=sr,
-            baseline=nb,
-            ratio=ratio,
+            value=result.ours_median,
+            baseline=result.baseline_median,
+            ratio=result.ratio,
             target=">= 5x",
-            met=ratio >= 5,
-            note=f"baseline: the notebook way (new OOD per snapshot, PCA, chained scipy procrustes, pyplot PNG "
-            f"per frame, imageio GIF); medians of {len(pairs)} pairs in alternating order; ratio: the median "
-            f"pair's, pairs {ratios[0]:.2f}-{ratios[-1]:.2f}; spotreview {min(p[1] for p in pairs):.2f}-"
-            f"{max(p[1] for p in pairs):.2f} s, "
-            f"notebook {min(p[0] for p in pairs):.1f}-{max(p[0] for p in pairs):.1f} s",
+            met=result.ratio >= 5,
+            note="baseline: the notebook way (new OOD per snapshot, PCA, chained scipy procrustes, pyplot PNG "
+            f"per frame, imageio GIF); {result.summary()}",
         ),
         dict(
             benchmark="postprocess",
             measure="`spotreview --help`, whole process",
             unit="s",
-            value=helps[1],
+            value=helps,
             note="median of 3",
         ),
         dict(
             benchmark="postprocess",
             measure=f"`spotreview analyze` of an analysed run, {size}",
             unit="s",
-            value=again[1],
+            value=again,
             note="median of 3: the fixed cost of a command with nothing to compute",
         ),
     ]
