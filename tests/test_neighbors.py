@@ -35,7 +35,8 @@ def _fit_score(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp64"])
-@pytest.mark.parametrize("block_rows", [None, 37])  # 37: n is not a multiple of the block
+# 37: n is not a multiple of the block; 5: blocks narrower than the candidates kept per row
+@pytest.mark.parametrize("block_rows", [None, 37, 5])
 def test_neighbours_equal_brute_force(precision, block_rows):
     x, _ = _clusters(500, 48, offset=1.5)
     stats = {}

@@ -13,7 +13,9 @@ cleanlab 2.9's ``OutOfDistribution().fit_score(features=x)`` (``_get_ood_feature
 sklearn does the cosine search as one float32 GEMM in 1 GB chunks that it allocates afresh
 every time, so the kernel must zero every new page (benchmarks/RESULTS.md).
 Here queries go in blocks of rows against all points into one reused buffer, so memory is
-O(n*K + block*n) and never n x n. Where the device multiplies bfloat16 natively (AVX512-BF16
+O(n*K + block*n) and never n x n. A float32 search of all rows on a CPU goes in square tiles
+instead and computes each similarity once, for its row and its column (``_symmetric_topk``):
+the matrix is symmetric. Where the device multiplies bfloat16 natively (AVX512-BF16
 or AMX on CPUs) the search runs in bf16 for K = k + margin candidates, then every candidate's
 similarity is recomputed in float64 and the top k taken. A per-row certificate proves that no
 point outside the candidates can be nearer than the k-th (see ``_bf16_error``); rows without
@@ -40,7 +42,7 @@ HIGH_DIMENSION_CUTOFF = 3  # cleanlab: cosine above this many columns, euclidean
 # more rows to a float32 search (a row the certificate cannot settle is searched again, never
 # guessed); the choice is measured in benchmarks/RESULTS.md.
 BF16_MARGIN = 38
-FP32_MARGIN = 16
+FP32_MARGIN = 6
 BF16_MIN_ROWS = 4096  # below this float32 is quick enough and bf16 saves nothing
 _U32 = 2.0**-24  # unit roundoff of float32
 _U16 = 2.0**-7  # bf16 output rounding: 2**-8 rounding to nearest; 2**-7 covers truncation too
@@ -148,7 +150,7 @@ def cosine_knn(
     norms = torch.linalg.vector_norm(x64, dim=1, keepdim=True)
     x64 /= torch.where(norms == 0, 1.0, norms)
     # rows per block: on a CPU 1024, so that a block's similarities are still in cache when
-    # top-k reads them
+    # top-k reads them; ``block_rows`` is also the tile of the symmetric float32 search
     budget, most_rows = ((1 << 30), 4096) if dev.type == "cuda" else ((256 << 20), 1024)
     todo = torch.arange(n, device=dev)
     sims = torch.empty(n, k, dtype=torch.float64, device=dev)
@@ -159,8 +161,11 @@ def cosine_knn(
                 break
             keys, queries, offset, err = _stage_operands(x64, stage)
             kk = min(n - 1, k + (margin if stage == "bf16" else FP32_MARGIN if stage == "fp32" else 0))
-            block = block_rows or max(kk, min(most_rows, budget // (n * keys.element_size())))
-            cand_vals, cand_idx = _blocked_topk(queries, keys, todo, kk, block)
+            if stage == "fp32" and dev.type == "cpu" and len(todo) == n:
+                cand_vals, cand_idx = _symmetric_topk(keys, kk, block_rows or 2048)
+            else:
+                block = block_rows or max(kk, min(most_rows, budget // (n * keys.element_size())))
+                cand_vals, cand_idx = _blocked_topk(queries, keys, todo, kk, block)
             s, i = _rerank(x64, todo, cand_idx, k)
             if stage == "fp64" or kk == n - 1:
                 ok = torch.ones(len(todo), dtype=torch.bool, device=dev)
@@ -271,6 +276,59 @@ def _blocked_topk(queries, keys, rows, kk: int, block: int):
         s[torch.arange(stop - start, device=dev), r] = -math.inf
         torch.topk(s, kk, dim=1, sorted=False, out=(vals[start:stop], idx[start:stop]))
     return vals, idx
+
+
+def _symmetric_topk(x, kk: int, tile: int = 2048):
+    """Top-kk of ``x @ x.T`` per row, the row's own point excluded, each product computed once.
+
+    The similarity matrix is symmetric, so each (tile, tile) block above the diagonal serves
+    its rows and, transposed, its columns: half the GEMM of ``_blocked_topk``. A running
+    top-kk per row takes each block's top-kk. Tiles of 2048: a block's 16 MiB fit under
+    glibc's mmap threshold, so its pages are reused, not faulted in afresh (RESULTS.md).
+    Returns values (n, kk) float32 and indices (n, kk) int64, unsorted.
+    """
+    import torch
+
+    n = len(x)
+    vals = torch.full((n, kk), -math.inf, dtype=x.dtype)
+    idx = torch.zeros(n, kk, dtype=torch.int64)
+    flipped = torch.empty(tile * tile, dtype=x.dtype)
+
+    def take(rows: slice, block, first_column: int):
+        v, i = torch.topk(block, min(kk, block.shape[1]), dim=1, sorted=False)
+        both_v = torch.cat([vals[rows], v], dim=1)
+        both_i = torch.cat([idx[rows], i + first_column], dim=1)
+        vals[rows], pos = torch.topk(both_v, kk, dim=1, sorted=False)
+        idx[rows] = both_i.gather(1, pos)
+
+    for top in range(0, n, tile):
+        rows = slice(top, top + tile)
+        for left in range(top, n, tile):
+            cols = slice(left, left + tile)
+            block = _fp32_gemm_nt(x[rows], x[cols])
+            if left == top:
+                block.fill_diagonal_(-math.inf)
+            take(rows, block, left)
+            if left > top:
+                t = flipped[: block.numel()].view(block.shape[1], block.shape[0])
+                t.copy_(block.T)
+                take(cols, t, top)
+    return vals, idx
+
+
+def _fp32_gemm_nt(a, b):
+    """``a @ b.T`` in float32 on the CPU through oneDNN where torch has it, else ``torch.mm``.
+
+    oneDNN picks its kernels by the CPU's ISA on every vendor; MKL's sgemm (``torch.mm``)
+    takes its AVX2 path on AMD CPUs with AVX-512: half the speed there (RESULTS.md). Both
+    accumulate in float32, which is all the certificate assumes.
+    """
+    import torch
+
+    linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+    if linear is None:
+        return a @ b.T
+    return linear(a, b, None, "none", [], "")
 
 
 def _rerank(x64, rows, cand, k: int, block: int = 1024):
