@@ -58,6 +58,19 @@ def test_bf16_rows_without_certificate_are_searched_again():
     np.testing.assert_array_equal(idx, _brute_force(x, 10)[1])
 
 
+def test_tied_similarities_across_tiles_keep_exact_distances():
+    """Duplicates tie at the running k-th value the tiled float32 search filters on: the
+    distances still equal the float64 search's and each index is at its stated distance."""
+    x, _ = _clusters(200, 16, seed=4)
+    x[20:35] = x[19]  # a set bigger than k + 1, spread over three tiles of 7
+    x[100:103] = x[150]
+    dist, idx = cosine_knn(x, 10, precision="fp32", block_rows=7, device="cpu")
+    np.testing.assert_allclose(dist, _brute_force(x, 10)[0], rtol=0, atol=1e-12)
+    xn = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    np.testing.assert_allclose(1 - np.einsum("id,ikd->ik", xn, xn[idx]), dist, rtol=0, atol=1e-12)
+    assert (idx != np.arange(200)[:, None]).all()
+
+
 def test_scores_equal_cleanlab_fit_score():
     x, _ = _clusters(600, 64)
     dist, idx, metric = cleanlab_neighbors(x, 10, precision="bf16", device="cpu")

@@ -282,9 +282,11 @@ def _symmetric_topk(x, kk: int, tile: int = 2048):
     """Top-kk of ``x @ x.T`` per row, the row's own point excluded, each product computed once.
 
     The similarity matrix is symmetric, so each (tile, tile) block above the diagonal serves
-    its rows and, transposed, its columns: half the GEMM of ``_blocked_topk``. A running
-    top-kk per row takes each block's top-kk. Tiles of 2048: a block's 16 MiB fit under
-    glibc's mmap threshold, so its pages are reused, not faulted in afresh (RESULTS.md).
+    its rows and its columns: half the GEMM of ``_blocked_topk``. Each point keeps a running
+    top-kk. Once a point's list is full, only a block's entries above the list's smallest value
+    can enter it; one comparison finds those few (a top-k of the whole block costs more than its
+    GEMM's share, RESULTS.md). Tiles of 2048: a block's 16 MiB fit under glibc's mmap
+    threshold, so its pages are reused, not faulted in afresh.
     Returns values (n, kk) float32 and indices (n, kk) int64, unsorted.
     """
     import torch
@@ -294,25 +296,54 @@ def _symmetric_topk(x, kk: int, tile: int = 2048):
     idx = torch.zeros(n, kk, dtype=torch.int64)
     flipped = torch.empty(tile * tile, dtype=x.dtype)
 
-    def take(rows: slice, block, first_column: int):
-        v, i = torch.topk(block, min(kk, block.shape[1]), dim=1, sorted=False)
-        both_v = torch.cat([vals[rows], v], dim=1)
-        both_i = torch.cat([idx[rows], i + first_column], dim=1)
-        vals[rows], pos = torch.topk(both_v, kk, dim=1, sorted=False)
-        idx[rows] = both_i.gather(1, pos)
+    def offer(points, candidates, values):
+        """Merge (point, candidate, similarity) triples, ``points`` ascending, into the lists."""
+        uniq, inverse, counts = torch.unique_consecutive(points, return_inverse=True, return_counts=True)
+        slot = kk + torch.arange(len(points)) - (counts.cumsum(0) - counts)[inverse]
+        width = kk + int(counts.max())
+        both_v = torch.full((len(uniq), width), -math.inf, dtype=x.dtype)
+        both_i = torch.zeros(len(uniq), width, dtype=torch.int64)
+        both_v[:, :kk], both_i[:, :kk] = vals[uniq], idx[uniq]
+        both_v[inverse, slot], both_i[inverse, slot] = values, candidates
+        vals[uniq], pos = torch.topk(both_v, kk, dim=1, sorted=False)
+        idx[uniq] = both_i.gather(1, pos)
+
+    def take(first_point: int, block, first_candidate: int):
+        """Offer ``block``'s rows (points from ``first_point``) their candidates."""
+        points = slice(first_point, first_point + len(block))
+        floor = vals[points].amin(dim=1)
+        if torch.isinf(floor).any():  # a list not full yet: the block's own top-kk of each row
+            v, i = torch.topk(block, min(kk, block.shape[1]), dim=1, sorted=False)
+            both_v = torch.cat([vals[points], v], dim=1)
+            both_i = torch.cat([idx[points], i + first_candidate], dim=1)
+            vals[points], pos = torch.topk(both_v, kk, dim=1, sorted=False)
+            idx[points] = both_i.gather(1, pos)
+            return
+        r, c = (block > floor[:, None]).nonzero(as_tuple=True)
+        if len(r):
+            offer(r + first_point, c + first_candidate, block[r, c])
+
+    def take_columns(first_point: int, block, first_candidate: int):
+        """Offer ``block``'s columns (points from ``first_point``) their candidates, the rows."""
+        floor = vals[first_point : first_point + block.shape[1]].amin(dim=1)
+        if torch.isinf(floor).any():
+            flip = flipped[: block.numel()].view(block.shape[1], block.shape[0])
+            take(first_point, flip.copy_(block.T), first_candidate)
+            return
+        r, c = (block > floor[None, :]).nonzero(as_tuple=True)
+        if len(r):
+            order = torch.argsort(c, stable=True)
+            r, c = r[order], c[order]
+            offer(c + first_point, r + first_candidate, block[r, c])
 
     for top in range(0, n, tile):
-        rows = slice(top, top + tile)
         for left in range(top, n, tile):
-            cols = slice(left, left + tile)
-            block = _fp32_gemm_nt(x[rows], x[cols])
+            block = _fp32_gemm_nt(x[top : top + tile], x[left : left + tile])
             if left == top:
                 block.fill_diagonal_(-math.inf)
-            take(rows, block, left)
+            take(top, block, left)
             if left > top:
-                t = flipped[: block.numel()].view(block.shape[1], block.shape[0])
-                t.copy_(block.T)
-                take(cols, t, top)
+                take_columns(left, block, top)
     return vals, idx
 
 
