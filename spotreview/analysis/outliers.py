@@ -33,6 +33,7 @@ features to ~1e-12 and on float32 features to the rounding of its float32 distan
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import numpy as np
@@ -356,12 +357,23 @@ def _fp32_gemm_nt(a, b):
     takes its AVX2 path on AMD CPUs with AVX-512: half the speed there (RESULTS.md). Both
     accumulate in float32, which is all the certificate assumes.
     """
+    linear = _onednn_linear()
+    return a @ b.T if linear is None else linear(a, b, None, "none", [], "")
+
+
+@functools.cache
+def _onednn_linear():
+    """torch's oneDNN linear op (private: inductor's), or None where this torch has no working one."""
     import torch
 
-    linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
-    if linear is None:
-        return a @ b.T
-    return linear(a, b, None, "none", [], "")
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        linear = torch.ops.mkldnn._linear_pointwise
+        a, b = torch.ones(2, 3), torch.ones(4, 3)
+        return linear if torch.equal(linear(a, b, None, "none", [], ""), a @ b.T) else None
+    except (AttributeError, RuntimeError, TypeError):
+        return None
 
 
 def _rerank(x64, rows, cand, k: int, block: int = 1024):
