@@ -48,6 +48,16 @@ def test_neighbours_equal_brute_force(precision, block_rows):
     assert sum(stats.values()) == 500 and stats.get(precision) == 500
 
 
+def test_the_float32_search_without_onednn_takes_torch_mm(monkeypatch):
+    """The tiled search's GEMM is torch's private oneDNN op; a torch without it gets torch.mm."""
+    from spotreview.analysis import outliers
+
+    monkeypatch.setattr(outliers, "_onednn_linear", lambda: None)
+    x, _ = _clusters(300, 24, offset=1.0, seed=7)
+    dist, idx = cosine_knn(x, 10, precision="fp32", block_rows=64, device="cpu")
+    np.testing.assert_array_equal(idx, _brute_force(x, 10)[1])
+
+
 def test_bf16_rows_without_certificate_are_searched_again():
     """With no margin the bf16 candidates cannot prove most rows; those rows fall back to
     float32 and the result is still exact."""
