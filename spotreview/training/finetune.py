@@ -260,8 +260,9 @@ def _finish(run: Run, manifest: dict, recorder, images, keep_checkpoints: bool, 
     steps = run.snapshots()
     manifest.update(
         finished=True,
-        seconds=round(seconds, 1),
-        record_seconds=round(recorder.seconds, 1),  # of which recording snapshots
+        # milliseconds: a small run records in under 0.05 s, which tenths would write as 0
+        seconds=round(seconds, 3),
+        record_seconds=round(recorder.seconds, 3),  # of which recording snapshots
         num_train_recorded=_set_size(run.for_set(TRAIN)),
         snapshots=steps,
         accuracy={str(s): _accuracy(run, s, images.eval_labels) for s in (steps[0], steps[-1])},
